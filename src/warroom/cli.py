@@ -1,0 +1,233 @@
+"""The typer command line: parse options, call one library function, render, map errors.
+
+No SQL, parsing or serialisation lives here. Errors from the library arrive as
+``WarroomError`` and leave as one line on stderr and the exit code of
+DESIGN.md section 5; a traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+import duckdb
+import pyarrow as pa
+import typer
+
+from warroom import __version__, db, render
+from warroom.ingest import IngestReport
+from warroom.ingest import ingest as run_ingest
+from warroom.errors import ExitCode, RejectedRowsError, UsageError, WarroomError
+from warroom.export import Format, write
+from warroom.model import Kind
+
+app = typer.Typer(
+    name="warroom",
+    help="Billing-incident forensics: who was charged wrongly, when, by how much, "
+    "and what to give back.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": False}
+
+DbOption = Annotated[
+    Path,
+    typer.Option("--db", envvar="WARROOM_DB", help="The DuckDB file to use.", show_default=True),
+]
+FormatOption = Annotated[
+    Format | None,
+    typer.Option("--format", "-f", help="Output format (default: table on a terminal, else "
+                 "csv; with --out, taken from the file's extension)."),
+]
+OutOption = Annotated[
+    Path | None, typer.Option("--out", "-o", help="Write the rows to this file instead of stdout.")
+]
+MemoryOption = Annotated[
+    str | None, typer.Option("--memory-limit", help="DuckDB memory limit, e.g. 1GB (spills to disk).")
+]
+
+_SUFFIX_FORMATS = {".csv": Format.csv, ".json": Format.json, ".jsonl": Format.jsonl,
+                   ".ndjson": Format.jsonl, ".parquet": Format.parquet, ".md": Format.markdown}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"warroom {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    _state["debug"] = debug or bool(os.environ.get("WARROOM_DEBUG"))
+
+
+def emit(table: pa.Table, fmt: Format | None, out: Path | None, *, title: str | None = None) -> None:
+    """Send rows to stdout or ``--out`` in the chosen format."""
+    if fmt is None:
+        if out is not None:
+            fmt = _SUFFIX_FORMATS.get(out.suffix.lower(), Format.csv)
+        else:
+            fmt = Format.table if sys.stdout.isatty() else Format.csv
+    if fmt is Format.table:
+        if out is not None:
+            raise UsageError("--format table draws on the terminal; pick csv, json, jsonl, "
+                             "parquet or markdown with --out")
+        render.draw_table(table, title=title)
+        return
+    if out is not None:
+        with open(out, "wb") as fh:
+            write(table, fmt, fh)
+        render.note(f"wrote {table.num_rows} rows to {out}")
+        return
+    stream: BinaryIO = sys.stdout.buffer
+    write(table, fmt, stream)
+    stream.flush()
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[str], typer.Argument(help="Files, folders or globs to load.")],
+    kind: Annotated[Kind | None, typer.Option("--kind", help="What the files hold "
+                    "(default: from the file name, else from its fields).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the rows of a file "
+                     "that was already ingested.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Load nothing from a file with "
+                      "rejected rows, and exit 3.")] = False,
+    db_path: DbOption = db.default_db_path(),
+    memory_limit: MemoryOption = None,
+) -> None:
+    """Load request logs, ledgers, abuse decisions and price lists into the database."""
+    con = db.connect(db_path, memory_limit=memory_limit)
+    bars = render.ProgressBars()
+    try:
+        with bars.running():
+            report = run_ingest(con, paths, kind=kind, force=force, strict=strict,
+                                       progress=bars.update)
+    except RejectedRowsError as exc:
+        report = getattr(exc, "report", None)
+        if report is not None:
+            _ingest_summary(report)
+        raise
+    finally:
+        con.close()
+    _ingest_summary(report)
+
+
+def _ingest_summary(report: IngestReport) -> None:
+    for f in report.files:
+        if f.status == "skipped":
+            render.note(f"[yellow]skipped[/] {f.path}: {f.note}")
+            continue
+        verb = {"loaded": "loaded", "replaced": "replaced", "strict-rejected": "refused"}[f.status]
+        rej = f", [red]{f.rows_rejected:,} rejected[/]" if f.rows_rejected else ""
+        render.note(f"{verb} {f.path} ({f.kind}, {f.format}): {f.rows_loaded:,} rows{rej}"
+                    + (f" in {f.seconds:.1f}s" if f.seconds >= 0.1 else ""))
+    render.note(f"{report.rows_loaded:,} rows loaded, {report.rows_rejected:,} rejected "
+                f"from {len(report.files)} file(s)"
+                + ("; see `warroom sources --rejects`" if report.rows_rejected else ""))
+
+
+@app.command()
+def sources(
+    rejects: Annotated[bool, typer.Option("--rejects", help="List the rejected rows "
+                       "(file, line, reason, raw text) instead.")] = False,
+    fmt: FormatOption = None,
+    out: OutOption = None,
+    db_path: DbOption = db.default_db_path(),
+) -> None:
+    """What was loaded, from which files, with hashes, rows and rejects."""
+    from warroom import catalog
+
+    con = db.connect(db_path, read_only=True)
+    try:
+        table = catalog.rejects(con) if rejects else catalog.sources(con)
+    finally:
+        con.close()
+    emit(table, fmt, out, title="rejected rows" if rejects else "sources")
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL to run (read-only).")],
+    fmt: FormatOption = None,
+    out: OutOption = None,
+    db_path: DbOption = db.default_db_path(),
+) -> None:
+    """Run ad-hoc SQL on a read-only connection."""
+    from warroom import catalog
+
+    con = db.connect(db_path, read_only=True)
+    try:
+        table = catalog.run_sql(con, query)
+    finally:
+        con.close()
+    emit(table, fmt, out)
+
+
+@app.command()
+def generate(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the logs and truth into.")],
+    users: Annotated[int, typer.Option("--users", min=1, help="Number of users.")] = 200,
+    days: Annotated[int, typer.Option("--days", min=1, help="Days simulated.")] = 14,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 1,
+    rate: Annotated[float, typer.Option("--requests-per-user-day", min=0.1,
+                    help="Mean requests per user and day.")] = 40.0,
+) -> None:
+    """Write synthetic logs with injected incidents and their ground truth."""
+    from warroom.generate import generate as run_generate
+
+    bars = render.ProgressBars()
+    with bars.running():
+        result = run_generate(out_dir, users=users, days=days, seed=seed,
+                              requests_per_user_day=rate,
+                              progress=lambda done, total: bars.update("users", done / total))
+    for name, rows in sorted(result.files.items()):
+        render.note(f"wrote {out_dir / name}: {rows:,} rows")
+    render.note(f"ground truth in {result.truth_dir}")
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main() -> None:
+    """Console entry point: run the app and turn errors into exit codes."""
+    try:
+        app()
+    except WarroomError as exc:
+        if _state["debug"]:
+            raise
+        render.error(str(exc))
+        sys.exit(int(exc.exit_code))
+    except duckdb.Error as exc:
+        if _state["debug"]:
+            raise
+        text = str(exc).strip().splitlines()
+        render.error(f"database error: {text[0] if text else type(exc).__name__}")
+        sys.exit(int(ExitCode.ERROR))
+    except KeyboardInterrupt:
+        render.error("interrupted")
+        sys.exit(130)
+    except (typer.Exit, SystemExit):
+        raise
+    except BrokenPipeError:
+        # the reader of stdout went away (e.g. `| head`): not an error
+        sys.stderr.close()
+        sys.exit(0)
+    except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
+        if _state["debug"]:
+            raise
+        render.error(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug "
+                     "for the traceback, and please report it)")
+        sys.exit(int(ExitCode.ERROR))

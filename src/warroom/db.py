@@ -1,0 +1,130 @@
+"""Open, lock and create the schema of one warroom DuckDB file.
+
+Every connection runs in UTC, so a ``TIMESTAMP`` always means UTC. DuckDB
+itself locks the file: a second writer gets ``DatabaseLockedError`` (exit 4).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+from warroom.errors import DatabaseError, DatabaseLockedError
+from warroom.model import FIELDS, IDENTITY, TABLES, Kind
+
+DEFAULT_DB = "warroom.duckdb"
+SCHEMA_VERSION = "1"
+
+
+def default_db_path() -> Path:
+    return Path(os.environ.get("WARROOM_DB") or DEFAULT_DB)
+
+
+def connect(
+    path: str | Path,
+    *,
+    read_only: bool = False,
+    memory_limit: str | None = None,
+    create: bool = True,
+) -> duckdb.DuckDBPyConnection:
+    """Open the database at ``path`` (creating its schema unless ``read_only``).
+
+    Raises DatabaseLockedError when another process holds the file, and
+    DatabaseError when it cannot be opened or is not a warroom database.
+    """
+    path = Path(path)
+    if read_only and not path.exists():
+        raise DatabaseError(f"{path}: no such database (run `warroom ingest` first)")
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise DatabaseLockedError(
+                f"{path} is in use by another warroom process; wait for it to finish"
+            ) from None
+        raise DatabaseError(f"{path}: cannot open database: {_first_line(exc)}") from None
+    except duckdb.Error as exc:
+        raise DatabaseError(f"{path}: cannot open database: {_first_line(exc)}") from None
+    con.execute("SET TimeZone = 'UTC'")
+    # keep query progress for our own bars, but never let DuckDB print its own
+    con.execute("SET enable_progress_bar = true")
+    con.execute("SET enable_progress_bar_print = false")
+    if memory_limit:
+        try:
+            con.execute("SET memory_limit = ?", [memory_limit])
+        except duckdb.Error as exc:
+            con.close()
+            raise DatabaseError(f"bad memory limit {memory_limit!r}: {_first_line(exc)}") from None
+    if not read_only and create:
+        ensure_schema(con)
+    return con
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the canonical tables and views if they are not there yet."""
+    con.execute("BEGIN")
+    try:
+        for stmt in schema_statements():
+            con.execute(stmt)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def schema_statements() -> list[str]:
+    stmts = [
+        "CREATE TABLE IF NOT EXISTS warroom_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+        f"INSERT OR IGNORE INTO warroom_meta VALUES ('schema_version', '{SCHEMA_VERSION}')",
+        "CREATE SEQUENCE IF NOT EXISTS source_ids START 1",
+        """CREATE TABLE IF NOT EXISTS sources (
+            source_id INTEGER PRIMARY KEY,
+            path VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            format VARCHAR NOT NULL,
+            compression VARCHAR,
+            profile VARCHAR,
+            sha256 VARCHAR NOT NULL,
+            size_bytes BIGINT NOT NULL,
+            rows_loaded BIGINT NOT NULL,
+            rows_rejected BIGINT NOT NULL,
+            blank_lines BIGINT NOT NULL,
+            ingested_at TIMESTAMP NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS rejects (
+            source_id INTEGER NOT NULL,
+            line BIGINT NOT NULL,
+            raw VARCHAR,
+            reason VARCHAR NOT NULL
+        )""",
+    ]
+    for kind, fields in FIELDS.items():
+        table = TABLES[kind]
+        cols = ["source_id INTEGER NOT NULL", "line BIGINT NOT NULL"]
+        if kind in IDENTITY:
+            cols.append("canonical BOOLEAN NOT NULL")
+        cols += [f"{f.name} {f.type.value}" for f in fields]
+        stmts.append(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(cols)})")
+    for kind in IDENTITY:
+        view = kind.value
+        names = ", ".join(["source_id", "line"] + [f.name for f in FIELDS[kind]])
+        stmts.append(
+            f"CREATE VIEW IF NOT EXISTS {view} AS SELECT {names} FROM {TABLES[kind]} "
+            "WHERE canonical"
+        )
+    stmts.append(
+        """CREATE VIEW IF NOT EXISTS rejects_view AS
+           SELECT s.path, r.line, r.reason, r.raw, s.kind, r.source_id
+           FROM rejects r JOIN sources s USING (source_id)"""
+    )
+    return stmts
+
+
+def table_for(kind: Kind) -> str:
+    return TABLES[kind]

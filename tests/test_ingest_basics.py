@@ -1,0 +1,144 @@
+"""Ingest end to end: provenance, canonical rows, re-ingest, --force, --strict, kinds."""
+
+from __future__ import annotations
+
+import gzip
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import write
+from warroom import ingest
+from warroom.errors import InputError, RejectedRowsError
+from warroom.model import Kind
+
+REQ = ('{"ts":"2025-06-01T10:00:00Z","request_id":"r%d","user_id":"u1","status":200,'
+       '"input_tokens":10,"cached_tokens":2,"output_tokens":5}\n')
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[object, ...]]:
+    return con.execute(sql).fetchall()
+
+
+def test_clean_jsonl_loads_every_line_with_its_line_number(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "requests.jsonl", "".join(REQ % i for i in range(1, 6)))
+    report = ingest(con, [f])
+    assert [r.rows_loaded for r in report.files] == [5]
+    assert rows(con, "SELECT line, request_id FROM requests ORDER BY line") == [
+        (i, f"r{i}") for i in range(1, 6)]
+    assert rows(con, "SELECT path, kind, rows_loaded, rows_rejected FROM sources") == [
+        (str(f), "requests", 5, 0)]
+
+
+def test_blank_lines_keep_numbering_and_are_not_rows(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "requests.jsonl", REQ % 1 + "\n   \n" + REQ % 2 + "\n")
+    report = ingest(con, [f])
+    assert (report.files[0].rows_loaded, report.files[0].rows_rejected,
+            report.files[0].blank_lines) == (2, 0, 3)
+    assert rows(con, "SELECT line FROM requests ORDER BY line") == [(1,), (4,)]
+
+
+def test_timestamps_and_money_are_exact_and_utc(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "ledger.jsonl", "\n".join([
+        '{"entry_id":"a","ts":"2025-06-01T12:00:00+02:00","user_id":"u","kind":"topup","amount":"10.000001"}',
+        '{"entry_id":"b","ts":1748772000,"user_id":"u","kind":"charge","amount":-0.1,"request_id":"r"}',
+        '{"entry_id":"c","ts":1748772000123,"user_id":"u","kind":"charge","amount":"-0.000001","request_id":"s"}',
+        '{"entry_id":"d","ts":"2025-06-01 10:00:00","user_id":"u","kind":"reset","balance_after":"5"}',
+    ]) + "\n")
+    ingest(con, [f])
+    got = rows(con, "SELECT entry_id, CAST(ts AS VARCHAR), amount, currency FROM ledger ORDER BY entry_id")
+    assert got == [
+        ("a", "2025-06-01 10:00:00", Decimal("10.000001"), "usd"),
+        ("b", "2025-06-01 10:00:00", Decimal("-0.1"), "usd"),
+        ("c", "2025-06-01 10:00:00.123", Decimal("-0.000001"), "usd"),
+        ("d", "2025-06-01 10:00:00", None, "usd"),
+    ]
+
+
+def test_entry_shipped_twice_counts_once_and_conflicts_are_findable(con, tmp_path: Path) -> None:
+    a = '{"entry_id":"e1","ts":"2025-06-01T10:00:00Z","user_id":"u","kind":"charge","amount":"-1","request_id":"r1"}\n'
+    b = '{"entry_id":"e2","ts":"2025-06-01T10:00:00Z","user_id":"u","kind":"charge","amount":"-2","request_id":"r2"}\n'
+    b2 = b.replace('"-2"', '"-3"')
+    f1 = write(tmp_path / "ledger-1.jsonl", a + b)
+    f2 = write(tmp_path / "ledger-2.jsonl", a + b2)
+    ingest(con, [tmp_path])
+    assert rows(con, "SELECT count(*) FROM ledger_all") == [(4,)]
+    assert rows(con, "SELECT entry_id, amount FROM ledger ORDER BY entry_id") == [
+        ("e1", Decimal("-1")), ("e2", Decimal("-2"))]  # the first ingested wins
+    conflicts = rows(con, """
+        SELECT entry_id FROM ledger_all GROUP BY entry_id
+        HAVING count(DISTINCT amount) > 1""")
+    assert conflicts == [("e2",)]
+    del f1, f2
+
+
+def test_reingest_same_bytes_loads_nothing_and_force_replaces(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "requests.jsonl", REQ % 1 + REQ % 2)
+    ingest(con, [f])
+    again = ingest(con, [f])
+    assert again.files[0].status == "skipped"
+    assert "already ingested" in again.files[0].note
+    assert rows(con, "SELECT count(*) FROM requests_all") == [(2,)]
+    forced = ingest(con, [f], force=True)
+    assert forced.files[0].status == "replaced"
+    assert rows(con, "SELECT count(*), count(*) FILTER (WHERE canonical) FROM requests_all") == [(2, 2)]
+    assert rows(con, "SELECT count(*) FROM sources") == [(1,)]
+
+
+def test_force_reelects_canonical_rows(con, tmp_path: Path) -> None:
+    f1 = write(tmp_path / "requests-1.jsonl", REQ % 1)
+    f2 = write(tmp_path / "requests-2.jsonl", REQ % 1 + REQ % 2)
+    ingest(con, [f1, f2])
+    assert rows(con, "SELECT source_id, line FROM requests_all WHERE canonical ORDER BY 1, 2") == [
+        (1, 1), (2, 2)]
+    ingest(con, [f1], force=True)  # f1's rows now come after f2's
+    assert rows(con, """SELECT s.path, r.line FROM requests_all r JOIN sources s USING (source_id)
+                        WHERE canonical ORDER BY r.request_id""") == [(str(f2), 1), (str(f2), 2)]
+
+
+def test_strict_loads_nothing_from_a_file_with_rejects(con, tmp_path: Path) -> None:
+    good = write(tmp_path / "requests-good.jsonl", REQ % 1)
+    bad = write(tmp_path / "requests-bad.jsonl", REQ % 2 + "{oops\n")
+    with pytest.raises(RejectedRowsError) as err:
+        ingest(con, [good, bad], strict=True)
+    assert err.value.exit_code == 3
+    assert rows(con, "SELECT path FROM sources") == [(str(good),)]
+    assert rows(con, "SELECT request_id FROM requests") == [("r1",)]
+    assert rows(con, "SELECT count(*) FROM rejects") == [(0,)]
+
+
+def test_kind_from_fields_and_ambiguous_file_is_an_error(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "gateway.jsonl", REQ % 1)
+    assert ingest(con, [f]).files[0].kind == "requests"
+    g = write(tmp_path / "mystery.jsonl", '{"foo": 1}\n')
+    with pytest.raises(InputError, match="name it requests\\*, ledger\\*, abuse\\* or prices\\*"):
+        ingest(con, [g])
+    assert ingest(con, [g], kind=Kind.abuse).files[0].rows_rejected == 1
+
+
+def test_gzip_csv_tsv_and_parquet(con, tmp_path: Path) -> None:
+    gz = tmp_path / "requests.jsonl.gz"
+    gz.write_bytes(gzip.compress((REQ % 1 + REQ % 2).encode()))
+    csv = write(tmp_path / "prices.csv",
+                "model,currency,input_per_mtok,cached_per_mtok,output_per_mtok,effective_from\n"
+                'm1,usd,1.5,,"6",2025-01-01T00:00:00Z\n')
+    tsv = write(tmp_path / "abuse.tsv", "ts\tuser_id\taction\tmultiplier\n"
+                "2025-06-01T10:00:00Z\tu1\tpenalty\t10\n")
+    pq = tmp_path / "ledger.parquet"
+    duckdb.sql("""COPY (SELECT 'e1' AS entry_id, TIMESTAMP '2025-06-01 10:00:00' AS ts,
+                  'u1' AS user_id, 'topup' AS kind, 5.5::DECIMAL(10,2) AS amount)
+                  TO '%s' (FORMAT parquet)""" % pq)
+    report = ingest(con, [gz, csv, tsv, pq])
+    assert [(r.format, r.rows_loaded, r.rows_rejected) for r in report.files] == [
+        ("json", 2, 0), ("csv", 1, 0), ("tsv", 1, 0), ("parquet", 1, 0)]
+    assert rows(con, "SELECT input_per_mtok, cached_per_mtok, output_per_mtok FROM prices") == [
+        (Decimal("1.5"), Decimal("1.5"), Decimal("6"))]
+    assert rows(con, "SELECT action, multiplier FROM abuse_events") == [("penalty", 10.0)]
+    assert rows(con, "SELECT entry_id, amount, line FROM ledger") == [("e1", Decimal("5.5"), 1)]
+
+
+def test_missing_path_is_a_clear_error(con, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file or folder"):
+        ingest(con, [tmp_path / "nope.jsonl"])

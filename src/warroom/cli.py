@@ -184,6 +184,8 @@ def generate(
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 1,
     rate: Annotated[float, typer.Option("--requests-per-user-day", min=0.1,
                     help="Mean requests per user and day.")] = 40.0,
+    db_path: Annotated[Path | None, typer.Option(
+        "--db", help="Also ingest the generated logs into this database.")] = None,
 ) -> None:
     """Write synthetic logs with injected incidents and their ground truth."""
     from warroom.generate import generate as run_generate
@@ -196,6 +198,14 @@ def generate(
     for name, rows in sorted(result.files.items()):
         render.note(f"wrote {out_dir / name}: {rows:,} rows")
     render.note(f"ground truth in {result.truth_dir}")
+    if db_path is not None:
+        con = db.connect(db_path)
+        try:
+            with bars.running():
+                report = run_ingest(con, [out_dir], progress=bars.update)
+        finally:
+            con.close()
+        _ingest_summary(report)
 
 
 # --------------------------------------------------------------------------- entry point

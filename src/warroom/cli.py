@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, BinaryIO
 
@@ -206,6 +207,108 @@ def generate(
         finally:
             con.close()
         _ingest_summary(report)
+
+
+QueriesDirOption = Annotated[
+    list[Path] | None,
+    typer.Option("--queries-dir", envvar=None, help="A folder of your own .sql queries to add "
+                 "to the pack (also $WARROOM_QUERIES)."),
+]
+SinceOption = Annotated[str | None, typer.Option("--since", help="Only rows at or after this "
+                                                 "time (ISO-8601, UTC unless it says).")]
+UntilOption = Annotated[str | None, typer.Option("--until", help="Only rows before this time.")]
+
+
+class Severity(str, Enum):
+    info = "info"
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+@app.command("queries")
+def list_queries(
+    queries_dir: QueriesDirOption = None,
+    fmt: FormatOption = None,
+    out: OutOption = None,
+    db_path: DbOption = db.default_db_path(),
+) -> None:
+    """The query pack: names, titles, severity, parameters."""
+    from warroom.detect import queries_table
+    from warroom.queries import load_pack
+
+    del db_path  # listing the pack needs no database
+    emit(queries_table(load_pack(queries_dir)), fmt, out, title="query pack")
+
+
+@app.command("run")
+def run_query(
+    name: Annotated[str, typer.Argument(help="The query to run (see `warroom queries`).")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p",
+                     help="A query parameter, K=V (repeatable).")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    queries_dir: QueriesDirOption = None,
+    fmt: FormatOption = None,
+    out: OutOption = None,
+    db_path: DbOption = db.default_db_path(),
+    memory_limit: MemoryOption = None,
+) -> None:
+    """Run one query of the pack and print its rows."""
+    from warroom.detect import run_one
+    from warroom.queries import load_pack
+
+    given: dict[str, str] = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--param {item!r}: expected K=V")
+        given[key.strip()] = value
+    pack = load_pack(queries_dir)
+    con = db.connect(db_path, read_only=True, memory_limit=memory_limit)
+    try:
+        table = run_one(con, pack, name, given, since, until)
+    finally:
+        con.close()
+    emit(table, fmt, out, title=pack.get(name).title)
+
+
+@app.command("detect")
+def detect_cmd(
+    fail_on: Annotated[Severity | None, typer.Option("--fail-on", help="Exit 5 when a "
+                       "detection of this severity or above finds anything.")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    queries_dir: QueriesDirOption = None,
+    fmt: FormatOption = None,
+    out: OutOption = None,
+    db_path: DbOption = db.default_db_path(),
+    memory_limit: MemoryOption = None,
+) -> None:
+    """Run every detection, store the findings, print a summary (stderr)."""
+    from warroom.detect import detect, summary_table
+    from warroom.queries import load_pack
+
+    pack = load_pack(queries_dir)
+    con = db.connect(db_path, memory_limit=memory_limit)
+    bars = render.ProgressBars()
+    try:
+        with bars.running():
+            result = detect(con, pack, since=since, until=until, progress=bars.update)
+    finally:
+        con.close()
+    table = summary_table(result)
+    if fmt is None and out is None:
+        render.draw_summary(table, title=f"findings ({result.seconds:.1f}s)")
+    else:
+        emit(table, fmt, out)
+    if fail_on is not None:
+        hits = result.worst_at_or_above(fail_on.value)
+        if hits:
+            render.note(f"{sum(h.rows for h in hits):,} finding(s) at or above {fail_on.value}: "
+                        + ", ".join(h.name for h in hits))
+            raise typer.Exit(int(ExitCode.FINDINGS))
 
 
 # --------------------------------------------------------------------------- entry point

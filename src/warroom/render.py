@@ -46,6 +46,17 @@ def draw_table(table: pa.Table, *, title: str | None = None, limit: int = TABLE_
         )
 
 
+def draw_summary(table: pa.Table, *, title: str | None = None) -> None:
+    """A summary is not data: draw it on stderr so stdout stays clean."""
+    out = Table(title=title, header_style="bold")
+    for f in table.schema:
+        num = pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+        out.add_column(f.name, justify="right" if num else "left")
+    for row in table.to_pylist():
+        out.add_row(*(_cell(v) for v in row.values()))
+    stderr.print(out)
+
+
 def _cell(v: object) -> str:
     if v is None:
         return ""

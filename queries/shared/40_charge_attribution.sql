@@ -1,0 +1,111 @@
+-- Every charge in the ledger with the one cause its excess is attributed to
+-- (DESIGN.md section 3, "Excess and precedence"), in this order:
+--   duplicate               a later charge of a request (same request_id, or the
+--                           same idempotency_key) already charged: all of it
+--   orphan_charge           no such request in the logs (for review, never credited)
+--   charged_failed_request  the request failed (status >= 400): all of it
+--   abuse_penalty           charged while false-positive penalties stood:
+--                           charged - expected
+--   penalty_standing        charged while a warranted (or unreviewed) penalty
+--                           stood: never overbilled, never credited
+--   overbilled / underbilled  charged vs expected beyond 0.000001
+--   unpriced / ok           no price to judge by / as expected
+-- `excess_gross` is what the cause took from the balance when charged;
+-- `excess` is what is still owed: less the refunds that name the request,
+-- applied to its duplicates first, then to its first charge, in ledger order.
+WITH charges AS (
+    SELECT entry_id, ts, user_id, currency, request_id, idempotency_key, source_id, line,
+           CAST(-amount AS DECIMAL(38,6)) AS charged,
+           row_number() OVER (
+               PARTITION BY user_id, currency, request_id ORDER BY ts, entry_id) AS rn_request,
+           row_number() OVER (
+               PARTITION BY user_id, currency, coalesce(idempotency_key, entry_id)
+               ORDER BY ts, entry_id) AS rn_key,
+           first_value(entry_id) OVER (
+               PARTITION BY user_id, currency, request_id ORDER BY ts, entry_id
+               ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS first_entry_id
+    FROM ledger
+    WHERE kind = 'charge'
+),
+flagged AS (
+    SELECT *, (rn_request > 1 OR rn_key > 1) AS is_duplicate FROM charges
+),
+refunds AS (
+    SELECT user_id, currency, request_id, sum(CAST(amount AS DECIMAL(38,6))) AS refunded
+    FROM ledger
+    WHERE kind = 'refund' AND request_id IS NOT NULL
+    GROUP BY user_id, currency, request_id
+),
+metered AS (
+    SELECT f.entry_id, r.request_id AS metered_request_id, r.status, r.model,
+           CASE
+               WHEN r.status >= 400 THEN CAST(0 AS DECIMAL(38,6))
+               ELSE ROUND(
+                   (CAST(r.input_tokens - r.cached_tokens AS DECIMAL(38,6)) * p.input_per_mtok
+                    + CAST(r.cached_tokens AS DECIMAL(38,6)) * p.cached_per_mtok
+                    + CAST(r.output_tokens AS DECIMAL(38,6)) * p.output_per_mtok)
+                   * CAST(0.000001 AS DECIMAL(7,6)), 6)
+           END AS expected
+    FROM flagged AS f
+    LEFT JOIN requests AS r ON r.request_id = f.request_id
+    LEFT JOIN price_intervals AS p
+        ON p.model = r.model AND p.currency = f.currency
+        AND r.ts >= p.effective_from AND r.ts < p.effective_to
+    WHERE NOT f.is_duplicate
+),
+penalised AS (
+    SELECT f.entry_id,
+           count(*) AS penalties,
+           sum(CASE WHEN p.classification = 'false_positive' THEN 1 ELSE 0 END) AS false_positives
+    FROM flagged AS f
+    JOIN abuse_restrictions AS p
+        ON p.user_id = f.user_id AND p.action = 'penalty'
+        AND f.ts >= p.ts AND f.ts < p.end_ts
+    WHERE NOT f.is_duplicate
+    GROUP BY f.entry_id
+),
+attributed AS (
+    SELECT f.entry_id, f.ts, f.user_id, f.currency, f.request_id, f.idempotency_key,
+           f.source_id, f.line, f.charged, f.first_entry_id, m.expected, m.status, m.model,
+           CASE
+               WHEN f.is_duplicate THEN 'duplicate'
+               WHEN m.metered_request_id IS NULL THEN 'orphan_charge'
+               WHEN m.status >= 400 THEN 'charged_failed_request'
+               WHEN pe.penalties > 0 AND pe.false_positives = pe.penalties THEN 'abuse_penalty'
+               WHEN pe.penalties > 0 THEN 'penalty_standing'
+               WHEN m.expected IS NULL THEN 'unpriced'
+               WHEN f.charged - m.expected > CAST(0.000001 AS DECIMAL(38,6)) THEN 'overbilled'
+               WHEN m.expected - f.charged > CAST(0.000001 AS DECIMAL(38,6)) THEN 'underbilled'
+               ELSE 'ok'
+           END AS cause
+    FROM flagged AS f
+    LEFT JOIN metered AS m ON m.entry_id = f.entry_id
+    LEFT JOIN penalised AS pe ON pe.entry_id = f.entry_id
+),
+grossed AS (
+    SELECT a.*,
+           CASE
+               WHEN cause IN ('duplicate', 'charged_failed_request') THEN charged
+               WHEN cause IN ('abuse_penalty', 'overbilled')
+                   THEN greatest(charged - coalesce(expected, charged), CAST(0 AS DECIMAL(38,6)))
+               ELSE CAST(0 AS DECIMAL(38,6))
+           END AS excess_gross
+    FROM attributed AS a
+),
+allocated AS (
+    SELECT g.*,
+           coalesce(rf.refunded, CAST(0 AS DECIMAL(38,6))) AS refunded,
+           coalesce(sum(g.excess_gross) OVER (
+               PARTITION BY g.user_id, g.currency, g.request_id
+               ORDER BY CASE WHEN g.cause = 'duplicate' THEN 0 ELSE 1 END, g.ts, g.entry_id
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
+               CAST(0 AS DECIMAL(38,6))) AS excess_before
+    FROM grossed AS g
+    LEFT JOIN refunds AS rf
+        ON rf.user_id = g.user_id AND rf.currency = g.currency AND rf.request_id = g.request_id
+)
+SELECT entry_id, ts, user_id, currency, request_id, idempotency_key, source_id, line,
+       charged, expected, status, model, first_entry_id, cause, excess_gross,
+       greatest(excess_gross - greatest(refunded - excess_before, CAST(0 AS DECIMAL(38,6))),
+                CAST(0 AS DECIMAL(38,6))) AS excess
+FROM allocated

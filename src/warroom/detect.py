@@ -1,0 +1,174 @@
+"""Run the query pack: one query for ``warroom run``, or all of them into ``findings``.
+
+``detect`` materialises the shared relations once, runs every detection, and
+replaces the ``findings`` table (the common columns of DESIGN.md section 3) in
+one transaction, so a report always reads the findings of one run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from warroom.queries import SEVERITIES, Pack, Query, QueryError, bind, prepare, run
+
+FINDING_COLUMNS = ("detector", "user_id", "currency", "ts", "request_id", "entry_id",
+                   "amount", "detail")
+
+FINDINGS_DDL = """CREATE TABLE IF NOT EXISTS findings (
+    detector VARCHAR NOT NULL,
+    severity VARCHAR NOT NULL,
+    user_id VARCHAR,
+    currency VARCHAR,
+    ts TIMESTAMP,
+    request_id VARCHAR,
+    entry_id VARCHAR,
+    amount DECIMAL(18,6),
+    detail VARCHAR,
+    source_id INTEGER,
+    line BIGINT
+)"""
+
+
+@dataclass
+class DetectorSummary:
+    name: str
+    title: str
+    severity: str
+    rows: int
+    seconds: float
+    #: currency -> sum of amount
+    amounts: dict[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass
+class DetectResult:
+    detectors: list[DetectorSummary]
+    seconds: float
+
+    def worst_at_or_above(self, severity: str) -> list[DetectorSummary]:
+        floor = SEVERITIES.index(severity)
+        return [d for d in self.detectors
+                if d.rows and SEVERITIES.index(d.severity) >= floor]
+
+
+def _uses_findings(query: Query) -> bool:
+    return "findings" in query.headers.get("uses", "").split()
+
+
+def run_one(con: duckdb.DuckDBPyConnection, pack: Pack, name: str, given: dict[str, str],
+            since: str | None = None, until: str | None = None) -> pa.Table:
+    """Run one query of the pack (its shared relations as views) and return its rows.
+
+    A query that reads ``findings`` gets them computed afresh from the same data.
+    """
+    query = pack.get(name)
+    params = bind(query, given, since, until)
+    prepare(con, pack)
+    if _uses_findings(query):
+        _compute_findings(con, pack, table="findings", temp=True)
+    return run(con, query, params)
+
+
+def detect(con: duckdb.DuckDBPyConnection, pack: Pack, *, since: str | None = None,
+           until: str | None = None,
+           progress: Callable[[str, float], None] | None = None) -> DetectResult:
+    """Run every detection and replace the ``findings`` table with what they found."""
+    started = time.monotonic()
+    prepare(con, pack, materialize=True)
+    con.execute(FINDINGS_DDL)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM findings")
+        summaries = _run_detectors(con, pack, "findings", since, until, progress)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return DetectResult(summaries, time.monotonic() - started)
+
+
+def _compute_findings(con: duckdb.DuckDBPyConnection, pack: Pack, *, table: str,
+                      temp: bool) -> None:
+    con.execute(f"DROP TABLE IF EXISTS temp.{table}") if temp else None
+    ddl = FINDINGS_DDL.replace("CREATE TABLE IF NOT EXISTS findings",
+                               f"CREATE {'TEMP ' if temp else ''}TABLE {table}")
+    con.execute(ddl)
+    _run_detectors(con, pack, table, None, None, None)
+
+
+def _run_detectors(con: duckdb.DuckDBPyConnection, pack: Pack, table: str, since: str | None,
+                   until: str | None,
+                   progress: Callable[[str, float], None] | None) -> list[DetectorSummary]:
+    detectors = [q for q in sorted(pack.queries.values(), key=lambda q: q.name) if q.findings]
+    summaries = []
+    for i, q in enumerate(detectors):
+        if progress:
+            progress("detect", i / max(len(detectors), 1))
+        t0 = time.monotonic()
+        rows = run(con, q, bind(q, {}, since, until))
+        _check_columns(q, rows)
+        con.register("wr_rows", rows)
+        try:
+            extra = [c for c in ("source_id", "line") if c in rows.column_names]
+            src_cols = ", ".join(f"CAST({c} AS {t})" for c, t in
+                                 (("source_id", "INTEGER"), ("line", "BIGINT")) if c in extra)
+            null_cols = ", ".join("NULL" for c in ("source_id", "line") if c not in extra)
+            tail = ", ".join(x for x in (src_cols, null_cols) if x)
+            con.execute(
+                f"INSERT INTO {table} SELECT detector, ?, user_id, currency, ts, request_id, "
+                f"entry_id, CAST(amount AS DECIMAL(18,6)), detail, {tail} FROM wr_rows",
+                [q.severity])
+            amounts = con.execute(
+                "SELECT coalesce(currency, ''), sum(CAST(amount AS DECIMAL(38,6))) FROM wr_rows "
+                "WHERE amount IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall()
+        finally:
+            con.unregister("wr_rows")
+        summaries.append(DetectorSummary(
+            q.name, q.title, q.severity, rows.num_rows, time.monotonic() - t0,
+            {str(c): Decimal(a) for c, a in amounts if a is not None}))
+    if progress:
+        progress("detect", 1.0)
+    return summaries
+
+
+def _check_columns(q: Query, rows: pa.Table) -> None:
+    missing = [c for c in FINDING_COLUMNS if c not in rows.column_names]
+    if missing:
+        raise QueryError(f"{q.path.name}: a detection must return the finding columns; "
+                         f"missing {', '.join(missing)} (or mark it '-- findings: no')")
+
+
+def queries_table(pack: Pack) -> pa.Table:
+    """The pack as rows: name, title, severity, parameters."""
+    rows: dict[str, list[Any]] = {"name": [], "title": [], "severity": [], "parameters": [],
+                                  "source": []}
+    for q in sorted(pack.queries.values(), key=lambda q: q.name):
+        rows["name"].append(q.name)
+        rows["title"].append(q.title)
+        rows["severity"].append(q.severity)
+        params = [f"{p.name} {p.type} = {p.default if p.default is not None else 'NULL'}"
+                  for p in q.params]
+        rows["parameters"].append("; ".join(["since", "until"] + params))
+        rows["source"].append(str(q.path))
+    return pa.table(rows)
+
+
+def summary_table(result: DetectResult) -> pa.Table:
+    """One row per detector: severity, rows, amount per currency, seconds."""
+    rows: dict[str, list[Any]] = {"detector": [], "severity": [], "rows": [], "amounts": [],
+                                  "seconds": []}
+    for d in result.detectors:
+        rows["detector"].append(d.name)
+        rows["severity"].append(d.severity)
+        rows["rows"].append(d.rows)
+        rows["amounts"].append("; ".join(f"{a} {c or ''}".strip()
+                                         for c, a in sorted(d.amounts.items())))
+        rows["seconds"].append(round(d.seconds, 3))
+    return pa.table(rows)

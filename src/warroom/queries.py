@@ -1,0 +1,286 @@
+"""The query pack: find .sql files, read their headers, bind parameters, run.
+
+A pack is a folder of ``.sql`` files, each one detection or report table, with
+a header of ``-- key: value`` lines::
+
+    -- title: Duplicate charges
+    -- description: distinct entry_ids charging one request ...
+    -- severity: high
+    -- param: tolerance DECIMAL 0.000001  allowed difference before a charge is wrong
+
+Every query also takes ``$since`` and ``$until`` (TIMESTAMP, default NULL =
+unbounded). Parameters are bound by DuckDB, never formatted into the SQL.
+
+``shared/`` holds relations the detections build on (the charge attribution,
+the replayed and counterfactual balance, ...), one per file, named after the
+file without its numeric prefix; they are created as temporary views (or
+tables, when a whole pack runs) before any query.
+
+The built-in pack ships inside the package; ``--queries-dir`` and
+``$WARROOM_QUERIES`` add a user's folders. A user's query with the name of a
+built-in one replaces it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+import warroom
+from warroom.errors import WarroomError
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+PARAM_TYPES = ("TIMESTAMP", "DECIMAL", "INTEGER", "DOUBLE", "VARCHAR", "BOOLEAN")
+_HEADER = re.compile(r"^--\s*([a-z_]+)\s*:\s*(.*?)\s*$")
+_PARAM_REF = re.compile(r"\$([a-z_][a-z0-9_]*)")
+
+
+class QueryError(WarroomError):
+    """An unknown query, a bad header, a bad parameter, or a query that failed."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str
+    default: str | None
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    path: Path
+    sql: str
+    title: str
+    description: str
+    severity: str
+    params: tuple[Param, ...] = ()
+    #: true when its rows are findings (the common columns of DESIGN.md section 3)
+    findings: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Shared:
+    name: str
+    path: Path
+    sql: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+@dataclass
+class Pack:
+    queries: dict[str, Query]
+    shared: list[Shared]
+
+    def get(self, name: str) -> Query:
+        try:
+            return self.queries[name]
+        except KeyError:
+            known = ", ".join(sorted(self.queries))
+            raise QueryError(f"unknown query {name!r}; the pack has: {known}") from None
+
+
+COMMON = ("since", "until")
+
+
+def builtin_dir() -> Path:
+    """The built-in pack: inside an installed wheel, else the checkout's queries/."""
+    inside = resources.files("warroom") / "queries"
+    if inside.is_dir():
+        return Path(str(inside))
+    return Path(warroom.__file__).resolve().parents[2] / "queries"
+
+
+def load_pack(extra_dirs: list[Path] | None = None) -> Pack:
+    """Read the built-in pack plus ``extra_dirs`` and ``$WARROOM_QUERIES`` (os.pathsep list)."""
+    dirs = [builtin_dir()]
+    env = os.environ.get("WARROOM_QUERIES")
+    if env:
+        dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    dirs += list(extra_dirs or [])
+    queries: dict[str, Query] = {}
+    shared: dict[str, Shared] = {}
+    for i, d in enumerate(dirs):
+        if not d.is_dir():
+            raise QueryError(f"{d}: no such queries folder")
+        for path in sorted(d.glob("*.sql")):
+            q = parse_query(path)
+            queries[q.name] = q
+        if (d / "shared").is_dir():
+            for path in sorted((d / "shared").glob("*.sql")):
+                s = Shared(_shared_name(path), path, path.read_text(encoding="utf-8"))
+                shared[s.name] = s
+        del i
+    return Pack(queries, sorted(shared.values(), key=lambda s: s.path.name))
+
+
+def _shared_name(path: Path) -> str:
+    return re.sub(r"^\d+_", "", path.stem)
+
+
+def parse_query(path: Path) -> Query:
+    """Parse one query file; QueryError names the file and the bad line."""
+    try:
+        sql = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise QueryError(f"{path}: cannot read: {exc}") from None
+    headers: dict[str, str] = {}
+    params: list[Param] = []
+    for lineno, line in enumerate(sql.splitlines(), 1):
+        if not line.startswith("--"):
+            if line.strip():
+                break
+            continue
+        m = _HEADER.match(line)
+        if not m:
+            continue
+        key, value = m.groups()
+        if key == "param":
+            params.append(_parse_param(path, lineno, value))
+        else:
+            headers[key] = value if key not in headers else headers[key] + " " + value
+    for key in ("title", "description", "severity"):
+        if not headers.get(key):
+            raise QueryError(f"{path}: header lacks '-- {key}: ...'")
+    severity = headers["severity"].lower()
+    if severity not in SEVERITIES:
+        raise QueryError(f"{path}: severity {headers['severity']!r} is not one of "
+                         f"{', '.join(SEVERITIES)}")
+    declared = {p.name for p in params} | set(COMMON)
+    used = set(_PARAM_REF.findall(_strip_comments(sql)))
+    if used - declared:
+        raise QueryError(f"{path}: uses undeclared parameter(s) "
+                         f"{', '.join('$' + u for u in sorted(used - declared))}; "
+                         "declare each with '-- param: NAME TYPE DEFAULT'")
+    findings = headers.get("findings", "yes").lower() not in ("no", "false")
+    return Query(path.stem, path, sql, headers["title"], headers["description"], severity,
+                 tuple(params), findings, headers)
+
+
+def _parse_param(path: Path, lineno: int, value: str) -> Param:
+    parts = value.split(None, 3)
+    if len(parts) < 3:
+        raise QueryError(f"{path}:{lineno}: a parameter needs 'NAME TYPE DEFAULT [help]'")
+    name, typ, default = parts[0], parts[1].upper(), parts[2]
+    if typ not in PARAM_TYPES:
+        raise QueryError(f"{path}:{lineno}: parameter type {typ} is not one of "
+                         f"{', '.join(PARAM_TYPES)}")
+    if name in COMMON:
+        raise QueryError(f"{path}:{lineno}: ${name} is given to every query; do not declare it")
+    return Param(name, typ, None if default.upper() == "NULL" else default,
+                 parts[3] if len(parts) > 3 else "")
+
+
+def _strip_comments(sql: str) -> str:
+    return re.sub(r"--[^\n]*", "", sql)
+
+
+def convert_param(name: str, typ: str, text: str | None) -> Any:
+    """A parameter's text -> the Python value DuckDB binds (exact decimals, UTC times)."""
+    if text is None:
+        return None
+    try:
+        match typ:
+            case "TIMESTAMP":
+                return parse_timestamp(text)
+            case "DECIMAL":
+                return Decimal(text)
+            case "INTEGER":
+                return int(text)
+            case "DOUBLE":
+                return float(text)
+            case "BOOLEAN":
+                if text.lower() in ("true", "1", "yes"):
+                    return True
+                if text.lower() in ("false", "0", "no"):
+                    return False
+                raise ValueError(text)
+            case _:
+                return text
+    except (ValueError, InvalidOperation):
+        raise QueryError(f"parameter {name}: {text!r} is not a valid {typ}") from None
+
+
+def parse_timestamp(text: str) -> datetime:
+    """ISO-8601 (Z, offset or none = UTC) -> naive UTC datetime."""
+    from datetime import UTC
+
+    t = text.strip()
+    if t.endswith(("Z", "z")):
+        t = t[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(t)
+    except ValueError:
+        raise QueryError(f"{text!r} is not a timestamp (use ISO-8601, e.g. "
+                         "2025-06-01T16:00:00Z)") from None
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return dt
+
+
+def bind(query: Query, given: dict[str, str], since: str | None = None,
+         until: str | None = None) -> dict[str, Any]:
+    """The named parameters ``query`` uses, from ``given`` texts or their defaults."""
+    known = {p.name: p for p in query.params}
+    unknown = set(given) - set(known)
+    if unknown:
+        names = ", ".join(sorted(known)) or "none besides --since/--until"
+        raise QueryError(f"query {query.name} has no parameter "
+                         f"{', '.join(sorted(unknown))} (it takes: {names})")
+    values: dict[str, Any] = {
+        "since": parse_timestamp(since) if since else None,
+        "until": parse_timestamp(until) if until else None,
+    }
+    for p in query.params:
+        values[p.name] = convert_param(p.name, p.type, given.get(p.name, p.default))
+    used = set(_PARAM_REF.findall(_strip_comments(query.sql)))
+    return {k: v for k, v in values.items() if k in used}
+
+
+def prepare(con: duckdb.DuckDBPyConnection, pack: Pack, *, materialize: bool = False) -> None:
+    """Create the pack's shared relations on ``con`` (temp views, or temp tables)."""
+    for s in pack.shared:
+        body = _strip_trailing_semicolon(s.sql)
+        kind = "TABLE" if materialize else "VIEW"
+        try:
+            con.execute(f"DROP VIEW IF EXISTS {s.name}")
+            con.execute(f"DROP TABLE IF EXISTS {s.name}")
+            con.execute(f"CREATE TEMP {kind} {s.name} AS {body}")
+        except duckdb.Error as exc:
+            raise QueryError(f"{s.path}: {_first_line(exc)}") from None
+
+
+def run(con: duckdb.DuckDBPyConnection, query: Query, params: dict[str, Any]) -> pa.Table:
+    """Run one query (after ``prepare``) and return its rows."""
+    try:
+        return con.sql(_strip_trailing_semicolon(query.sql), params=params).to_arrow_table()
+    except duckdb.Error as exc:
+        raise QueryError(f"{query.path.name}: {_first_line(exc)}") from None
+
+
+def _strip_trailing_semicolon(sql: str) -> str:
+    return sql.strip().rstrip(";").strip()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -311,6 +311,81 @@ def detect_cmd(
             raise typer.Exit(int(ExitCode.FINDINGS))
 
 
+PolicyOption = Annotated[Path | None, typer.Option("--policy", help="Credit policy (TOML); "
+                         "default: DESIGN.md's default policy.")]
+
+
+@app.command("impact")
+def impact_cmd(
+    policy: PolicyOption = None,
+    queries_dir: QueriesDirOption = None,
+    fmt: FormatOption = None,
+    out: OutOption = None,
+    db_path: DbOption = db.default_db_path(),
+    memory_limit: MemoryOption = None,
+) -> None:
+    """Per-user impact and suggested credits."""
+    from warroom.impact import impact, load_policy
+    from warroom.queries import load_pack
+
+    pol = load_policy(policy)
+    pack = load_pack(queries_dir)
+    con = db.connect(db_path, read_only=True, memory_limit=memory_limit)
+    try:
+        table = impact(con, pack, pol)
+    finally:
+        con.close()
+    emit(table, fmt, out, title=f"impact of {pol.incident_id}")
+    _totals(table)
+
+
+def _totals(table: pa.Table) -> None:
+    from warroom.impact import totals
+
+    for line in totals(table):
+        render.note(line)
+
+
+class ExportWhat(str, Enum):
+    affected_users = "affected-users"
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    json = "json"
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+@app.command("export")
+def export_cmd(
+    what: Annotated[ExportWhat, typer.Argument(help="What to export.")],
+    policy: PolicyOption = None,
+    queries_dir: QueriesDirOption = None,
+    fmt: Annotated[ExportFormat | None, typer.Option("--format", "-f", help="csv (default), "
+                   "json, jsonl or parquet; with --out, taken from the file's extension.")] = None,
+    out: OutOption = None,
+    db_path: DbOption = db.default_db_path(),
+    memory_limit: MemoryOption = None,
+) -> None:
+    """The list a refund job or a support team consumes: users owed anything."""
+    from warroom.impact import affected_users, impact, load_policy
+    from warroom.queries import load_pack
+
+    del what  # one export today: affected-users
+    pol = load_policy(policy)
+    con = db.connect(db_path, read_only=True, memory_limit=memory_limit)
+    try:
+        table = affected_users(impact(con, load_pack(queries_dir), pol))
+    finally:
+        con.close()
+    chosen = Format(fmt.value) if fmt is not None else None
+    if chosen is None and out is None:
+        chosen = Format.csv
+    emit(table, chosen, out)
+    _totals(table)
+
+
 # --------------------------------------------------------------------------- entry point
 
 

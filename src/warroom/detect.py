@@ -82,6 +82,8 @@ def detect(con: duckdb.DuckDBPyConnection, pack: Pack, *, since: str | None = No
     """Run every detection and replace the ``findings`` table with what they found."""
     started = time.monotonic()
     prepare(con, pack, materialize=True)
+    # a fresh computation (run/impact) may have left a temp findings shadowing ours
+    con.execute("DROP TABLE IF EXISTS temp.findings")
     con.execute(FINDINGS_DDL)
     con.execute("BEGIN TRANSACTION")
     try:

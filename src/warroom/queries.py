@@ -261,9 +261,12 @@ def prepare(con: duckdb.DuckDBPyConnection, pack: Pack, *, materialize: bool = F
     for s in pack.shared:
         body = _strip_trailing_semicolon(s.sql)
         kind = "TABLE" if materialize else "VIEW"
+        for drop in ("VIEW", "TABLE"):  # a previous prepare may have made either
+            try:
+                con.execute(f"DROP {drop} IF EXISTS temp.{s.name}")
+            except duckdb.CatalogException:
+                pass
         try:
-            con.execute(f"DROP VIEW IF EXISTS {s.name}")
-            con.execute(f"DROP TABLE IF EXISTS {s.name}")
             con.execute(f"CREATE TEMP {kind} {s.name} AS {body}")
         except duckdb.Error as exc:
             raise QueryError(f"{s.path}: {_first_line(exc)}") from None

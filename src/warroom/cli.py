@@ -311,6 +311,30 @@ def detect_cmd(
             raise typer.Exit(int(ExitCode.FINDINGS))
 
 
+@app.command("user")
+def user_cmd(
+    user_id: Annotated[str, typer.Argument(help="The user (account) id.")],
+    queries_dir: QueriesDirOption = None,
+    fmt: FormatOption = None,
+    out: OutOption = None,
+    db_path: DbOption = db.default_db_path(),
+    memory_limit: MemoryOption = None,
+) -> None:
+    """One user's timeline: requests, ledger with replayed and counterfactual balance,
+    abuse events, findings."""
+    from warroom.detect import user_timeline
+    from warroom.queries import load_pack
+
+    con = db.connect(db_path, read_only=True, memory_limit=memory_limit)
+    try:
+        table = user_timeline(con, load_pack(queries_dir), user_id)
+    finally:
+        con.close()
+    if table.num_rows == 0:
+        render.note(f"no rows for user {user_id!r}")
+    emit(table, fmt, out, title=f"user {user_id}")
+
+
 PolicyOption = Annotated[Path | None, typer.Option("--policy", help="Credit policy (TOML); "
                          "default: DESIGN.md's default policy.")]
 

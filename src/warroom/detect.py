@@ -174,3 +174,53 @@ def summary_table(result: DetectResult) -> pa.Table:
                                          for c, a in sorted(d.amounts.items())))
         rows["seconds"].append(round(d.seconds, 3))
     return pa.table(rows)
+
+
+_USER_TIMELINE = """
+WITH files AS (SELECT source_id, path FROM sources),
+rows AS (
+    SELECT r.ts, 1 AS ord, 'request' AS source, r.request_id AS id,
+           CAST(r.status AS VARCHAR) || coalesce(' ' || r.error_code, '') AS what,
+           CAST(NULL AS DECIMAL(38,6)) AS amount, CAST(NULL AS DECIMAL(38,6)) AS balance,
+           CAST(NULL AS DECIMAL(38,6)) AS cf_balance,
+           concat_ws(' ', r.model, 'in=' || r.input_tokens, 'cached=' || r.cached_tokens,
+                     'out=' || r.output_tokens) AS detail,
+           r.source_id, r.line
+    FROM requests AS r WHERE r.user_id = $user_id
+    UNION ALL
+    SELECT t.ts, 2, 'ledger', t.entry_id, t.kind || ' ' || t.currency, t.amount, t.balance,
+           t.cf_balance,
+           concat_ws(' ', 'request=' || t.request_id, 'recorded=' || t.recorded_balance),
+           t.source_id, t.line
+    FROM balance_timeline AS t WHERE t.user_id = $user_id AND t.row_type = 'ledger'
+    UNION ALL
+    SELECT e.ts, 3, 'abuse', e.action, e.action || coalesce(' ' || e.rule, ''),
+           NULL, NULL, NULL,
+           concat_ws(' ', a.classification, 'until=' || CAST(a.end_ts AS VARCHAR),
+                     'x' || CAST(e.multiplier AS VARCHAR)),
+           e.source_id, e.line
+    FROM abuse_events AS e
+    LEFT JOIN abuse_restrictions AS a ON a.source_id = e.source_id AND a.line = e.line
+    WHERE e.user_id = $user_id
+    UNION ALL
+    SELECT f.ts, 4, 'finding', f.detector, f.currency, f.amount, NULL, NULL, f.detail,
+           f.source_id, f.line
+    FROM findings AS f WHERE f.user_id = $user_id
+)
+SELECT rows.ts, source, id, what, amount, balance, cf_balance, detail,
+       files.path || ':' || CAST(rows.line AS VARCHAR) AS origin
+FROM rows LEFT JOIN files USING (source_id)
+ORDER BY rows.ts, ord, id, origin
+"""
+
+
+def user_timeline(con: duckdb.DuckDBPyConnection, pack: Pack, user_id: str) -> pa.Table:
+    """One user's story in time order: requests, ledger rows with the replayed and
+    counterfactual balance, abuse actions with their classification, and findings,
+    each with the file:line it came from."""
+    prepare(con, pack)
+    _compute_findings(con, pack, table="findings", temp=True)
+    try:
+        return con.sql(_USER_TIMELINE, params={"user_id": user_id}).to_arrow_table()
+    except duckdb.Error as exc:
+        raise QueryError(f"user timeline: {str(exc).splitlines()[0]}") from None

@@ -1,0 +1,173 @@
+"""The query pack as a catalog: headers, loading from a checkout and a wheel, user
+folders, the query commands, and golden files for every output format."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import ROOT, SAMPLE, run_cli
+from tests.test_fixtures import charge, led, req, world
+from warroom.queries import QueryError, builtin_dir, load_pack
+
+GOLDEN = Path(__file__).parent / "golden"
+EXPECTED = {"duplicate_charges", "billing_mismatch", "unbilled_requests", "abuse_false_positives",
+            "abuse_penalty_charges", "wrongful_rejections", "negative_balance_topups",
+            "balance_chain_breaks", "ledger_conflicts", "coverage_gaps", "consumption_anomalies",
+            "incident_window"}
+
+
+def test_the_pack_has_every_detection_of_the_contract() -> None:
+    pack = load_pack()
+    assert set(pack.queries) == EXPECTED
+    assert builtin_dir() == ROOT / "queries"  # editable install: the checkout's folder
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_query_has_a_complete_header_and_is_in_the_readme(name: str) -> None:
+    q = load_pack().get(name)
+    assert q.title and len(q.description) > 40
+    assert q.severity in ("info", "low", "medium", "high", "critical")
+    sql = re.sub(r"--[^\n]*", "", q.sql.lower())  # the portable-SQL rules of DESIGN.md §6
+    for forbidden in (r"read_json", r"read_csv", r"read_parquet", r"\bqualify\b", r"\basof\b",
+                      r"\bpivot\b", r"date_diff", r"epoch_ms", r"union by name", r"\blist_",
+                      r"\bhash\(", r"\bweek\(", r"at time zone", r"within group"):
+        assert not re.search(forbidden, sql), (name, forbidden)
+    assert f"`{name}`" in (ROOT / "README.md").read_text()
+
+
+def test_every_query_runs_on_the_sample_logs(tmp_path: Path) -> None:
+    db = str(tmp_path / "s.duckdb")
+    assert run_cli("ingest", str(SAMPLE), "--db", db).returncode == 0
+    for name in sorted(EXPECTED):
+        res = run_cli("run", name, "--db", db, "-f", "jsonl")
+        assert res.returncode == 0, (name, res.stderr)
+
+
+def test_pack_loads_from_a_built_wheel(tmp_path: Path) -> None:
+    # build from a clean copy: a stale build/ folder in the checkout must not leak in
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "*.duckdb*", "data", "__pycache__",
+        ".pytest_cache", ".hypothesis", "warroom-out"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                    str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
+    wheel = next((tmp_path / "dist").glob("warroom-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {f"warroom/queries/{n}.sql" for n in EXPECTED} <= set(names)
+    assert any(n.startswith("warroom/queries/shared/") for n in names)
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = ("import warroom.queries as q; p = q.load_pack(); "
+            "print(q.builtin_dir()); print(len(p.queries), len(p.shared))")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(site)},
+                         capture_output=True, text=True, cwd=tmp_path, check=True).stdout.split()
+    assert out[0] == str(site / "warroom" / "queries")
+    assert int(out[1]) == len(EXPECTED) and int(out[2]) >= 5
+
+
+def test_user_queries_from_a_folder_and_the_environment(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "big_spenders.sql").write_text(
+        "-- title: Big spenders\n-- description: users whose charges add up to more than a "
+        "threshold, for a quick look\n-- severity: info\n-- findings: no\n"
+        "-- param: threshold DECIMAL 0.001 the total above which a user is listed\n"
+        "SELECT user_id, sum(-amount) AS charged FROM ledger WHERE kind = 'charge' "
+        "GROUP BY user_id HAVING sum(-amount) > $threshold ORDER BY user_id\n")
+    con = world(tmp_path, [req("r1", "2025-06-10T10:00:00Z")],
+                [led("g", "2025-06-10T09:00:00Z", "grant", "1"),
+                 charge("e1", "2025-06-10T10:00:01Z", "r1")])
+    con.close()
+    db = str(tmp_path / "w.duckdb")
+    res = run_cli("run", "big_spenders", "--queries-dir", str(mine), "--db", db, "-f", "csv")
+    assert res.stdout.decode().splitlines() == ['"user_id","charged"', '"u1",0.002000']
+    res = run_cli("run", "big_spenders", "-p", "threshold=1", "--db", db, "-f", "csv",
+                  env={"WARROOM_QUERIES": str(mine)})
+    assert res.stdout.decode().splitlines() == ['"user_id","charged"']
+    res = run_cli("queries", "-f", "csv", env={"WARROOM_QUERIES": str(mine)})
+    assert "big_spenders" in res.stdout.decode()
+    res = run_cli("run", "big_spenders", "-p", "nope=1", "--queries-dir", str(mine), "--db", db)
+    assert res.returncode == 1 and b"has no parameter nope" in res.stderr
+    res = run_cli("run", "no_such_query", "--db", db)
+    assert res.returncode == 1 and b"unknown query" in res.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("SELECT 1", "lacks '-- title"),
+    ("-- title: t\n-- description: d\n-- severity: urgent\nSELECT 1", "severity 'urgent'"),
+    ("-- title: t\n-- description: d\n-- severity: low\nSELECT $x", "undeclared parameter"),
+    ("-- title: t\n-- description: d\n-- severity: low\n-- param: x FLOAT 1\nSELECT $x",
+     "parameter type FLOAT"),
+])
+def test_bad_user_query_headers_are_clear_errors(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "bad.sql").write_text(text)
+    with pytest.raises(QueryError, match=re.escape(message)):
+        load_pack([tmp_path])
+
+
+def test_detect_stores_findings_and_fails_on_severity(tmp_path: Path) -> None:
+    con = world(tmp_path, [req("r1", "2025-06-10T10:00:00Z")],
+                [led("g", "2025-06-10T09:00:00Z", "grant", "1"),
+                 charge("e1", "2025-06-10T10:00:01Z", "r1"),
+                 charge("e2", "2025-06-10T10:00:02Z", "r1")])
+    con.close()
+    db = str(tmp_path / "w.duckdb")
+    res = run_cli("detect", "--db", db, "--fail-on", "high")
+    assert res.returncode == 5 and res.stdout == b""
+    assert b"duplicate_charges" in res.stderr
+    assert run_cli("detect", "--db", db, "--fail-on", "critical").returncode == 0
+    res = run_cli("sql", "SELECT detector, entry_id, amount FROM findings", "--db", db, "-f", "csv")
+    assert res.stdout.decode().splitlines()[1:] == ['"duplicate_charges","e2",0.002000']
+
+
+# ----------------------------------------------------------------------------- golden files
+
+
+def _golden_world(tmp_path: Path) -> str:
+    hostile = "=cmd|' /C calc'!A0"
+    con = world(tmp_path, [req("r1", "2025-06-10T10:00:00Z", user=hostile),
+                           req("r2", "2025-06-10T10:00:00.25Z", user="u|pipe")], [
+        led("g1", "2025-06-10T09:00:00Z", "grant", "1", user=hostile),
+        led("g2", "2025-06-10T09:00:00Z", "grant", "1", user="u|pipe"),
+        charge("e1", "2025-06-10T10:00:01Z", "r1", user=hostile),
+        charge("e2", "2025-06-10T10:00:02.5Z", "r1", user=hostile),
+        charge("e3", "2025-06-10T10:00:01Z", "r2", user="u|pipe"),
+        charge("e4", "2025-06-10T10:00:03Z", "r2", "-0.0035", user="u|pipe"),
+    ])
+    con.close()
+    return str(tmp_path / "w.duckdb")
+
+
+@pytest.mark.parametrize("fmt, ext", [("csv", "csv"), ("json", "json"), ("jsonl", "jsonl"),
+                                      ("markdown", "md"), ("table", "txt")])
+def test_golden_output_formats(tmp_path: Path, fmt: str, ext: str) -> None:
+    db = _golden_world(tmp_path)
+    res = run_cli("run", "duplicate_charges", "--db", db, "--format", fmt,
+                  env={"COLUMNS": "160", "TERM": "dumb"})
+    assert res.returncode == 0, res.stderr
+    golden = GOLDEN / f"duplicate_charges.{ext}"
+    if os.environ.get("WARROOM_REGEN_GOLDEN"):
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_bytes(res.stdout)
+    assert res.stdout == golden.read_bytes()
+
+
+def test_golden_parquet_keeps_exact_types(tmp_path: Path) -> None:
+    db = _golden_world(tmp_path)
+    out = tmp_path / "d.parquet"
+    assert run_cli("run", "duplicate_charges", "--db", db, "--out", str(out)).returncode == 0
+    table = pq.read_table(out)
+    assert str(table.schema.field("amount").type) == "decimal128(38, 6)"
+    assert str(table.schema.field("ts").type) == "timestamp[us]"
+    rows = json.loads((GOLDEN / "duplicate_charges.json").read_text())
+    assert [str(a) for a in table.column("amount").to_pylist()] == [r["amount"] for r in rows]

@@ -18,10 +18,10 @@ import pyarrow as pa
 import typer
 
 from warroom import __version__, db, render
-from warroom.ingest import IngestReport
-from warroom.ingest import ingest as run_ingest
 from warroom.errors import ExitCode, RejectedRowsError, UsageError, WarroomError
 from warroom.export import Format, write
+from warroom.ingest import IngestReport
+from warroom.ingest import ingest as run_ingest
 from warroom.model import Kind
 
 app = typer.Typer(
@@ -36,6 +36,9 @@ app = typer.Typer(
 
 _state = {"debug": False}
 
+#: typer reads $WARROOM_DB itself (envvar=); this is the default without it
+DEFAULT_DB = Path(db.DEFAULT_DB)
+
 DbOption = Annotated[
     Path,
     typer.Option("--db", envvar="WARROOM_DB", help="The DuckDB file to use.", show_default=True),
@@ -49,7 +52,8 @@ OutOption = Annotated[
     Path | None, typer.Option("--out", "-o", help="Write the rows to this file instead of stdout.")
 ]
 MemoryOption = Annotated[
-    str | None, typer.Option("--memory-limit", help="DuckDB memory limit, e.g. 1GB (spills to disk).")
+    str | None,
+    typer.Option("--memory-limit", help="DuckDB memory limit, e.g. 1GB (spills to disk)."),
 ]
 
 _SUFFIX_FORMATS = {".csv": Format.csv, ".json": Format.json, ".jsonl": Format.jsonl,
@@ -71,7 +75,8 @@ def _main(
     _state["debug"] = debug or bool(os.environ.get("WARROOM_DEBUG"))
 
 
-def emit(table: pa.Table, fmt: Format | None, out: Path | None, *, title: str | None = None) -> None:
+def emit(table: pa.Table, fmt: Format | None, out: Path | None, *,
+         title: str | None = None) -> None:
     """Send rows to stdout or ``--out`` in the chosen format."""
     if fmt is None:
         if out is not None:
@@ -106,7 +111,7 @@ def ingest(
                      "that was already ingested.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Load nothing from a file with "
                       "rejected rows, and exit 3.")] = False,
-    db_path: DbOption = db.default_db_path(),
+    db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
 ) -> None:
     """Load request logs, ledgers, abuse decisions and price lists into the database."""
@@ -146,7 +151,7 @@ def sources(
                        "(file, line, reason, raw text) instead.")] = False,
     fmt: FormatOption = None,
     out: OutOption = None,
-    db_path: DbOption = db.default_db_path(),
+    db_path: DbOption = DEFAULT_DB,
 ) -> None:
     """What was loaded, from which files, with hashes, rows and rejects."""
     from warroom import catalog
@@ -164,7 +169,7 @@ def sql(
     query: Annotated[str, typer.Argument(help="SQL to run (read-only).")],
     fmt: FormatOption = None,
     out: OutOption = None,
-    db_path: DbOption = db.default_db_path(),
+    db_path: DbOption = DEFAULT_DB,
 ) -> None:
     """Run ad-hoc SQL on a read-only connection."""
     from warroom import catalog
@@ -232,7 +237,7 @@ def list_queries(
     queries_dir: QueriesDirOption = None,
     fmt: FormatOption = None,
     out: OutOption = None,
-    db_path: DbOption = db.default_db_path(),
+    db_path: DbOption = DEFAULT_DB,
 ) -> None:
     """The query pack: names, titles, severity, parameters."""
     from warroom.detect import queries_table
@@ -252,7 +257,7 @@ def run_query(
     queries_dir: QueriesDirOption = None,
     fmt: FormatOption = None,
     out: OutOption = None,
-    db_path: DbOption = db.default_db_path(),
+    db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
 ) -> None:
     """Run one query of the pack and print its rows."""
@@ -283,7 +288,7 @@ def detect_cmd(
     queries_dir: QueriesDirOption = None,
     fmt: FormatOption = None,
     out: OutOption = None,
-    db_path: DbOption = db.default_db_path(),
+    db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
 ) -> None:
     """Run every detection, store the findings, print a summary (stderr)."""
@@ -317,7 +322,7 @@ def user_cmd(
     queries_dir: QueriesDirOption = None,
     fmt: FormatOption = None,
     out: OutOption = None,
-    db_path: DbOption = db.default_db_path(),
+    db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
 ) -> None:
     """One user's timeline: requests, ledger with replayed and counterfactual balance,
@@ -345,7 +350,7 @@ def impact_cmd(
     queries_dir: QueriesDirOption = None,
     fmt: FormatOption = None,
     out: OutOption = None,
-    db_path: DbOption = db.default_db_path(),
+    db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
 ) -> None:
     """Per-user impact and suggested credits."""
@@ -389,7 +394,7 @@ def export_cmd(
     fmt: Annotated[ExportFormat | None, typer.Option("--format", "-f", help="csv (default), "
                    "json, jsonl or parquet; with --out, taken from the file's extension.")] = None,
     out: OutOption = None,
-    db_path: DbOption = db.default_db_path(),
+    db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
 ) -> None:
     """The list a refund job or a support team consumes: users owed anything."""

@@ -22,12 +22,20 @@ TS_MAX = "2100-01-01"
 # Macros are expanded inline by DuckDB: they cost nothing at run time and keep
 # the generated SQL readable.
 _MACROS = [
-    # epoch seconds, or milliseconds when |n| >= 1e11, as text -> UTC timestamp
+    # epoch seconds, or milliseconds when |n| >= 1e11, as text (any number form,
+    # e.g. 1e20 as a JSON reader renders it) -> UTC timestamp, to the microsecond.
+    # A number far outside [TS_MIN, TS_MAX) is clamped to just outside it, so it
+    # is rejected as out of range instead of overflowing the query.
     r"""CREATE OR REPLACE TEMP MACRO wr_epoch(v) AS CASE
-        WHEN regexp_full_match(trim(v), '[+-]?[0-9]{1,16}(\.[0-9]{1,6})?') THEN
-            make_timestamp(CAST(TRY_CAST(trim(v) AS DECIMAL(38,6))
+        WHEN regexp_full_match(trim(v), '[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?')
+        THEN make_timestamp(CAST(CASE
+            WHEN TRY_CAST(trim(v) AS DECIMAL(38,6)) IS NULL
+                OR abs(TRY_CAST(trim(v) AS DOUBLE)) >= 1e15
+            THEN CASE WHEN TRY_CAST(trim(v) AS DOUBLE) > 0 THEN 4102444800000000 ELSE -1 END
+            ELSE greatest(least(round(TRY_CAST(trim(v) AS DECIMAL(38,6))
                 * CASE WHEN abs(TRY_CAST(trim(v) AS DECIMAL(38,6))) >= 100000000000
-                       THEN 1000 ELSE 1000000 END AS BIGINT))
+                       THEN 1000 ELSE 1000000 END), 4102444800000000), -1)
+            END AS BIGINT))
         END""",
     # text -> exact decimal at 12 places (precision is checked separately)
     r"""CREATE OR REPLACE TEMP MACRO wr_dec(v) AS CASE
@@ -67,10 +75,11 @@ def _typed(f: Field) -> str:
     raise AssertionError(f.type)  # pragma: no cover
 
 
-def _checks(f: Field) -> list[tuple[str, str]]:
+def _checks(f: Field, containers: bool = False) -> list[tuple[str, str]]:
     """(failure condition, reason) pairs for one field, in the order they are tried.
 
-    Conditions see ``v_<name>`` (the text) and ``t_<name>`` (its typed value).
+    Conditions see ``v_<name>`` (the text) and ``t_<name>`` (its typed value),
+    and with ``containers`` the ``c_<name>`` of a string field (see typed_select).
     """
     v, t, n = f"v_{f.name}", f"t_{f.name}", f"'{f.name}'"
     out: list[tuple[str, str]] = []
@@ -95,8 +104,14 @@ def _checks(f: Field) -> list[tuple[str, str]]:
         case FieldType.MONEY:
             out.append((f"{present} AND {t} IS NULL",
                         f"{n} || ': not a number: ' || wr_quote({v})"))
+            # the typed value holds 12 places: digits past them are caught in the
+            # text, and for an exponent form (1e-13) by a wider cast
             out.append((f"{t} <> CAST({t} AS DECIMAL(38,6)) "
-                        rf"OR regexp_matches({v}, '\.[0-9]{{12}}[0-9]*[1-9]')",
+                        rf"OR regexp_matches({v}, '\.[0-9]{{12}}[0-9]*[1-9]') "
+                        f"OR (contains(lower({v}), 'e') AND "
+                        f"(TRY_CAST(trim({v}) AS DECIMAL(38,30)) <> "
+                        f"CAST(TRY_CAST(trim({v}) AS DECIMAL(38,30)) AS DECIMAL(38,6)) "
+                        f"OR ({t} = 0 AND TRY_CAST(trim({v}) AS DOUBLE) <> 0)))",
                         f"{n} || ': more than 6 decimal places: ' || wr_quote({v})"))
             out.append((f"abs({t}) >= 1000000000000",
                         f"{n} || ': out of range: ' || wr_quote({v})"))
@@ -105,15 +120,18 @@ def _checks(f: Field) -> list[tuple[str, str]]:
         case FieldType.DOUBLE:
             out.append((f"{present} AND ({t} IS NULL OR NOT isfinite({t}))",
                         f"{n} || ': not a number: ' || wr_quote({v})"))
+        case FieldType.STRING if containers:
+            out.append((f"c_{f.name} IS NOT NULL",
+                        f"{n} || ': expected a string, got ' || c_{f.name}"))
         case FieldType.STRING:
             out.append((f"left({v}, 1) IN ('{{', '[') AND coalesce(json_valid({v}), false)",
                         f"{n} || ': expected a string, got ' || CASE WHEN left({v}, 1) = '{{' "
                         "THEN 'an object' ELSE 'an array' END"))
-            if f.choices:
-                allowed = ", ".join(f"'{c}'" for c in f.choices)
-                out.append((f"{t} NOT IN ({allowed})",
-                            f"{n} || ': unknown value ' || wr_quote({v}) || "
-                            f"' (expected one of {'|'.join(f.choices)})'"))
+    if f.type is FieldType.STRING and f.choices:
+        allowed = ", ".join(f"'{c}'" for c in f.choices)
+        out.append((f"{t} NOT IN ({allowed})",
+                    f"{n} || ': unknown value ' || wr_quote({v}) || "
+                    f"' (expected one of {'|'.join(f.choices)})'"))
     return out
 
 
@@ -145,7 +163,8 @@ _ROW_RULES: dict[Kind, list[tuple[str, str]]] = {
 }
 
 
-def typed_select(kind: Kind, source: str, *, extra: tuple[str, ...] = ()) -> str:
+def typed_select(kind: Kind, source: str, *, extra: tuple[str, ...] = (),
+                 containers: bool = False) -> str:
     """The SELECT turning ``source`` into ``line``, ``extra``, the canonical
     columns of ``kind`` and ``reason`` (NULL for a good row).
 
@@ -155,11 +174,17 @@ def typed_select(kind: Kind, source: str, *, extra: tuple[str, ...] = ()) -> str
     money field a boolean ``n_<field>``: true where the value was read through a
     binary double (a JSON number), which is exact only to 15 digits.
 
+    With ``containers``, ``source`` also has for each string field a column
+    ``c_<field>``: ``'an object'`` or ``'an array'`` where the value was one
+    (rejected), else NULL, so a string whose text happens to be JSON (``"[1]"``)
+    is kept. Without it, such a text is taken for an object or array: right
+    only for a source that cannot tell the two apart.
+
     Each value is typed once; the reason text is built only for bad rows.
     """
     fields = FIELDS[kind]
     typed = ", ".join(f"{_typed(f)} AS t_{f.name}" for f in fields)
-    checks = [c for f in fields for c in _checks(f)] + _ROW_RULES[kind]
+    checks = [c for f in fields for c in _checks(f, containers)] + _ROW_RULES[kind]
     # coalesce(cond, false): a NULL condition (a comparison with a missing
     # optional value) is not a failure
     bad = " OR ".join(f"coalesce({cond}, false)" for cond, _ in checks)
@@ -171,7 +196,8 @@ def typed_select(kind: Kind, source: str, *, extra: tuple[str, ...] = ()) -> str
         if kind is Kind.prices and f.name == "cached_per_mtok":
             expr = "coalesce(t_cached_per_mtok, t_input_per_mtok)"
         if f.type is FieldType.MONEY:
-            expr = f"CAST({expr} AS DECIMAL(18,6))"
+            # TRY_: a rejected row's value may not fit (its reason says so)
+            expr = f"TRY_CAST({expr} AS DECIMAL(18,6))"
         if f.default is not None:
             expr = f"coalesce({expr}, {f.default})"
         cols.append(f"{expr} AS {f.name}")

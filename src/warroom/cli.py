@@ -111,16 +111,23 @@ def ingest(
                      "that was already ingested.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Load nothing from a file with "
                       "rejected rows, and exit 3.")] = False,
+    profile: Annotated[str | None, typer.Option("--profile", help="Read the files in a "
+                       "foreign format: a built-in profile (see `warroom profiles`) or a "
+                       ".toml mapping file. With --kind, only its mappings of that kind.")] = None,
     db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
 ) -> None:
     """Load request logs, ledgers, abuse decisions and price lists into the database."""
+    from warroom.profiles import resolve
+
+    # a bad profile is reported before the database is touched
+    chosen = resolve(profile) if profile is not None else None
     con = db.connect(db_path, memory_limit=memory_limit)
     bars = render.ProgressBars()
     try:
         with bars.running():
             report = run_ingest(con, paths, kind=kind, force=force, strict=strict,
-                                       progress=bars.update)
+                                progress=bars.update, profile=chosen)
     except RejectedRowsError as exc:
         report = getattr(exc, "report", None)
         if report is not None:
@@ -138,8 +145,11 @@ def _ingest_summary(report: IngestReport) -> None:
             continue
         verb = {"loaded": "loaded", "replaced": "replaced", "strict-rejected": "refused"}[f.status]
         rej = f", [red]{f.rows_rejected:,} rejected[/]" if f.rows_rejected else ""
-        render.note(f"{verb} {f.path} ({f.kind}, {f.format}): {f.rows_loaded:,} rows{rej}"
+        via = f", profile {f.profile}" if f.profile else ""
+        render.note(f"{verb} {f.path} ({f.kind}, {f.format}{via}): {f.rows_loaded:,} rows{rej}"
                     + (f" in {f.seconds:.1f}s" if f.seconds >= 0.1 else ""))
+        if f.first_reject:
+            render.note(_plain(f"  first rejected row: {f.path}:{f.first_reject}"))
     render.note(f"{report.rows_loaded:,} rows loaded, {report.rows_rejected:,} rejected "
                 f"from {len(report.files)} file(s)"
                 + ("; see `warroom sources --rejects`" if report.rows_rejected else ""))
@@ -230,6 +240,19 @@ class Severity(str, Enum):
     medium = "medium"
     high = "high"
     critical = "critical"
+
+
+@app.command("profiles")
+def profiles_cmd(
+    fmt: FormatOption = None,
+    out: OutOption = None,
+    db_path: DbOption = DEFAULT_DB,
+) -> None:
+    """The built-in import profiles: name, kinds produced, description, what to export."""
+    from warroom.profiles import profiles_table
+
+    del db_path  # listing the profiles needs no database
+    emit(profiles_table(), fmt, out, title="import profiles (warroom ingest --profile NAME)")
 
 
 @app.command("queries")
@@ -413,6 +436,112 @@ def export_cmd(
         chosen = Format.csv
     emit(table, chosen, out)
     _totals(table)
+
+
+class ReportFormat(str, Enum):
+    markdown = "markdown"
+    html = "html"
+
+
+_REPORT_SUFFIXES = {".md": ReportFormat.markdown, ".markdown": ReportFormat.markdown,
+                    ".html": ReportFormat.html, ".htm": ReportFormat.html}
+
+
+@app.command("report")
+def report_cmd(
+    fmt: Annotated[ReportFormat | None, typer.Option("--format", "-f", help="markdown or html "
+                   "(default: from --out's extension, else markdown).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report to this "
+                   "file (.md or .html) instead of stdout.")] = None,
+    policy: PolicyOption = None,
+    queries_dir: QueriesDirOption = None,
+    db_path: DbOption = DEFAULT_DB,
+    memory_limit: MemoryOption = None,
+) -> None:
+    """The post-incident report: Markdown, or one self-contained HTML file with charts."""
+    from warroom.impact import load_policy
+    from warroom.queries import load_pack
+    from warroom.report import RENDERERS, build_report, write_atomic
+
+    if fmt is None and out is not None:
+        fmt = _REPORT_SUFFIXES.get(out.suffix.lower())
+        if fmt is None:
+            raise UsageError(f"--out {out}: cannot tell the format from the extension; "
+                             "name it .md or .html, or give --format")
+    chosen = fmt or ReportFormat.markdown
+    pol = load_policy(policy)
+    pack = load_pack(queries_dir)
+    con = db.connect(db_path, read_only=True, memory_limit=memory_limit)
+    try:
+        with render.ProgressBars().running() as bars:
+            built = build_report(con, pack, pol, progress=bars.update)
+    finally:
+        con.close()
+    data = RENDERERS[chosen.value](built).encode()
+    if out is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    write_atomic(out, data)
+    render.note(_plain(f"wrote the {chosen.value} report to {out}"))
+
+
+@app.command("investigate")
+def investigate_cmd(
+    paths: Annotated[list[str], typer.Argument(help="Files, folders or globs to load "
+                     "(as for ingest; files already loaded are skipped).")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where to write report.md, "
+                       "report.html and affected-users.csv.")] = Path("warroom-out"),
+    policy: PolicyOption = None,
+    queries_dir: QueriesDirOption = None,
+    db_path: Annotated[Path | None, typer.Option(
+        "--db", envvar="WARROOM_DB",
+        help="The DuckDB file to use (default: OUT_DIR/warroom.duckdb).")] = None,
+    memory_limit: MemoryOption = None,
+) -> None:
+    """Ingest, detect, impact and report in one go: the main job. Writes files, prints
+    progress and a summary on stderr, nothing on stdout."""
+    import time
+
+    from warroom.detect import detect
+    from warroom.impact import load_policy
+    from warroom.queries import load_pack
+    from warroom.report import build_report, investigation_inputs, summary_lines, write_bundle
+
+    started = time.monotonic()
+    # a bad policy, query pack or path fails now, not after a long ingest
+    pol = load_policy(policy)
+    pack = load_pack(queries_dir)
+    files = investigation_inputs(paths, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    db_file = db_path or out_dir / "warroom.duckdb"
+    con = db.connect(db_file, memory_limit=memory_limit)
+    try:
+        with render.ProgressBars().running() as bars:
+            loaded = run_ingest(con, files, progress=bars.update)
+        _ingest_summary(loaded)
+        with render.ProgressBars().running() as bars:
+            found = detect(con, pack, progress=bars.update)
+        render.note(f"{sum(d.rows for d in found.detectors):,} findings from "
+                    f"{len(found.detectors)} detections in {found.seconds:.1f}s")
+        with render.ProgressBars().running() as bars:
+            built = build_report(con, pack, pol, progress=bars.update,
+                                 stored_findings=True)
+    finally:
+        con.close()
+    bundle = write_bundle(built, out_dir)
+    render.note("")
+    for line in summary_lines(built):
+        render.note(_plain(line))
+    render.note(_plain(f"report: {bundle.markdown}, {bundle.html}\n"
+                       f"refund list: {bundle.affected_users} ({bundle.affected_rows:,} rows)\n"
+                       f"database: {db_file}\n"
+                       f"done in {time.monotonic() - started:.1f}s"))
+
+
+def _plain(text: str) -> str:
+    """Text shown as is by the stderr console (no rich markup in ids or paths)."""
+    return text.replace("[", r"\[")
 
 
 # --------------------------------------------------------------------------- entry point

@@ -282,10 +282,24 @@ def _plural(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
-def impact(con: duckdb.DuckDBPyConnection, pack: Pack, policy: Policy) -> pa.Table:
-    """Per-user impact under ``policy``, from findings computed afresh on ``con``."""
-    prepare(con, pack)
-    _compute_findings(con, pack, table="findings", temp=True)
+def impact(con: duckdb.DuckDBPyConnection, pack: Pack, policy: Policy, *,
+           stored_findings: bool = False) -> pa.Table:
+    """Per-user impact under ``policy``.
+
+    By default the findings are computed afresh from the data on ``con`` (so the
+    answer can never be stale); ``stored_findings`` uses the ``findings`` table
+    and shared relations that ``detect`` has just left on this connection.
+    """
+    if stored_findings:
+        # one name for the findings either way: temp.findings
+        row = con.execute("SELECT current_database()").fetchone()
+        catalog = str(row[0]) if row else "main"
+        con.execute(f'CREATE OR REPLACE TEMP TABLE findings AS '
+                    f'SELECT * FROM "{catalog}".main.findings')
+    else:
+        # tables, not views: every detection reads them, views would recompute
+        prepare(con, pack, materialize=True)
+        _compute_findings(con, pack, table="findings", temp=True)
     try:
         rel = con.sql(_IMPACT_SQL, params={"start": policy.start, "end": policy.end})
         names, raw = rel.columns, rel.fetchall()

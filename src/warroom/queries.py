@@ -41,7 +41,9 @@ from warroom.errors import WarroomError
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 PARAM_TYPES = ("TIMESTAMP", "DECIMAL", "INTEGER", "DOUBLE", "VARCHAR", "BOOLEAN")
-_HEADER = re.compile(r"^--\s*([a-z_]+)\s*:\s*(.*?)\s*$")
+_HEADER = re.compile(r"^--\s?([a-z_]+)\s*:\s*(.*?)\s*$")
+#: a header value goes on over following lines indented by two or more spaces
+_HEADER_MORE = re.compile(r"^--\s{2,}(\S.*?)\s*$")
 _PARAM_REF = re.compile(r"\$([a-z_][a-z0-9_]*)")
 
 
@@ -145,12 +147,18 @@ def parse_query(path: Path) -> Query:
         raise QueryError(f"{path}: cannot read: {exc}") from None
     headers: dict[str, str] = {}
     params: list[Param] = []
+    last: str | None = None
     for lineno, line in enumerate(sql.splitlines(), 1):
         if not line.startswith("--"):
             if line.strip():
                 break
             continue
+        more = _HEADER_MORE.match(line)
+        if more and last is not None:
+            headers[last] += " " + more.group(1)
+            continue
         m = _HEADER.match(line)
+        last = None
         if not m:
             continue
         key, value = m.groups()
@@ -158,6 +166,7 @@ def parse_query(path: Path) -> Query:
             params.append(_parse_param(path, lineno, value))
         else:
             headers[key] = value if key not in headers else headers[key] + " " + value
+            last = key
     for key in ("title", "description", "severity"):
         if not headers.get(key):
             raise QueryError(f"{path}: header lacks '-- {key}: ...'")

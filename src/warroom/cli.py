@@ -200,15 +200,21 @@ def generate(
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 1,
     rate: Annotated[float, typer.Option("--requests-per-user-day", min=0.1,
                     help="Mean requests per user and day.")] = 40.0,
+    start: Annotated[str, typer.Option("--start", help="First day simulated (ISO-8601, "
+                     "UTC unless it says).")] = "2025-06-01T00:00:00Z",
     db_path: Annotated[Path | None, typer.Option(
         "--db", help="Also ingest the generated logs into this database.")] = None,
 ) -> None:
     """Write synthetic logs with injected incidents and their ground truth."""
-    from warroom.generate import generate as run_generate
+    from datetime import UTC
 
+    from warroom.generate import generate as run_generate
+    from warroom.queries import parse_timestamp
+
+    first_day = parse_timestamp(start).replace(tzinfo=UTC)
     bars = render.ProgressBars()
     with bars.running():
-        result = run_generate(out_dir, users=users, days=days, seed=seed,
+        result = run_generate(out_dir, users=users, days=days, seed=seed, start=first_day,
                               requests_per_user_day=rate,
                               progress=lambda done, total: bars.update("users", done / total))
     for name, rows in sorted(result.files.items()):

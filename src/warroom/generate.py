@@ -19,19 +19,42 @@ Conventions this generator fixes, beyond DECISIONS.md (the tests pin them):
 
 - A charge's ``ts`` is the request's ``ts`` + its ``latency_ms`` (exact to the
   microsecond, plus 1 µs if that lands on a whole second). The price is the
-  one in force at the request's ``ts``; whether a penalty, a duplicate window
-  or a billing bug applies is decided at the charge's ``ts``.
-- Scheduled rows (grants, resets, top-ups, refunds, abuse actions) are on whole
-  seconds and never on the same instant as another row of the user; request
-  and charge timestamps never are, so no rule depends on a tie.
-- Subscription quotas (``plus``, ``pro``; currency ``units``) reset weekly from
-  the user's sign-up, plus one global reset in the middle of the abuse
-  incident. ``free`` users hold ``credits`` topped up by a weekly grant.
+  one in force at the request's ``ts``; whether a penalty, the duplicate
+  window or a billing bug applies is decided at the charge's ``ts``.
+- Scheduled rows (grants, resets, top-ups, refunds, abuse actions) sit on
+  whole seconds, never two at one instant for a user; request and charge
+  timestamps never sit on a whole second. No rule depends on a tie.
+- ``plus``/``pro`` hold ``units``: a ``reset`` (no amount, ``balance_after`` =
+  quota) at sign-up, weekly from sign-up, and once for everyone in the middle
+  of the abuse incident. ``free`` holds ``credits`` from a weekly ``grant``.
+  Quotas and the free grant scale with ``requests_per_user_day`` / 40.
+  ``payg`` (usd) starts with a ``grant`` and tops up; ``enterprise`` (usd)
+  starts with a ``grant`` and may go negative. Every user's first ledger row
+  precedes their first request, and each user has one currency.
+- The gateway refuses (429) in this order: a standing block, a standing
+  throttle (80% of requests), a prepaid balance at t <= 0, ordinary rate
+  limiting; refused and failed requests log no output tokens.
 - Every throttle, block and penalty ends by ``until`` or by a later ``clear``;
-  only flags may stand to the end of the data.
-- Duplicate charges: every ``charge`` of a ``payg`` user whose ``ts`` falls in
-  the window gets a second entry 3 to 40 ms later. Refunds name the request
-  and give back the whole duplicate.
+  only flags may stand to the end of the data. Scenarios are placed where the
+  pinned abuse rule's verdict is clear-cut (at most 2/3 of the threshold for a
+  false positive, well above it for a burst).
+- Duplicates: each ``charge`` of a ``payg`` user whose ``ts`` is in the window
+  gets a second entry 3 to 40 ms later; a refund names the request and gives
+  back the whole duplicate. A lost write leaves exactly one written row
+  between it and the next reset, so any reading of the chain rule flags that
+  row alone. Conflicting copies live in ledger-2 only (ledger-1 is the truth).
+
+What the truth rows hold where DESIGN.md leaves it open: amounts are positive
+(underbilled: expected - charged; orphan: the charge; chain break: recorded -
+replayed balance); ``detail`` is the class for billing_mismatch and
+abuse_false_positives, the error code for wrongful_rejections, the differing
+field for ledger_conflicts, else null. An extra charge fully refunded is still
+a duplicate_charges row, with amount 0. consumption_anomalies: one row per
+user and UTC day (ts = midnight, amount = the day's charges), against the
+median of the previous 7 days that had charges. Unbilled requests count only
+in [max(first request, first ledger row), min(last request, last ledger row)].
+A user has an impact row if anything is owed, a 429 was wrongful, a
+false-positive throttle/block/penalty stood, or there is something to review.
 """
 
 from __future__ import annotations
@@ -1856,15 +1879,20 @@ def generate(
 
     files = _open_streams(out_dir, truth)
     try:
-        total = _Sink(cfg, files, bad_after)
-        if workers <= 1:
-            total.run(0, users, progress)
-        else:
-            _run_parallel(cfg, total, bad_after, workers, chunk, truth, progress)
-    finally:
-        for fh in files.values():
-            fh.close()
-    rows = _finish(out_dir, cfg, total, requests_per_user_day)
+        try:
+            total = _Sink(cfg, files, bad_after)
+            if workers <= 1:
+                total.run(0, users, progress)
+            else:
+                _run_parallel(cfg, total, bad_after, workers, chunk, truth, progress)
+        finally:
+            for fh in files.values():
+                fh.close()
+        rows = _finish(out_dir, cfg, total, requests_per_user_day)
+    except BaseException:
+        for tmp in truth.glob(".*.tmp"):  # never leave a half-made answer key behind
+            tmp.unlink()
+        raise
     return GenerateResult(out_dir=out_dir, files=rows, truth_dir=truth)
 
 

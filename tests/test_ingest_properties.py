@@ -40,7 +40,9 @@ from warroom.model import TABLES
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 #: for properties whose every example checks several values at once
-FEWER = settings(SETTINGS, max_examples=30)
+FEWER = settings(SETTINGS, max_examples=25)
+#: for the property whose every example loads two files
+PAIRS = settings(SETTINGS, max_examples=40)
 
 LO = datetime(1970, 1, 1, tzinfo=UTC)
 HI = datetime(2099, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
@@ -474,7 +476,7 @@ agreeing_bad = st.integers(0, 8).flatmap(
     lambda b: b.replace(b"\n", b"")).filter(_not_blank)
 
 
-@SETTINGS
+@PAIRS
 @given(doc=documents(agreeing_bad, newline_at_end=True, blanks=False))
 def test_fast_and_careful_paths_agree(one: Db, two: Db, doc: Doc) -> None:
     r1, fast, rows1, rej1 = _load(one, doc.data)

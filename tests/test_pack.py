@@ -73,6 +73,13 @@ def test_pack_loads_from_a_built_wheel(tmp_path: Path) -> None:
                          capture_output=True, text=True, cwd=tmp_path, check=True).stdout.split()
     assert out[0] == str(site / "warroom" / "queries")
     assert int(out[1]) == len(EXPECTED) and int(out[2]) >= 5
+    # the built-in import profiles ship as package data too
+    assert "warroom/profile_defs/litellm.toml" in names
+    code = ("from warroom import profiles as p; "
+            "print(*[p.builtin(n).name for n in p.builtin_names()])")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(site)},
+                         capture_output=True, text=True, cwd=tmp_path, check=True).stdout.split()
+    assert out == ["lago", "litellm", "openai-usage", "openmeter", "stripe"]
 
 
 def test_user_queries_from_a_folder_and_the_environment(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ class QueryError(WarroomError):
 def sources(con: duckdb.DuckDBPyConnection) -> pa.Table:
     """One row per ingested file, in the order they were loaded."""
     return con.sql(
-        """SELECT path, kind, format, compression, sha256, size_bytes, rows_loaded,
+        """SELECT path, kind, format, compression, profile, sha256, size_bytes, rows_loaded,
                   rows_rejected, blank_lines, ingested_at
            FROM sources ORDER BY source_id"""
     ).to_arrow_table()

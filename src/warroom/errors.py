@@ -48,3 +48,7 @@ class DatabaseLockedError(WarroomError):
 
 class DatabaseError(WarroomError):
     """The database file is not a warroom database, or cannot be opened."""
+
+
+class ProfileError(WarroomError):
+    """An unknown import profile, or a mapping file with a bad key or value."""

@@ -720,7 +720,7 @@ def _parquet_values(plan: _Plan) -> str:
 
 _NOT_OBJECT = """CASE
     WHEN NOT json_valid({d}) THEN 'malformed JSON'
-    WHEN json_type({d}::JSON) <> 'OBJECT'
+    WHEN left(ltrim({d}, ' ' || chr(9) || chr(10) || chr(13)), 1) <> '{{'
         THEN 'not a JSON object: a JSON ' || CASE json_type({d}::JSON)
             WHEN 'ARRAY' THEN 'array' WHEN 'VARCHAR' THEN 'string'
             WHEN 'BOOLEAN' THEN 'boolean' WHEN 'NULL' THEN 'null' ELSE 'number' END
@@ -848,13 +848,17 @@ def _insert_good(con: duckdb.DuckDBPyConnection, kind: Kind, typed_sql: str,
 def _load_json_fast(con: duckdb.DuckDBPyConnection, plan: _Plan, source_id: int,
                     scan: Future[_Scan]) -> tuple[int, int]:
     fields = FIELDS[plan.kind]
+    # money is read as JSON to tell numbers from strings; so are the strings of
+    # an array file, to tell objects from strings (lines go the careful way)
+    as_json = {f.name for f in fields if f.type is FieldType.MONEY
+               or (plan.json_array and f.type is FieldType.STRING)}
     spec = ", ".join(
-        f"'{f.name}': '{'JSON' if f.type is FieldType.MONEY else 'VARCHAR'}'" for f in fields
+        f"'{f.name}': '{'JSON' if f.name in as_json else 'VARCHAR'}'" for f in fields
     )
     vals, unsure = [], []
     for f in fields:
         col = f'"{f.name}"'
-        if f.type is FieldType.MONEY or (plan.json_array and f.type is FieldType.STRING):
+        if f.name in as_json:
             vals.append(f"CASE WHEN left({col}, 1) = '\"' THEN {col}->>'$' "
                         f"ELSE CAST({col} AS VARCHAR) END AS v_{f.name}")
         else:

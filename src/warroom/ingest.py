@@ -827,20 +827,31 @@ def _insert_good(con: duckdb.DuckDBPyConnection, kind: Kind, typed_sql: str,
     cols = ", ".join(names)
     if kind in IDENTITY:
         key = IDENTITY[kind]
+        # Canonical = the first ingested row of an id. Rows whose id an earlier
+        # file already holds are not; canonical ids are unique, so the earlier
+        # ones join without a DISTINCT. Repeats within this file are rare:
+        # find them with a hash aggregate instead of sorting every row.
         sql = f"""
             INSERT INTO {table} (source_id, line, canonical, {cols})
-            SELECT $source_id, g.line,
-                   row_number() OVER (PARTITION BY g.{key} ORDER BY g.line) = 1
-                       AND prev.{key} IS NULL,
+            SELECT $source_id, g.line, prev.{key} IS NULL,
                    {', '.join('g.' + n for n in names)}
             FROM ({typed_sql}) g
-            LEFT JOIN (SELECT DISTINCT {key} FROM {table} WHERE canonical) prev
+            LEFT JOIN (SELECT {key} FROM {table} WHERE canonical) prev
                 ON prev.{key} = g.{key}
             WHERE g.reason IS NULL"""
-    else:
-        sql = f"""
-            INSERT INTO {table} (source_id, line, {cols})
-            SELECT $source_id, line, {cols} FROM ({typed_sql}) WHERE reason IS NULL"""
+        row = con.execute(sql, params).fetchone()
+        con.execute(f"""
+            UPDATE {table} SET canonical = false
+            FROM (SELECT {key} AS k, min(line) AS first_line FROM {table}
+                  WHERE source_id = $source_id AND canonical
+                  GROUP BY {key} HAVING count(*) > 1) AS repeated
+            WHERE {table}.source_id = $source_id AND {table}.canonical
+              AND {table}.{key} = repeated.k AND {table}.line > repeated.first_line""",
+                    {"source_id": params["source_id"]})
+        return int(row[0]) if row else 0
+    sql = f"""
+        INSERT INTO {table} (source_id, line, {cols})
+        SELECT $source_id, line, {cols} FROM ({typed_sql}) WHERE reason IS NULL"""
     row = con.execute(sql, params).fetchone()
     return int(row[0]) if row else 0
 
@@ -907,7 +918,7 @@ def _load_json_fast(con: duckdb.DuckDBPyConnection, plan: _Plan, source_id: int,
     if plan.json_array:
         # rows of an array have no line of their own: keep the element as text
         con.execute(
-            f"""INSERT INTO rejects SELECT $source_id, b.line, NULL, b.reason FROM wr_bad b""",
+            """INSERT INTO rejects SELECT $source_id, b.line, NULL, b.reason FROM wr_bad b""",
             {"source_id": source_id})
         return loaded, bad
     if loaded + bad != total:
@@ -998,7 +1009,19 @@ def ingest(
     con.execute("SET TimeZone = 'UTC'")
     # Rows carry their line number, so their physical order does not matter;
     # letting DuckDB write them out of order makes a numbered scan much faster.
+    # The caller's setting comes back when we are done.
+    row = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
+    keep_order = bool(row[0]) if row else True
     con.execute("SET preserve_insertion_order = false")
+    try:
+        return _ingest_all(con, paths, kind, prof, force, strict, progress)
+    finally:
+        con.execute(f"SET preserve_insertion_order = {str(keep_order).lower()}")
+
+
+def _ingest_all(con: duckdb.DuckDBPyConnection, paths: Sequence[str | Path],
+                kind: Kind | None, prof: profiles.Profile | None, force: bool, strict: bool,
+                progress: ProgressFn | None) -> IngestReport:
     con.execute(
         "CREATE OR REPLACE TEMP MACRO wr_csv_unquote(x) AS CASE WHEN left(x, 1) = '\"' "
         "AND right(x, 1) = '\"' AND length(x) >= 2 "

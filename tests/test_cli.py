@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli, write
+from tests.conftest import ROOT, run_cli, write
 
 REQ = ('{"ts":"2025-06-01T10:00:00Z","request_id":"%s","user_id":"%s","status":200,'
        '"input_tokens":10,"cached_tokens":2,"output_tokens":5}\n')
 
-COMMANDS = ["ingest", "sources", "sql", "generate"]
+COMMANDS = ["ingest", "sources", "sql", "generate", "queries", "run", "detect", "impact",
+            "export", "report", "investigate", "user", "profiles"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -22,6 +23,15 @@ def test_every_command_has_help_and_takes_db(command: str) -> None:
     res = run_cli(command, "--help")
     assert res.returncode == 0, res.stderr
     assert b"--db" in res.stdout
+    assert f"`warroom {command}".encode() in (ROOT / "README.md").read_bytes()
+
+
+def test_no_command_is_left_out_of_the_catalog() -> None:
+    from warroom.cli import app
+
+    names = {c.name or (c.callback.__name__ if c.callback else "") for c in
+             app.registered_commands}
+    assert names == set(COMMANDS)
 
 
 def test_library_does_not_import_the_cli_stack() -> None:

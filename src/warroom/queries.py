@@ -267,6 +267,18 @@ def bind(query: Query, given: dict[str, str], since: str | None = None,
 
 def prepare(con: duckdb.DuckDBPyConnection, pack: Pack, *, materialize: bool = False) -> None:
     """Create the pack's shared relations on ``con`` (temp views, or temp tables)."""
+    # Every query orders its own rows, so a materialised relation needs no
+    # physical order; not keeping it lets DuckDB stream (and spill) them.
+    row = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
+    keep_order = bool(row[0]) if row else True
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        _create_shared(con, pack, materialize)
+    finally:
+        con.execute(f"SET preserve_insertion_order = {str(keep_order).lower()}")
+
+
+def _create_shared(con: duckdb.DuckDBPyConnection, pack: Pack, materialize: bool) -> None:
     for s in pack.shared:
         body = _strip_trailing_semicolon(s.sql)
         kind = "TABLE" if materialize else "VIEW"

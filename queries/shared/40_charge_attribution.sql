@@ -13,22 +13,8 @@
 -- `excess_gross` is what the cause took from the balance when charged;
 -- `excess` is what is still owed: less the refunds that name the request,
 -- applied to its duplicates first, then to its first charge, in ledger order.
-WITH charges AS (
-    SELECT entry_id, ts, user_id, currency, request_id, idempotency_key, source_id, line,
-           CAST(-amount AS DECIMAL(38,6)) AS charged,
-           row_number() OVER (
-               PARTITION BY user_id, currency, request_id ORDER BY ts, entry_id) AS rn_request,
-           row_number() OVER (
-               PARTITION BY user_id, currency, coalesce(idempotency_key, entry_id)
-               ORDER BY ts, entry_id) AS rn_key,
-           first_value(entry_id) OVER (
-               PARTITION BY user_id, currency, request_id ORDER BY ts, entry_id
-               ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS first_entry_id
-    FROM ledger
-    WHERE kind = 'charge'
-),
-flagged AS (
-    SELECT *, (rn_request > 1 OR rn_key > 1) AS is_duplicate FROM charges
+WITH flagged AS (
+    SELECT * FROM charge_flags
 ),
 refunds AS (
     SELECT user_id, currency, request_id, sum(CAST(amount AS DECIMAL(38,6))) AS refunded

@@ -42,7 +42,7 @@ SETTINGS = settings(max_examples=60, deadline=None,
 #: for properties whose every example checks several values at once
 FEWER = settings(SETTINGS, max_examples=25)
 #: for the property whose every example loads two files
-PAIRS = settings(SETTINGS, max_examples=40)
+PAIRS = settings(SETTINGS, max_examples=20)  # each example ingests two files
 
 LO = datetime(1970, 1, 1, tzinfo=UTC)
 HI = datetime(2099, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)

@@ -1318,7 +1318,7 @@ def investigation_inputs(paths: Sequence[str | Path], out_dir: Path) -> list[Pat
 def summary_lines(report: Report) -> list[str]:
     """A short plain-text summary for the terminal: windows, users, amounts."""
     head = _headline(report)
-    lines = [f"incident {report.incident_id}"]
+    lines = [f"incident id: {report.incident_id} (from the policy; it goes into every credit_id)"]
     windows = report.windows.to_pylist()
     if windows:
         width = max(len(w["fault"]) for w in windows)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -59,13 +58,11 @@ def _rows(world: Path) -> dict[str, int]:
 
 
 def _child(db_path: Path, limit: str | None) -> tuple[dict[str, object], float, int]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.monotonic()
     out = subprocess.run([sys.executable, "-c", CHILD, str(db_path), limit or ""],
                          check=True, capture_output=True, text=True)
     wall = time.monotonic() - t
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    del before
     return json.loads(out.stdout.strip().splitlines()[-1]), wall, peak
 
 
@@ -103,7 +100,6 @@ def main() -> None:
             print(f"  {name:26s} {n:>9,} rows {s:8.3f}s")
     if args.json:
         print(json.dumps({"rows": rows, "results": results}))
-    os.environ.pop("_", None)
 
 
 if __name__ == "__main__":

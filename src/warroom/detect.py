@@ -98,7 +98,8 @@ def detect(con: duckdb.DuckDBPyConnection, pack: Pack, *, since: str | None = No
 
 def _compute_findings(con: duckdb.DuckDBPyConnection, pack: Pack, *, table: str,
                       temp: bool) -> None:
-    con.execute(f"DROP TABLE IF EXISTS temp.{table}") if temp else None
+    if temp:
+        con.execute(f"DROP TABLE IF EXISTS temp.{table}")
     ddl = FINDINGS_DDL.replace("CREATE TABLE IF NOT EXISTS findings",
                                f"CREATE {'TEMP ' if temp else ''}TABLE {table}")
     con.execute(ddl)
@@ -118,11 +119,9 @@ def _run_detectors(con: duckdb.DuckDBPyConnection, pack: Pack, table: str, since
         _check_columns(q, rows)
         con.register("wr_rows", rows)
         try:
-            extra = [c for c in ("source_id", "line") if c in rows.column_names]
-            src_cols = ", ".join(f"CAST({c} AS {t})" for c, t in
-                                 (("source_id", "INTEGER"), ("line", "BIGINT")) if c in extra)
-            null_cols = ", ".join("NULL" for c in ("source_id", "line") if c not in extra)
-            tail = ", ".join(x for x in (src_cols, null_cols) if x)
+            # provenance, where the detection returns it
+            tail = ", ".join(f"CAST({c} AS {t})" if c in rows.column_names else "NULL"
+                             for c, t in (("source_id", "INTEGER"), ("line", "BIGINT")))
             con.execute(
                 f"INSERT INTO {table} SELECT detector, ?, user_id, currency, ts, request_id, "
                 f"entry_id, CAST(amount AS DECIMAL(18,6)), detail, {tail} FROM wr_rows",

@@ -23,6 +23,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from warroom.detect import _compute_findings
 from warroom.errors import WarroomError
@@ -370,10 +371,10 @@ def impact(con: duckdb.DuckDBPyConnection, pack: Pack, policy: Policy, *,
 
 def affected_users(impact_rows: pa.Table) -> pa.Table:
     """The refund job's list: rows owed a credit or a reimbursement, export columns only."""
-    owed = [c > 0 or t > 0 for c, t in zip(
-        impact_rows.column("credit_amount").to_pylist(),
-        impact_rows.column("topup_reimbursement").to_pylist(), strict=True)]
-    return impact_rows.filter(pa.array(owed, type=pa.bool_())).select(list(EXPORT_COLUMNS))
+    zero = pa.scalar(Decimal(0), type=impact_rows.schema.field("credit_amount").type)
+    owed = pc.or_(pc.greater(impact_rows.column("credit_amount"), zero),
+                  pc.greater(impact_rows.column("topup_reimbursement"), zero))
+    return impact_rows.filter(owed).select(list(EXPORT_COLUMNS))
 
 
 def totals(rows: pa.Table) -> list[str]:

@@ -271,14 +271,10 @@ def plan_file(con: duckdb.DuckDBPyConnection, p: Path, kind: Kind | None,
     named = kind or _kind_from_name(p)
     if fmt == "parquet":
         try:
-            rows = con.execute(
-                "SELECT name, type FROM parquet_schema(?) WHERE num_children IS NULL "
-                "OR num_children = 0", [str(p)]).fetchall()
             described = con.execute(
                 "DESCRIBE SELECT * FROM read_parquet(?)", [str(p)]).fetchall()
         except duckdb.Error as exc:
             raise InputError(f"{p}: not a readable Parquet file: {_one_line(exc)}") from None
-        del rows
         plan.parquet_types = {str(r[0]).lower(): str(r[1]) for r in described}
         plan.kind = named or _kind_from_fields(p, set(plan.parquet_types))
         return plan

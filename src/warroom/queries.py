@@ -121,7 +121,7 @@ def load_pack(extra_dirs: list[Path] | None = None) -> Pack:
     dirs += list(extra_dirs or [])
     queries: dict[str, Query] = {}
     shared: dict[str, Shared] = {}
-    for i, d in enumerate(dirs):
+    for d in dirs:
         if not d.is_dir():
             raise QueryError(f"{d}: no such queries folder")
         for path in sorted(d.glob("*.sql")):
@@ -131,7 +131,6 @@ def load_pack(extra_dirs: list[Path] | None = None) -> Pack:
             for path in sorted((d / "shared").glob("*.sql")):
                 s = Shared(_shared_name(path), path, path.read_text(encoding="utf-8"))
                 shared[s.name] = s
-        del i
     return Pack(queries, sorted(shared.values(), key=lambda s: s.path.name))
 
 

@@ -4,18 +4,21 @@
 --   currency, in ledger order, resets excluded): the point where a write was lost,
 --   doubled or reordered. The amount is the size of the new disagreement.
 -- severity: medium
+--
+-- The drift of a row is recorded_balance - balance. The row before it is the latest
+-- earlier ledger row with a recorded balance; when that is a reset its drift is 0
+-- (a reset sets the balance to what it records), so each segment starts from 0.
 WITH recorded AS (
-    SELECT user_id, currency, ts, entry_id, request_id, seg, recorded_balance, balance,
-           recorded_balance - balance AS drift, source_id, line
+    SELECT user_id, currency, ts, entry_id, request_id, kind, previous_recorded_entry_id,
+           recorded_balance, balance, recorded_balance - balance AS drift, source_id, line
     FROM balance_timeline
-    WHERE row_type = 'ledger' AND kind <> 'reset' AND recorded_balance IS NOT NULL
+    WHERE row_type = 'ledger' AND recorded_balance IS NOT NULL
 ),
 stepped AS (
-    SELECT r.*,
-           coalesce(lag(drift) OVER (
-               PARTITION BY user_id, currency, seg ORDER BY ts, entry_id),
-               CAST(0 AS DECIMAL(38,6))) AS previous_drift
+    SELECT r.*, coalesce(p.drift, CAST(0 AS DECIMAL(38,6))) AS previous_drift
     FROM recorded AS r
+    LEFT JOIN recorded AS p ON p.entry_id = r.previous_recorded_entry_id
+    WHERE r.kind <> 'reset'
 )
 SELECT 'balance_chain_breaks' AS detector, user_id, currency, ts, request_id, entry_id,
        drift - previous_drift AS amount,

@@ -8,7 +8,7 @@
 -- severity: high
 SELECT 'duplicate_charges' AS detector, user_id, currency, ts, request_id, entry_id,
        excess AS amount,
-       'duplicate of ' || first_entry_id
+       'duplicate of ' || duplicate_of
            || CASE WHEN excess < charged
                    THEN '; ' || CAST(charged - excess AS VARCHAR) || ' refunded' ELSE '' END
            AS detail,

@@ -3,8 +3,11 @@
 --   content. The first ingested row is the one used; this lists every later one
 --   that differs, with the fields that differ.
 -- severity: medium
-WITH kept AS (
-    SELECT * FROM ledger
+WITH shadowed AS (
+    SELECT * FROM ledger_all WHERE NOT canonical
+),
+kept AS (
+    SELECT * FROM ledger WHERE entry_id IN (SELECT entry_id FROM shadowed)
 ),
 others AS (
     SELECT a.*, k.ts AS kept_ts, k.user_id AS kept_user_id, k.currency AS kept_currency,
@@ -23,9 +26,8 @@ others AS (
                       OR a.output_tokens IS DISTINCT FROM k.output_tokens THEN 'tokens' END,
                CASE WHEN a.balance_after IS DISTINCT FROM k.balance_after
                     THEN 'balance_after' END) AS differs
-    FROM ledger_all AS a
+    FROM shadowed AS a
     JOIN kept AS k ON k.entry_id = a.entry_id
-    WHERE NOT a.canonical
 )
 SELECT 'ledger_conflicts' AS detector, kept_user_id AS user_id, kept_currency AS currency,
        kept_ts AS ts, request_id, entry_id, CAST(NULL AS DECIMAL(38,6)) AS amount,

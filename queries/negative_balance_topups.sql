@@ -6,7 +6,7 @@
 --   already cover is listed with amount 0.
 -- severity: high
 WITH qualifying AS (
-    SELECT user_id, currency, ts, entry_id, seg, amount AS topup, balance, cf_balance,
+    SELECT user_id, currency, ts, entry_id, reset_entry_id, amount AS topup, balance, cf_balance,
            outstanding_excess, source_id, line
     FROM balance_timeline
     WHERE row_type = 'topup' AND balance < 0 AND cf_balance >= 0
@@ -14,7 +14,7 @@ WITH qualifying AS (
 cumulative AS (
     SELECT q.*,
            sum(topup) OVER (
-               PARTITION BY user_id, currency, seg ORDER BY ts, entry_id
+               PARTITION BY user_id, currency, reset_entry_id ORDER BY ts, entry_id
                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS topped_up
     FROM qualifying AS q
 ),
@@ -23,14 +23,14 @@ cumulative AS (
 capped AS (
     SELECT c.*,
            topped_up + least(CAST(0 AS DECIMAL(38,6)), min(outstanding_excess - topped_up) OVER (
-               PARTITION BY user_id, currency, seg ORDER BY ts, entry_id
+               PARTITION BY user_id, currency, reset_entry_id ORDER BY ts, entry_id
                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) AS reimbursed_through
     FROM cumulative AS c
 ),
 stepped AS (
     SELECT p.*,
            reimbursed_through - coalesce(lag(reimbursed_through) OVER (
-               PARTITION BY user_id, currency, seg ORDER BY ts, entry_id),
+               PARTITION BY user_id, currency, reset_entry_id ORDER BY ts, entry_id),
                CAST(0 AS DECIMAL(38,6))) AS reimbursable
     FROM capped AS p
 )

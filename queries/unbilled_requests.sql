@@ -5,8 +5,13 @@
 --   amount is the expected charge in the user's currency (that of the user's
 --   latest ledger row; usd for a user without one).
 -- severity: low
-WITH charged_requests AS (
-    SELECT DISTINCT request_id FROM ledger WHERE kind = 'charge'
+WITH uncharged AS (
+    SELECT *
+    FROM requests
+    WHERE status < 400
+      AND input_tokens + output_tokens > 0
+      AND request_id NOT IN (
+          SELECT request_id FROM ledger WHERE kind = 'charge' AND request_id IS NOT NULL)
 ),
 ledger_hours AS (
     SELECT DISTINCT date_trunc('hour', ts) AS hour FROM ledger
@@ -18,15 +23,11 @@ covered AS (
 ),
 unbilled AS (
     SELECT r.*, coalesce(uc.currency, 'usd') AS currency
-    FROM requests AS r
+    FROM uncharged AS r
     CROSS JOIN covered AS c
     JOIN ledger_hours AS lh ON lh.hour = date_trunc('hour', r.ts)
-    LEFT JOIN charged_requests AS cr ON cr.request_id = r.request_id
     LEFT JOIN user_currency AS uc ON uc.user_id = r.user_id
-    WHERE r.status < 400
-      AND r.input_tokens + r.output_tokens > 0
-      AND cr.request_id IS NULL
-      AND r.ts >= c.from_ts AND r.ts <= c.to_ts
+    WHERE r.ts >= c.from_ts AND r.ts <= c.to_ts
 )
 SELECT 'unbilled_requests' AS detector, u.user_id, u.currency, u.ts, u.request_id,
        CAST(NULL AS VARCHAR) AS entry_id,

@@ -120,7 +120,8 @@ def test_same_idempotency_key_under_two_request_ids_is_a_duplicate(tmp_path: Pat
         charge("e1", "2025-06-10T10:00:01Z", "r1", key="k1"),
         charge("e2", "2025-06-10T10:00:02Z", "r2", key="k1"),
     ])
-    assert [r[3] for r in findings(con, "duplicate_charges")] == ["e2"]
+    assert [(r[3], r[5]) for r in findings(con, "duplicate_charges")] == [
+        ("e2", "duplicate of e1")]   # e2's own request r2 is charged once: it repeats e1's key
 
 
 # ----------------------------------------------------------------------------- mismatches

@@ -18,15 +18,21 @@ next_clear AS (
     LEFT JOIN clears AS c ON c.user_id = a.user_id AND c.ts > a.ts
     GROUP BY a.source_id, a.line
 ),
+-- only the requests of users that abuse actions name are ever looked at
+user_requests AS (
+    SELECT r.user_id, r.ts, r.input_tokens, r.output_tokens
+    FROM requests AS r
+    WHERE r.user_id IN (SELECT user_id FROM actions)
+),
 first_request AS (
-    SELECT user_id, min(ts) AS first_ts FROM requests GROUP BY user_id
+    SELECT user_id, min(ts) AS first_ts FROM user_requests GROUP BY user_id
 ),
 last_hour AS (
     SELECT a.source_id, a.line,
            count(r.ts) AS requests_1h,
            coalesce(sum(r.input_tokens + r.output_tokens), 0) AS tokens_1h
     FROM actions AS a
-    LEFT JOIN requests AS r
+    LEFT JOIN user_requests AS r
         ON r.user_id = a.user_id
         AND r.ts >= a.ts - INTERVAL '1' HOUR
         AND r.ts < a.ts
@@ -35,7 +41,7 @@ last_hour AS (
 hourly AS (
     SELECT user_id, date_trunc('hour', ts) AS hour,
            count(*) AS requests, sum(input_tokens + output_tokens) AS tokens
-    FROM requests
+    FROM user_requests
     GROUP BY user_id, date_trunc('hour', ts)
 ),
 baseline AS (

@@ -1,0 +1,66 @@
+-- The duplicate charges: a charge is one when an earlier charge (in ledger order,
+-- ts then entry_id) has its request (user, currency, request_id) or its
+-- idempotency_key. `duplicate_of` is that earlier charge: the first of its
+-- request, or else the first with its key.
+--
+-- Most requests are charged once, so only the charges whose request or key
+-- occurs more than once are ranked: two grouping passes over the ledger instead
+-- of two sorts of it.
+WITH charges AS (
+    SELECT entry_id, ts, user_id, currency, request_id, idempotency_key
+    FROM ledger
+    WHERE kind = 'charge'
+),
+repeated_requests AS (
+    SELECT user_id, currency, request_id
+    FROM charges
+    WHERE request_id IS NOT NULL
+    GROUP BY user_id, currency, request_id
+    HAVING count(*) > 1
+),
+repeated_keys AS (
+    SELECT user_id, currency, idempotency_key
+    FROM charges
+    WHERE idempotency_key IS NOT NULL
+    GROUP BY user_id, currency, idempotency_key
+    HAVING count(*) > 1
+),
+repeats AS (
+    SELECT c.*,
+           rr.request_id IS NOT NULL AS request_repeated,
+           rk.idempotency_key IS NOT NULL AS key_repeated
+    FROM charges AS c
+    LEFT JOIN repeated_requests AS rr
+        ON rr.user_id = c.user_id AND rr.currency = c.currency AND rr.request_id = c.request_id
+    LEFT JOIN repeated_keys AS rk
+        ON rk.user_id = c.user_id AND rk.currency = c.currency
+        AND rk.idempotency_key = c.idempotency_key
+    WHERE rr.request_id IS NOT NULL OR rk.idempotency_key IS NOT NULL
+),
+ranked AS (
+    SELECT entry_id, request_repeated, key_repeated,
+           row_number() OVER by_request AS rn_request,
+           first_value(entry_id) OVER by_request_all AS first_of_request,
+           row_number() OVER by_key AS rn_key,
+           first_value(entry_id) OVER by_key_all AS first_of_key
+    FROM repeats
+    WINDOW by_request AS (
+               PARTITION BY user_id, currency, request_repeated, request_id
+               ORDER BY ts, entry_id),
+           by_request_all AS (
+               PARTITION BY user_id, currency, request_repeated, request_id
+               ORDER BY ts, entry_id
+               ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING),
+           by_key AS (
+               PARTITION BY user_id, currency, key_repeated, idempotency_key
+               ORDER BY ts, entry_id),
+           by_key_all AS (
+               PARTITION BY user_id, currency, key_repeated, idempotency_key
+               ORDER BY ts, entry_id
+               ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+)
+SELECT entry_id,
+       CASE WHEN request_repeated AND rn_request > 1 THEN first_of_request
+            ELSE first_of_key END AS duplicate_of
+FROM ranked
+WHERE (request_repeated AND rn_request > 1) OR (key_repeated AND rn_key > 1)

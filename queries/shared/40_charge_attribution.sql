@@ -13,36 +13,50 @@
 -- `excess_gross` is what the cause took from the balance when charged;
 -- `excess` is what is still owed: less the refunds that name the request,
 -- applied to its duplicates first, then to its first charge, in ledger order.
-WITH flagged AS (
-    SELECT l.entry_id, l.ts, l.user_id, l.currency, l.request_id, l.idempotency_key,
-           l.source_id, l.line, CAST(-l.amount AS DECIMAL(38,6)) AS charged,
-           d.duplicate_of, d.entry_id IS NOT NULL AS is_duplicate
-    FROM ledger AS l
-    LEFT JOIN charge_duplicates AS d ON d.entry_id = l.entry_id
-    WHERE l.kind = 'charge'
-),
-refunds AS (
+WITH refunds AS (
     SELECT user_id, currency, request_id, sum(CAST(amount AS DECIMAL(38,6))) AS refunded
     FROM ledger
     WHERE kind = 'refund' AND request_id IS NOT NULL
     GROUP BY user_id, currency, request_id
 ),
+-- the charges of the requests that refunds name, in the order a refund is applied
+-- (duplicates first, then the first charge): how much of the refund the excess
+-- before each took. A duplicate's excess is its whole charge, and the first charge
+-- comes last, so this needs no more than the duplicates.
+refund_order AS (
+    SELECT l.entry_id, rf.refunded,
+           coalesce(sum(CASE WHEN d.entry_id IS NOT NULL THEN CAST(-l.amount AS DECIMAL(38,6))
+                             ELSE CAST(0 AS DECIMAL(38,6)) END) OVER (
+               PARTITION BY l.user_id, l.currency, l.request_id
+               ORDER BY CASE WHEN d.entry_id IS NOT NULL THEN 0 ELSE 1 END, l.ts, l.entry_id
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
+               CAST(0 AS DECIMAL(38,6))) AS excess_before
+    FROM ledger AS l
+    JOIN refunds AS rf
+        ON rf.user_id = l.user_id AND rf.currency = l.currency AND rf.request_id = l.request_id
+    LEFT JOIN charge_duplicates AS d ON d.entry_id = l.entry_id
+    WHERE l.kind = 'charge'
+),
+-- the penalties standing at each charge (only a first charge is judged by them)
 penalised AS (
-    SELECT f.entry_id,
+    SELECT l.entry_id,
            count(*) AS penalties,
            sum(CASE WHEN p.classification = 'false_positive' THEN 1 ELSE 0 END) AS false_positives
-    FROM flagged AS f
+    FROM ledger AS l
     JOIN abuse_restrictions AS p
-        ON p.user_id = f.user_id AND p.action = 'penalty'
-        AND f.ts >= p.ts AND f.ts < p.end_ts
-    WHERE NOT f.is_duplicate
-    GROUP BY f.entry_id
+        ON p.user_id = l.user_id AND p.action = 'penalty'
+        AND l.ts >= p.ts AND l.ts < p.end_ts
+    WHERE l.kind = 'charge'
+    GROUP BY l.entry_id
 ),
 -- a first charge beside its request (a duplicate's request was judged with its
 -- first charge), the price at the request's time and the penalties standing
 metered AS (
-    SELECT f.*, r.request_id AS metered_request_id, r.status, r.model,
-           pe.penalties, pe.false_positives,
+    SELECT l.entry_id, l.ts, l.user_id, l.currency, l.request_id, l.idempotency_key,
+           l.source_id, l.line, CAST(-l.amount AS DECIMAL(38,6)) AS charged,
+           d.duplicate_of, d.entry_id IS NOT NULL AS is_duplicate,
+           r.request_id AS metered_request_id, r.status, r.model,
+           pe.penalties, pe.false_positives, ro.refunded, ro.excess_before,
            CASE
                WHEN r.status >= 400 THEN CAST(0 AS DECIMAL(38,6))
                ELSE ROUND(
@@ -51,16 +65,18 @@ metered AS (
                     + CAST(r.output_tokens AS DECIMAL(38,6)) * p.output_per_mtok)
                    * CAST(0.000001 AS DECIMAL(7,6)), 6)
            END AS expected
-    FROM flagged AS f
-    LEFT JOIN requests AS r ON r.request_id = f.request_id AND NOT f.is_duplicate
+    FROM ledger AS l
+    LEFT JOIN charge_duplicates AS d ON d.entry_id = l.entry_id
+    LEFT JOIN requests AS r ON r.request_id = l.request_id AND d.entry_id IS NULL
     LEFT JOIN price_intervals AS p
-        ON p.model = r.model AND p.currency = f.currency
+        ON p.model = r.model AND p.currency = l.currency
         AND r.ts >= p.effective_from AND r.ts < p.effective_to
-    LEFT JOIN penalised AS pe ON pe.entry_id = f.entry_id
+    LEFT JOIN penalised AS pe ON pe.entry_id = l.entry_id
+    LEFT JOIN refund_order AS ro ON ro.entry_id = l.entry_id
+    WHERE l.kind = 'charge'
 ),
 attributed AS (
-    SELECT entry_id, ts, user_id, currency, request_id, idempotency_key,
-           source_id, line, charged, duplicate_of, expected, status, model,
+    SELECT m.*,
            CASE
                WHEN is_duplicate THEN 'duplicate'
                WHEN metered_request_id IS NULL THEN 'orphan_charge'
@@ -72,7 +88,7 @@ attributed AS (
                WHEN expected - charged > CAST(0.000001 AS DECIMAL(38,6)) THEN 'underbilled'
                ELSE 'ok'
            END AS cause
-    FROM metered
+    FROM metered AS m
 ),
 grossed AS (
     SELECT a.*,
@@ -83,26 +99,12 @@ grossed AS (
                ELSE CAST(0 AS DECIMAL(38,6))
            END AS excess_gross
     FROM attributed AS a
-),
--- only a request that refunds name needs its charges in order: how much of the
--- refund its earlier excess took
-refunded_charges AS (
-    SELECT g.entry_id, rf.refunded,
-           coalesce(sum(g.excess_gross) OVER (
-               PARTITION BY g.user_id, g.currency, g.request_id
-               ORDER BY CASE WHEN g.cause = 'duplicate' THEN 0 ELSE 1 END, g.ts, g.entry_id
-               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-               CAST(0 AS DECIMAL(38,6))) AS excess_before
-    FROM grossed AS g
-    JOIN refunds AS rf
-        ON rf.user_id = g.user_id AND rf.currency = g.currency AND rf.request_id = g.request_id
 )
-SELECT g.entry_id, g.ts, g.user_id, g.currency, g.request_id, g.idempotency_key, g.source_id,
-       g.line, g.charged, g.expected, g.status, g.model, g.duplicate_of, g.cause, g.excess_gross,
-       CASE WHEN rc.entry_id IS NULL THEN g.excess_gross
-            ELSE greatest(g.excess_gross - greatest(rc.refunded - rc.excess_before,
-                                                    CAST(0 AS DECIMAL(38,6))),
+SELECT entry_id, ts, user_id, currency, request_id, idempotency_key, source_id, line,
+       charged, expected, status, model, duplicate_of, cause, excess_gross,
+       CASE WHEN refunded IS NULL THEN excess_gross
+            ELSE greatest(excess_gross - greatest(refunded - excess_before,
+                                                  CAST(0 AS DECIMAL(38,6))),
                           CAST(0 AS DECIMAL(38,6)))
        END AS excess
-FROM grossed AS g
-LEFT JOIN refunded_charges AS rc ON rc.entry_id = g.entry_id
+FROM grossed

@@ -51,6 +51,8 @@ class DetectorSummary:
 class DetectResult:
     detectors: list[DetectorSummary]
     seconds: float
+    #: (name, seconds) of each shared relation, in the order they were built
+    shared: list[tuple[str, float]] = field(default_factory=list)
 
     def worst_at_or_above(self, severity: str) -> list[DetectorSummary]:
         floor = SEVERITIES.index(severity)
@@ -81,19 +83,24 @@ def detect(con: duckdb.DuckDBPyConnection, pack: Pack, *, since: str | None = No
            progress: Callable[[str, float], None] | None = None) -> DetectResult:
     """Run every detection and replace the ``findings`` table with what they found."""
     started = time.monotonic()
-    prepare(con, pack, materialize=True)
+    # the shared relations are most of the work: they count as steps of the bar
+    steps = len(pack.shared) + sum(1 for q in pack.queries.values() if q.findings)
+    shared = prepare(con, pack, materialize=True,
+                     on_step=(lambda done: progress("detect", done / steps)) if progress
+                     else None)
     # a fresh computation (run/impact) may have left a temp findings shadowing ours
     con.execute("DROP TABLE IF EXISTS temp.findings")
     con.execute(FINDINGS_DDL)
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("DELETE FROM findings")
-        summaries = _run_detectors(con, pack, "findings", since, until, progress)
+        summaries = _run_detectors(con, pack, "findings", since, until, progress,
+                                   already=len(shared), steps=steps)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return DetectResult(summaries, time.monotonic() - started)
+    return DetectResult(summaries, time.monotonic() - started, shared)
 
 
 def _compute_findings(con: duckdb.DuckDBPyConnection, pack: Pack, *, table: str,
@@ -107,13 +114,14 @@ def _compute_findings(con: duckdb.DuckDBPyConnection, pack: Pack, *, table: str,
 
 
 def _run_detectors(con: duckdb.DuckDBPyConnection, pack: Pack, table: str, since: str | None,
-                   until: str | None,
-                   progress: Callable[[str, float], None] | None) -> list[DetectorSummary]:
+                   until: str | None, progress: Callable[[str, float], None] | None, *,
+                   already: int = 0, steps: int = 0) -> list[DetectorSummary]:
     detectors = [q for q in sorted(pack.queries.values(), key=lambda q: q.name) if q.findings]
+    steps = max(steps, already + len(detectors), 1)
     summaries = []
     for i, q in enumerate(detectors):
         if progress:
-            progress("detect", i / max(len(detectors), 1))
+            progress("detect", (already + i) / steps)
         t0 = time.monotonic()
         rows = run(con, q, bind(q, {}, since, until))
         _check_columns(q, rows)

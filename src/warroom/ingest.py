@@ -532,7 +532,8 @@ def _sanitize(p: Path, compression: str | None, tmpdir: str) -> tuple[Path, list
                         return
                     yield out
                 if not d.eof:
-                    truncated = "gzip stream truncated: the file ends before the compressed data does"
+                    truncated = ("gzip stream truncated: the file ends before the compressed "
+                                 "data does")
         else:
             with open(p, "rb") as raw:
                 while chunk := raw.read(_CHUNK):

@@ -572,7 +572,8 @@ class _Docs:
         held = f"{py} = 'VARCHAR' AND left(ltrim({pt}), 1) IN ('{{', '[')"
         inner, rest = f"TRY_CAST({pt} AS JSON)", _lit(_duck(p.segments[1:]))
         ok = _set(t, y)
-        return (f"CASE WHEN {ok} THEN {t} WHEN {held} THEN json_extract_string({inner}, {rest}) END",
+        return (f"CASE WHEN {ok} THEN {t} "
+                f"WHEN {held} THEN json_extract_string({inner}, {rest}) END",
                 f"CASE WHEN {ok} THEN {y} WHEN {held} THEN json_type({inner}, {rest}) END")
 
     def reads(self) -> str:

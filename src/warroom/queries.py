@@ -26,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -264,21 +266,29 @@ def bind(query: Query, given: dict[str, str], since: str | None = None,
     return {k: v for k, v in values.items() if k in used}
 
 
-def prepare(con: duckdb.DuckDBPyConnection, pack: Pack, *, materialize: bool = False) -> None:
-    """Create the pack's shared relations on ``con`` (temp views, or temp tables)."""
+def prepare(con: duckdb.DuckDBPyConnection, pack: Pack, *, materialize: bool = False,
+            on_step: Callable[[int], None] | None = None) -> list[tuple[str, float]]:
+    """Create the pack's shared relations on ``con`` (temp views, or temp tables).
+
+    Returns each relation's name and the seconds it took to create; ``on_step``
+    is told how many are done after each one.
+    """
     # Every query orders its own rows, so a materialised relation needs no
     # physical order; not keeping it lets DuckDB stream (and spill) them.
     row = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
     keep_order = bool(row[0]) if row else True
     con.execute("SET preserve_insertion_order = false")
     try:
-        _create_shared(con, pack, materialize)
+        return _create_shared(con, pack, materialize, on_step)
     finally:
         con.execute(f"SET preserve_insertion_order = {str(keep_order).lower()}")
 
 
-def _create_shared(con: duckdb.DuckDBPyConnection, pack: Pack, materialize: bool) -> None:
-    for s in pack.shared:
+def _create_shared(con: duckdb.DuckDBPyConnection, pack: Pack, materialize: bool,
+                   on_step: Callable[[int], None] | None) -> list[tuple[str, float]]:
+    timings = []
+    for i, s in enumerate(pack.shared):
+        started = time.monotonic()
         body = _strip_trailing_semicolon(s.sql)
         kind = "TABLE" if materialize else "VIEW"
         for drop in ("VIEW", "TABLE"):  # a previous prepare may have made either
@@ -290,6 +300,10 @@ def _create_shared(con: duckdb.DuckDBPyConnection, pack: Pack, materialize: bool
             con.execute(f"CREATE TEMP {kind} {s.name} AS {body}")
         except duckdb.Error as exc:
             raise QueryError(f"{s.path}: {_first_line(exc)}") from None
+        timings.append((s.name, time.monotonic() - started))
+        if on_step:
+            on_step(i + 1)
+    return timings
 
 
 def run(con: duckdb.DuckDBPyConnection, query: Query, params: dict[str, Any]) -> pa.Table:

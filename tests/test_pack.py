@@ -32,17 +32,42 @@ def test_the_pack_has_every_detection_of_the_contract() -> None:
     assert builtin_dir() == ROOT / "queries"  # editable install: the checkout's folder
 
 
+def _assert_portable(name: str, sql: str) -> None:
+    sql = re.sub(r"--[^\n]*", "", sql.lower())  # the portable-SQL rules of DESIGN.md §6
+    for forbidden in (r"read_json", r"read_csv", r"read_parquet", r"\bqualify\b", r"\basof\b",
+                      r"\bpivot\b", r"date_diff", r"epoch_ms", r"union by name", r"\blist_",
+                      r"\bhash\(", r"\bweek\(", r"at time zone", r"within group",
+                      r"\barg_(max|min)\b", r"\bmaterialized\b", r"\blateral\b"):
+        assert not re.search(forbidden, sql), (name, forbidden)
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_every_query_has_a_complete_header_and_is_in_the_readme(name: str) -> None:
     q = load_pack().get(name)
     assert q.title and len(q.description) > 40
     assert q.severity in ("info", "low", "medium", "high", "critical")
-    sql = re.sub(r"--[^\n]*", "", q.sql.lower())  # the portable-SQL rules of DESIGN.md §6
-    for forbidden in (r"read_json", r"read_csv", r"read_parquet", r"\bqualify\b", r"\basof\b",
-                      r"\bpivot\b", r"date_diff", r"epoch_ms", r"union by name", r"\blist_",
-                      r"\bhash\(", r"\bweek\(", r"at time zone", r"within group"):
-        assert not re.search(forbidden, sql), (name, forbidden)
+    _assert_portable(name, q.sql)
     assert f"`{name}`" in (ROOT / "README.md").read_text()
+
+
+def test_shared_relations_are_portable_and_explained() -> None:
+    for s in load_pack().shared:
+        _assert_portable(s.name, s.sql)
+        assert s.sql.lstrip().startswith("--"), f"{s.name}: say what it is in a comment first"
+
+
+def test_a_query_builds_only_the_shared_relations_it_reads() -> None:
+    pack = load_pack()
+    # duplicate_charges reads charge_attribution, which reads the duplicates, the
+    # restrictions (which read the data span) and the prices
+    assert pack.needs(pack.get("duplicate_charges").sql) == [
+        "data_span", "price_intervals", "abuse_restrictions", "charge_duplicates",
+        "charge_attribution"]
+    assert pack.needs(pack.get("ledger_conflicts").sql) == []
+    assert pack.needs("SELECT * FROM balance_timeline") == [
+        "data_span", "price_intervals", "abuse_restrictions", "charge_duplicates",
+        "charge_attribution", "excess_moves", "balance_timeline"]
+    assert pack.needs("-- user_currency in a comment only\nSELECT 1") == []
 
 
 def test_every_query_runs_on_the_sample_logs(tmp_path: Path) -> None:

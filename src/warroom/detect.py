@@ -66,15 +66,19 @@ def _uses_findings(query: Query) -> bool:
 
 def run_one(con: duckdb.DuckDBPyConnection, pack: Pack, name: str, given: dict[str, str],
             since: str | None = None, until: str | None = None) -> pa.Table:
-    """Run one query of the pack (its shared relations as views) and return its rows.
+    """Run one query of the pack and return its rows.
 
-    A query that reads ``findings`` gets them computed afresh from the same data.
+    The shared relations it reads are built first, as temporary tables (a view
+    read twice would be computed twice). A query that reads ``findings`` gets them
+    computed afresh from the same data, which needs every shared relation.
     """
     query = pack.get(name)
     params = bind(query, given, since, until)
-    prepare(con, pack)
     if _uses_findings(query):
+        prepare(con, pack, materialize=True)
         _compute_findings(con, pack, table="findings", temp=True)
+    else:
+        prepare(con, pack, materialize=True, only=pack.needs(query.sql))
     return run(con, query, params)
 
 
@@ -225,7 +229,7 @@ def user_timeline(con: duckdb.DuckDBPyConnection, pack: Pack, user_id: str) -> p
     """One user's story in time order: requests, ledger rows with the replayed and
     counterfactual balance, abuse actions with their classification, and findings,
     each with the file:line it came from."""
-    prepare(con, pack)
+    prepare(con, pack, materialize=True)
     _compute_findings(con, pack, table="findings", temp=True)
     try:
         return con.sql(_USER_TIMELINE, params={"user_id": user_id}).to_arrow_table()

@@ -13,8 +13,8 @@ unbounded). Parameters are bound by DuckDB, never formatted into the SQL.
 
 ``shared/`` holds relations the detections build on (the charge attribution,
 the replayed and counterfactual balance, ...), one per file, named after the
-file without its numeric prefix; they are created as temporary views (or
-tables, when a whole pack runs) before any query.
+file without its numeric prefix, built in file order; before a query runs, the
+ones it reads are created as temporary tables (``prepare``).
 
 The built-in pack ships inside the package; ``--queries-dir`` and
 ``$WARROOM_QUERIES`` add a user's folders. A user's query with the name of a
@@ -101,6 +101,19 @@ class Pack:
         except KeyError:
             known = ", ".join(sorted(self.queries))
             raise QueryError(f"unknown query {name!r}; the pack has: {known}") from None
+
+    def needs(self, sql: str) -> list[str]:
+        """The shared relations ``sql`` reads, directly or through another, in pack order."""
+        by_name = {s.name: s for s in self.shared}
+        wanted: set[str] = set()
+        todo = [sql]
+        while todo:
+            text = _strip_comments(todo.pop())
+            for name, s in by_name.items():
+                if name not in wanted and re.search(rf"\b{name}\b", text):
+                    wanted.add(name)
+                    todo.append(s.sql)
+        return [s.name for s in self.shared if s.name in wanted]
 
 
 COMMON = ("since", "until")
@@ -267,11 +280,13 @@ def bind(query: Query, given: dict[str, str], since: str | None = None,
 
 
 def prepare(con: duckdb.DuckDBPyConnection, pack: Pack, *, materialize: bool = False,
+            only: list[str] | None = None,
             on_step: Callable[[int], None] | None = None) -> list[tuple[str, float]]:
     """Create the pack's shared relations on ``con`` (temp views, or temp tables).
 
-    Returns each relation's name and the seconds it took to create; ``on_step``
-    is told how many are done after each one.
+    ``only`` limits them to those named (``Pack.needs`` tells which a query
+    reads). Returns each relation's name and the seconds it took to create;
+    ``on_step`` is told how many are done after each one.
     """
     # Every query orders its own rows, so a materialised relation needs no
     # physical order; not keeping it lets DuckDB stream (and spill) them.
@@ -279,15 +294,16 @@ def prepare(con: duckdb.DuckDBPyConnection, pack: Pack, *, materialize: bool = F
     keep_order = bool(row[0]) if row else True
     con.execute("SET preserve_insertion_order = false")
     try:
-        return _create_shared(con, pack, materialize, on_step)
+        shared = [x for x in pack.shared if only is None or x.name in only]
+        return _create_shared(con, shared, materialize, on_step)
     finally:
         con.execute(f"SET preserve_insertion_order = {str(keep_order).lower()}")
 
 
-def _create_shared(con: duckdb.DuckDBPyConnection, pack: Pack, materialize: bool,
+def _create_shared(con: duckdb.DuckDBPyConnection, shared: list[Shared], materialize: bool,
                    on_step: Callable[[int], None] | None) -> list[tuple[str, float]]:
     timings = []
-    for i, s in enumerate(pack.shared):
+    for i, s in enumerate(shared):
         started = time.monotonic()
         body = _strip_trailing_semicolon(s.sql)
         kind = "TABLE" if materialize else "VIEW"

@@ -6,36 +6,31 @@
 -- Most requests are charged once, so only the charges whose request or key
 -- occurs more than once are ranked: two grouping passes over the ledger instead
 -- of two sorts of it.
-WITH charges AS (
-    SELECT entry_id, ts, user_id, currency, request_id, idempotency_key
-    FROM ledger
-    WHERE kind = 'charge'
-),
-repeated_requests AS (
+WITH repeated_requests AS (
     SELECT user_id, currency, request_id
-    FROM charges
-    WHERE request_id IS NOT NULL
+    FROM ledger
+    WHERE kind = 'charge' AND request_id IS NOT NULL
     GROUP BY user_id, currency, request_id
     HAVING count(*) > 1
 ),
 repeated_keys AS (
     SELECT user_id, currency, idempotency_key
-    FROM charges
-    WHERE idempotency_key IS NOT NULL
+    FROM ledger
+    WHERE kind = 'charge' AND idempotency_key IS NOT NULL
     GROUP BY user_id, currency, idempotency_key
     HAVING count(*) > 1
 ),
 repeats AS (
-    SELECT c.*,
+    SELECT c.entry_id, c.ts, c.user_id, c.currency, c.request_id, c.idempotency_key,
            rr.request_id IS NOT NULL AS request_repeated,
            rk.idempotency_key IS NOT NULL AS key_repeated
-    FROM charges AS c
+    FROM ledger AS c
     LEFT JOIN repeated_requests AS rr
         ON rr.user_id = c.user_id AND rr.currency = c.currency AND rr.request_id = c.request_id
     LEFT JOIN repeated_keys AS rk
         ON rk.user_id = c.user_id AND rk.currency = c.currency
         AND rk.idempotency_key = c.idempotency_key
-    WHERE rr.request_id IS NOT NULL OR rk.idempotency_key IS NOT NULL
+    WHERE c.kind = 'charge' AND (rr.request_id IS NOT NULL OR rk.idempotency_key IS NOT NULL)
 ),
 ranked AS (
     SELECT entry_id, request_repeated, key_repeated,

@@ -337,6 +337,10 @@ def detect_cmd(
         render.draw_summary(table, title=f"findings ({result.seconds:.1f}s)")
     else:
         emit(table, fmt, out)
+    if result.shared:
+        slowest = max(result.shared, key=lambda s: s[1])
+        render.note(f"{sum(s for _, s in result.shared):.1f}s of it building the shared "
+                    f"relations (slowest: {slowest[0]} {slowest[1]:.1f}s)")
     if fail_on is not None:
         hits = result.worst_at_or_above(fail_on.value)
         if hits:

@@ -122,10 +122,9 @@ def ingest(
 
     # a bad profile is reported before the database is touched
     chosen = resolve(profile) if profile is not None else None
-    con = db.connect(db_path, memory_limit=memory_limit)
     bars = render.ProgressBars()
     try:
-        with bars.running():
+        with db.connect(db_path, memory_limit=memory_limit) as con, bars.running():
             report = run_ingest(con, paths, kind=kind, force=force, strict=strict,
                                 progress=bars.update, profile=chosen)
     except RejectedRowsError as exc:
@@ -133,8 +132,6 @@ def ingest(
         if report is not None:
             _ingest_summary(report)
         raise
-    finally:
-        con.close()
     _ingest_summary(report)
 
 
@@ -166,11 +163,8 @@ def sources(
     """What was loaded, from which files, with hashes, rows and rejects."""
     from warroom import catalog
 
-    con = db.connect(db_path, read_only=True)
-    try:
+    with db.connect(db_path, read_only=True) as con:
         table = catalog.rejects(con) if rejects else catalog.sources(con)
-    finally:
-        con.close()
     emit(table, fmt, out, title="rejected rows" if rejects else "sources")
 
 
@@ -184,11 +178,8 @@ def sql(
     """Run ad-hoc SQL on a read-only connection."""
     from warroom import catalog
 
-    con = db.connect(db_path, read_only=True)
-    try:
+    with db.connect(db_path, read_only=True) as con:
         table = catalog.run_sql(con, query)
-    finally:
-        con.close()
     emit(table, fmt, out)
 
 
@@ -221,12 +212,9 @@ def generate(
         render.note(f"wrote {out_dir / name}: {rows:,} rows")
     render.note(f"ground truth in {result.truth_dir}")
     if db_path is not None:
-        con = db.connect(db_path)
-        try:
+        with db.connect(db_path) as con:
             with bars.running():
                 report = run_ingest(con, [out_dir], progress=bars.update)
-        finally:
-            con.close()
         _ingest_summary(report)
 
 
@@ -300,11 +288,8 @@ def run_query(
             raise UsageError(f"--param {item!r}: expected K=V")
         given[key.strip()] = value
     pack = load_pack(queries_dir)
-    con = db.connect(db_path, read_only=True, memory_limit=memory_limit)
-    try:
+    with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
         table = run_one(con, pack, name, given, since, until)
-    finally:
-        con.close()
     emit(table, fmt, out, title=pack.get(name).title)
 
 
@@ -325,13 +310,10 @@ def detect_cmd(
     from warroom.queries import load_pack
 
     pack = load_pack(queries_dir)
-    con = db.connect(db_path, memory_limit=memory_limit)
     bars = render.ProgressBars()
-    try:
+    with db.connect(db_path, memory_limit=memory_limit) as con:
         with bars.running():
             result = detect(con, pack, since=since, until=until, progress=bars.update)
-    finally:
-        con.close()
     table = summary_table(result)
     if fmt is None and out is None:
         render.draw_summary(table, title=f"findings ({result.seconds:.1f}s)")
@@ -363,11 +345,8 @@ def user_cmd(
     from warroom.detect import user_timeline
     from warroom.queries import load_pack
 
-    con = db.connect(db_path, read_only=True, memory_limit=memory_limit)
-    try:
+    with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
         table = user_timeline(con, load_pack(queries_dir), user_id)
-    finally:
-        con.close()
     if table.num_rows == 0:
         render.note(f"no rows for user {user_id!r}")
     emit(table, fmt, out, title=f"user {user_id}")
@@ -392,11 +371,8 @@ def impact_cmd(
 
     pol = load_policy(policy)
     pack = load_pack(queries_dir)
-    con = db.connect(db_path, read_only=True, memory_limit=memory_limit)
-    try:
+    with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
         table = impact(con, pack, pol)
-    finally:
-        con.close()
     emit(table, fmt, out, title=f"impact of {pol.incident_id}")
     _totals(table)
 
@@ -436,11 +412,8 @@ def export_cmd(
 
     del what  # one export today: affected-users
     pol = load_policy(policy)
-    con = db.connect(db_path, read_only=True, memory_limit=memory_limit)
-    try:
+    with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
         table = affected_users(impact(con, load_pack(queries_dir), pol))
-    finally:
-        con.close()
     chosen = Format(fmt.value) if fmt is not None else None
     if chosen is None and out is None:
         chosen = Format.csv
@@ -481,12 +454,9 @@ def report_cmd(
     chosen = fmt or ReportFormat.markdown
     pol = load_policy(policy)
     pack = load_pack(queries_dir)
-    con = db.connect(db_path, read_only=True, memory_limit=memory_limit)
-    try:
+    with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
         with render.ProgressBars().running() as bars:
             built = build_report(con, pack, pol, progress=bars.update)
-    finally:
-        con.close()
     data = RENDERERS[chosen.value](built).encode()
     if out is None:
         sys.stdout.buffer.write(data)
@@ -525,8 +495,7 @@ def investigate_cmd(
     files = investigation_inputs(paths, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     db_file = db_path or out_dir / "warroom.duckdb"
-    con = db.connect(db_file, memory_limit=memory_limit)
-    try:
+    with db.connect(db_file, memory_limit=memory_limit) as con:
         with render.ProgressBars().running() as bars:
             loaded = run_ingest(con, files, progress=bars.update)
         _ingest_summary(loaded)
@@ -537,8 +506,6 @@ def investigate_cmd(
         with render.ProgressBars().running() as bars:
             built = build_report(con, pack, pol, progress=bars.update,
                                  stored_findings=True)
-    finally:
-        con.close()
     bundle = write_bundle(built, out_dir)
     render.note("")
     for line in summary_lines(built):

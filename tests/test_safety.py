@@ -440,3 +440,37 @@ def test_missing_file_in_the_middle_loads_nothing(base_db: Path, tmp_path: Path)
     assert res.returncode == 1
     assert "no such file or folder" in res.stderr.decode()
     assert snapshot(base_db) == before
+
+
+def test_the_next_ingest_removes_the_copy_a_killed_one_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 during the careful path leaves its scratch folder (named after the
+    process) in TMPDIR; the next ingest removes it, and only folders whose process
+    is gone."""
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = scratch / f"warroom-{gone.pid}-abcd1234"
+    stale.mkdir()
+    (stale / "clean.txt").write_text("a copy of someone's log\n")
+    mine = scratch / f"warroom-{os.getpid()}-efgh5678"  # a live process: kept
+    mine.mkdir()
+    unrelated = scratch / "warroom-notapid1"  # not our naming: kept
+    unrelated.mkdir()
+    log = tmp_path / "requests.jsonl"  # the invalid UTF-8 byte takes the careful path
+    log.write_bytes(b'{"ts":"2025-06-01T10:00:00Z","request_id":"r1","user_id":"u","status":200}\n'
+                    b'{"ts":"2025-06-01T10:00:01Z","request_id":"r\xff","user_id":"u","status":200}\n')
+    con = db.connect(tmp_path / "w.duckdb")
+    try:
+        report = run_ingest(con, [log])
+    finally:
+        con.close()
+    assert [(f.rows_loaded, f.rows_rejected) for f in report.files] == [(1, 1)]
+    assert not stale.exists()
+    assert mine.exists() and unrelated.exists()
+    assert sorted(p.name for p in scratch.iterdir()) == sorted([mine.name, unrelated.name])

@@ -34,6 +34,7 @@ import gzip
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -777,7 +778,7 @@ def _load_profile(con: duckdb.DuckDBPyConnection, plan: _Plan,
     assert plan.profile is not None
     if plan.size == 0:
         return 0, 0
-    with tempfile.TemporaryDirectory(prefix="warroom-") as tmp:
+    with _scratch_dir() as tmp:
         bad: list[_BadLine] = []
         path = plan.path
         if plan.format == "parquet":
@@ -953,9 +954,34 @@ def _load_staged(con: duckdb.DuckDBPyConnection, plan: _Plan, source_id: int,
     return loaded, bad + len(pre_bad)
 
 
+_SCRATCH = re.compile(r"warroom-(\d+)-[a-z0-9_]{8}")
+
+
+def _scratch_dir() -> tempfile.TemporaryDirectory[str]:
+    """A scratch folder (for the careful path's cleaned copy of a file) named after
+    this process. The ones a killed warroom left behind are removed first: their
+    process is gone, so nothing can be using them."""
+    base = Path(tempfile.gettempdir())
+    for old in base.glob("warroom-*-*"):
+        m = _SCRATCH.fullmatch(old.name)
+        if m and old.is_dir() and not _alive(int(m.group(1))):
+            shutil.rmtree(old, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"warroom-{os.getpid()}-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: not ours to judge
+        return True
+    return True
+
+
 def _load_lines(con: duckdb.DuckDBPyConnection, plan: _Plan, source_id: int) -> tuple[int, int]:
     """The careful path for text files: every physical line, scanned first."""
-    with tempfile.TemporaryDirectory(prefix="warroom-") as tmp:
+    with _scratch_dir() as tmp:
         clean, bad, _ = _sanitize(plan.path, plan.compression, tmp)
         lines = (f"SELECT line, raw FROM ({_lines_relation(clean)}) "
                  "WHERE NOT regexp_full_match(coalesce(raw, ''), '[ \\t]*')")

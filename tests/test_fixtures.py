@@ -174,6 +174,39 @@ def test_prices_changing_mid_window_use_the_price_in_force_at_the_request(tmp_pa
         ("cb", D("0.002"), "underbilled")]
 
 
+# ----------------------------------------------------------------------------- coverage
+
+
+def test_coverage_gaps_and_unbilled_requests_only_where_both_logs_cover(tmp_path: Path) -> None:
+    # request log: hours 10, 11, 13 and 16; ledger: hours 08, 10, 12, 13.
+    # Together they cover [10:00, 13:00] (the later first hour, the earlier last):
+    #   11 has requests, no ledger rows -> a gap; its request is not "unbilled"
+    #   12 has ledger rows, no requests -> a gap
+    #   08 (ledger only) and 16 (requests only) lie outside the common span
+    #   14 and 15 have neither -> not gaps (nothing is missing from one log only)
+    con = world(tmp_path, [
+        req("r10", "2025-06-10T10:10:00Z"),
+        req("r11", "2025-06-10T11:10:00Z"),
+        req("r13", "2025-06-10T13:10:00Z"),
+        req("r13b", "2025-06-10T13:05:00Z"),    # never charged: unbilled, 0.002
+        req("r16", "2025-06-10T16:10:00Z"),
+    ], [
+        led("g", "2025-06-10T08:00:00Z", "grant", "1"),
+        charge("c10", "2025-06-10T10:10:01Z", "r10"),
+        led("t12", "2025-06-10T12:30:00Z", "topup", "1"),
+        led("t12b", "2025-06-10T12:40:00Z", "topup", "1"),
+        charge("c13", "2025-06-10T13:10:01Z", "r13"),
+    ])
+    assert [(r[1], r[5]) for r in findings(con, "coverage_gaps")] == [
+        ("2025-06-10 11:00:00", "ledger: none; requests: 1 rows"),
+        ("2025-06-10 12:00:00", "requests: none; ledger: 2 rows"),
+    ]
+    # unbilled counts only inside [latest first ts, earliest last ts] of the two logs
+    # (10:10:00 .. 13:10:01): r16 is outside; r11 sits in the ledger's empty hour
+    assert findings(con, "unbilled_requests") == [
+        ("u1", "2025-06-10 13:05:00", "r13b", None, D("0.002"), "no charge for m")]
+
+
 # ----------------------------------------------------------------------------- balances
 
 

@@ -81,8 +81,17 @@ def test_every_injected_incident_is_present(world) -> None:
     found = dict(con.execute("SELECT detector, count(*) FROM findings GROUP BY 1").fetchall())
     for det in ["duplicate_charges", "billing_mismatch", "abuse_false_positives",
                 "abuse_penalty_charges", "wrongful_rejections", "negative_balance_topups",
-                "ledger_conflicts", "balance_chain_breaks"]:
+                "ledger_conflicts", "balance_chain_breaks", "coverage_gaps"]:
         assert found.get(det, 0) > 0, det
+    # the billing outage is a gap in the ledger: requests (all failed, unbilled) and
+    # no ledger row in its hour
+    logs = world[0]
+    outage = orjson.loads((logs / "_truth" / "summary.json").read_bytes())["injected"][
+        "billing_outage"]
+    gaps = con.execute("SELECT strftime(ts, '%Y-%m-%dT%H:%M:%S'), detail FROM findings "
+                       "WHERE detector = 'coverage_gaps'").fetchall()
+    assert [g[0] for g in gaps] == [outage["from"][:19]]
+    assert gaps[0][1].startswith("ledger: none; requests: ")
 
 
 def test_impact_matches_truth_exactly(world) -> None:

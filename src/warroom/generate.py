@@ -43,6 +43,11 @@ Conventions this generator fixes, beyond DECISIONS.md (the tests pin them):
   back the whole duplicate. A lost write leaves exactly one written row
   between it and the next reset, so any reading of the chain rule flags that
   row alone. Conflicting copies live in ledger-2 only (ledger-1 is the truth).
+- A billing outage (worlds of 5 days or more): for one clock hour at 03:00 on a
+  late day, clear of every other incident, no ledger row is written (rows due
+  in it are written when it ends), and the gateway answers 503 ``overloaded``
+  to every request from 30 minutes before it (and to any still running when
+  those 30 minutes begin): unbilled, so a coverage gap and nothing else.
 
 What the truth rows hold where DESIGN.md leaves it open: amounts are positive
 (underbilled: expected - charged; orphan: the charge; chain break: recorded -
@@ -52,7 +57,9 @@ field for ledger_conflicts, else null. An extra charge fully refunded is still
 a duplicate_charges row, with amount 0. consumption_anomalies: one row per
 user and UTC day (ts = midnight, amount = the day's charges), against the
 median of the previous 7 days that had charges. Unbilled requests count only
-in [max(first request, first ledger row), min(last request, last ledger row)].
+in [max(first request, first ledger row), min(last request, last ledger row)]
+and not in an hour without ledger rows; coverage_gaps (user null, ts = the
+hour, detail as the query words it) are computed from the rows written.
 A user has an impact row if anything is owed, a 429 was wrongful, a
 false-positive throttle/block/penalty stood, or there is something to review.
 """
@@ -91,6 +98,7 @@ SEC = 1_000_000
 MIN = 60 * SEC
 HOUR = 60 * MIN
 DAY = 24 * HOUR
+OUTAGE_LEAD = 30 * MIN  # requests fail from this long before the billing outage
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_DATE = date(1970, 1, 1)
 
@@ -106,6 +114,7 @@ DETECTORS = (
     "balance_chain_breaks",
     "billing_mismatch",
     "consumption_anomalies",
+    "coverage_gaps",
     "duplicate_charges",
     "ledger_conflicts",
     "negative_balance_topups",
@@ -295,6 +304,10 @@ class _Timeline:
     stale: tuple[int, int]  # the old atlas-large price is still billed in here
     abuse: tuple[int, int] | None  # the abuse system misfires on normal users
     global_reset: int | None  # every subscription quota is reset (mid abuse incident)
+    # the billing system is down for this clock hour: the gateway answers 503 to
+    # every request from OUTAGE_LEAD before it, and no ledger row is written in it
+    # (what was due is written when it is back): a coverage gap in the ledger
+    outage: tuple[int, int] | None = None
 
     @classmethod
     def build(cls, start: int, days: int) -> _Timeline:
@@ -315,18 +328,34 @@ class _Timeline:
             abuse = (abuse_lo, min(abuse_lo + 36 * HOUR, end - 6 * HOUR))
             if abuse_lo + 30 * HOUR < end - 2 * HOUR:
                 reset = abuse_lo + 30 * HOUR
+        split = start + days * DAY // 2
+        stale = (change, min(change + 3 * HOUR, end))
+        failed = (failed_lo, failed_lo + 6 * HOUR)
+        busy = [dup, failed, stale, (split - HOUR, split + HOUR)]
+        busy += [w for w in (abuse,) if w is not None]
+        busy += [(t, t + 4 * HOUR) for t in (refund_at, reset) if t is not None]
+        # the hour from 03:00 on the latest day (but the first) where it stays an
+        # hour clear of every other incident
+        outage: tuple[int, int] | None = None
+        for k in range(days - 1, 0, -1):
+            lo = start + k * DAY + 3 * HOUR
+            if lo + 2 * HOUR <= end and not any(
+                    lo - OUTAGE_LEAD - HOUR < b_hi and b_lo < lo + 2 * HOUR for b_lo, b_hi in busy):
+                outage = (lo, lo + HOUR)
+                break
         return cls(
             start=start,
             end=end,
             days=days,
-            split=start + days * DAY // 2,
+            split=split,
             dup=dup,
             refund_at=refund_at,
-            failed=(failed_lo, failed_lo + 6 * HOUR),
+            failed=failed,
             price_change=change,
-            stale=(change, min(change + 3 * HOUR, end)),
+            stale=stale,
             abuse=abuse,
             global_reset=reset,
+            outage=outage,
         )
 
 
@@ -683,6 +712,9 @@ class _Sim:
         self.unbilled: set[str] = set()
         self.reimbursable: dict[str, Decimal] = {}
         self.windows: dict[str, tuple[int, int]] = {}
+        # when requests fail for the billing outage (never, without one)
+        self.outage = ((tl.outage[0] - OUTAGE_LEAD, tl.outage[1]) if tl.outage is not None
+                       else (1 << 62, 1 << 62))
 
     # -- scheduling helpers
 
@@ -705,7 +737,11 @@ class _Sim:
         return e
 
     def schedule_row(self, ts: int, kind: str, amount: Decimal | None, **kw: Any) -> _Entry:
-        e = self.entry(self.claim(ts), kind, amount, **kw)
+        at = self.claim(ts)
+        out = self.tl.outage
+        if out is not None and out[0] <= at < out[1]:
+            at = self.claim(out[1])  # billing is down: the row is written when it is back
+        e = self.entry(at, kind, amount, **kw)
         self.push(e.ts, 2, "row", e)
         return e
 
@@ -972,7 +1008,10 @@ class _Sim:
         status = 200
         err: str | None = None
         inp = cached = out = 0
-        if self.block is not None:
+        outage = self.outage
+        if outage[0] <= t < outage[1]:
+            status, err = 503, "overloaded"  # the billing outage (and its lead-up)
+        elif self.block is not None:
             status, err = 429, "abuse_blocked"
         elif self.throttle is not None and rand() < 0.8:
             status, err = 429, "rate_limit_exceeded"
@@ -1018,6 +1057,9 @@ class _Sim:
                     status, err, inp, cached, out = 400, "invalid_request", 0, 0, 0
         if status == 200:
             lat_us = 150_000 + int(out * (5000 + 15000 * rand()) + 100_000 * rand())
+            if t + lat_us >= outage[0] and t < outage[1]:
+                # still running when the outage begins: it fails, unbilled
+                status, err, inp, cached, out = 503, "overloaded", 0, 0, 0
         elif status == 429:
             lat_us = 2000 + int(13000 * rand())
             if err == "abuse_blocked" or err == "rate_limit_exceeded":
@@ -1654,6 +1696,9 @@ class _Stats:
         self.req_hi: int | None = None
         self.led_lo: int | None = None
         self.led_hi: int | None = None
+        # rows per clock hour (hour index -> count): coverage gaps are global
+        self.req_hours: dict[int, int] = {}
+        self.led_hours: dict[int, int] = {}
 
     def finding(self, det: str, ts: int, detail: str | None) -> None:
         self.count[det] += 1
@@ -1695,6 +1740,9 @@ class _Stats:
         self.req_hi = _opt(max, self.req_hi, o.req_hi)
         self.led_lo = _opt(min, self.led_lo, o.led_lo)
         self.led_hi = _opt(max, self.led_hi, o.led_hi)
+        for mine, theirs in ((self.req_hours, o.req_hours), (self.led_hours, o.led_hours)):
+            for h, n in theirs.items():
+                mine[h] = mine.get(h, 0) + n
 
     def impact(self, row: dict[str, Any]) -> None:
         t = self.totals.setdefault(
@@ -2099,6 +2147,14 @@ class _Sink:
         uid, plan = u.uid, u.plan.name
         head = _user_head(uid, u.org, plan)
         self._write("requests.jsonl", [_request_line(r, head) for r in requests])
+        hours = stats.req_hours
+        for r in requests:
+            h = r[0] // HOUR
+            hours[h] = hours.get(h, 0) + 1
+        hours = stats.led_hours
+        for e in written:
+            h = e.ts // HOUR
+            hours[h] = hours.get(h, 0) + 1
         if requests:
             lo_r, hi_r = requests[0][0], requests[-1][0]
             stats.req_lo = lo_r if stats.req_lo is None else min(stats.req_lo, lo_r)
@@ -2175,14 +2231,23 @@ def _finish(out: Path, cfg: _Config, total: _Sink, rate: float) -> dict[str, int
         for d in DETECTORS:
             tmp = truth / f".{d}.tmp"
             with open(tmp, "rb") as fh:
-                if d != "unbilled_requests":
+                if d == "coverage_gaps":
+                    for h, detail in _coverage_gaps(stats):
+                        out_fh.write(orjson.dumps({
+                            "detector": d, "user_id": None, "currency": None,
+                            "ts": _iso(h * HOUR), "request_id": None, "entry_id": None,
+                            "amount": None, "detail": detail}) + b"\n")
+                        stats.finding(d, h * HOUR, detail)
+                elif d != "unbilled_requests":
                     shutil.copyfileobj(fh, out_fh, 1 << 20)
                 else:
+                    # and not in an hour where the ledger has no rows at all
                     stats.forget(d)
                     for line in fh:
                         row = orjson.loads(line)
                         ts = _us(datetime.fromisoformat(row["ts"]))
-                        if cover is not None and cover[0] <= ts <= cover[1]:
+                        if (cover is not None and cover[0] <= ts <= cover[1]
+                                and ts // HOUR in stats.led_hours):
                             out_fh.write(line)
                             stats.finding(d, ts, row["detail"])
             tmp.unlink()
@@ -2213,6 +2278,7 @@ def _finish(out: Path, cfg: _Config, total: _Sink, rate: float) -> dict[str, int
             "charged_failed_requests": _span(tl.failed),
             "price_change": _iso(tl.price_change),
             "stale_price_billing": _span(tl.stale),
+            "billing_outage": None if tl.outage is None else _span(tl.outage),
             "abuse_misfires": None if tl.abuse is None else _span(tl.abuse),
             "global_quota_reset": None if tl.global_reset is None else _iso(tl.global_reset),
             "ledger_conflicts": total.conflicts,
@@ -2236,6 +2302,21 @@ def _finish(out: Path, cfg: _Config, total: _Sink, rate: float) -> dict[str, int
     }
     (truth / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
     return rows
+
+
+def _coverage_gaps(stats: _Stats) -> list[tuple[int, str]]:
+    """Clock hours inside the span both logs cover (from the later first hour to
+    the earlier last) where one has rows and the other none, with the detail."""
+    req, led = stats.req_hours, stats.led_hours
+    if not req or not led:
+        return []
+    gaps = []
+    for h in range(max(min(req), min(led)), min(max(req), max(led)) + 1):
+        if h in req and h not in led:
+            gaps.append((h, f"ledger: none; requests: {req[h]} rows"))
+        elif h in led and h not in req:
+            gaps.append((h, f"requests: none; ledger: {led[h]} rows"))
+    return gaps
 
 
 def _span(w: tuple[int, int]) -> dict[str, str]:

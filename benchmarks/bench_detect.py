@@ -45,7 +45,7 @@ print(json.dumps({"detect_s": detect_s, "impact_s": impact_s, "impact_rows": row
 
 
 def _world(users: int, days: int, rate: float, seed: int) -> Path:
-    out = DATA / f"world-{users}u-{days}d-{rate:g}r-{seed}s"
+    out = DATA / f"world-{users}u-{days}d-{rate:g}r-{seed}s-v2"  # v2: with the billing outage
     if not (out / "_truth" / "summary.json").exists():
         t = time.monotonic()
         subprocess.run([sys.executable, "-m", "warroom", "generate", str(out), "--users",

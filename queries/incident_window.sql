@@ -1,7 +1,7 @@
 -- title: Incident window
 -- description: The estimated window of each fault: first and last timestamp of the
 --   erroneous rows each detector found (billing mismatches and abuse false positives
---   split by kind), with the number of rows in every clock hour between.
+--   split by kind), with the number of rows in each clock hour that has any.
 -- severity: info
 -- findings: no
 -- uses: findings

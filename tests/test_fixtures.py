@@ -263,6 +263,64 @@ def test_a_reset_in_the_middle_of_an_incident_does_not_cancel_the_credit(tmp_pat
     assert rows["u1"]["credit_amount"] == D("2")   # owed all the same
 
 
+def test_chain_breaks_are_listed_where_the_drift_changes(tmp_path: Path) -> None:
+    reqs = [req(f"r{i}", f"2025-06-10T{9 + i // 6:02d}:{i % 6 * 10:02d}:00Z") for i in range(1, 8)]
+    ledger = [
+        led("g", "2025-06-10T09:00:00Z", "grant", "1", balance_after="1"),   # drift 0
+        charge("c1", "2025-06-10T09:10:01Z", "r1", balance_after="0.998"),   # 0.998: drift 0
+        charge("c2", "2025-06-10T09:20:01Z", "r2", balance_after="0.994"),   # 0.996: -0.002 <- a break
+        charge("c3", "2025-06-10T09:30:01Z", "r3", balance_after="0.992"),   # 0.994: still -0.002
+        charge("c4", "2025-06-10T09:40:01Z", "r4"),                          # 0.992: nothing recorded
+        charge("c5", "2025-06-10T09:50:01Z", "r5", balance_after="0.988"),   # 0.990: -0.002, as c3
+        led("q", "2025-06-10T10:00:00Z", "reset", None, balance_after="5"),  # a reset: drift 0
+        charge("c6", "2025-06-10T10:10:01Z", "r6", balance_after="4.998"),   # 4.998: 0, as the reset
+        charge("c7", "2025-06-10T10:20:01Z", "r7", balance_after="4.997"),   # 4.996: +0.001 <- a break
+    ]
+    con = world(tmp_path, reqs, ledger)
+    assert [(r[3], r[4], r[5]) for r in findings(con, "balance_chain_breaks")] == [
+        ("c2", D("-0.002"), "recorded 0.994000, replayed 0.996000"),
+        ("c7", D("0.001"), "recorded 4.997000, replayed 4.996000"),
+    ]
+
+
+def test_a_day_at_ten_times_the_median_of_the_days_before_is_anomalous(tmp_path: Path) -> None:
+    reqs, ledger = [], [led("g", "2025-06-01T00:00:00Z", "grant", "10"),
+                        led("g2", "2025-06-01T00:00:00Z", "grant", "10", user="u2")]
+    for day, amount in (("01", "-0.002"), ("02", "-0.002"), ("03", "-0.002"),
+                        ("04", "-0.02"),     # 10 x the median 0.002 of 01-03: anomalous
+                        ("05", "-0.019")):   # median of 01-04 is 0.002: under 10x
+        reqs.append(req(f"a{day}", f"2025-06-{day}T12:00:00Z"))
+        ledger.append(charge(f"ca{day}", f"2025-06-{day}T12:00:01Z", f"a{day}", amount))
+    for day, amount in (("02", "-0.002"), ("03", "-0.002"), ("04", "-1")):  # 2 days before: too few
+        reqs.append(req(f"b{day}", f"2025-06-{day}T12:00:00Z", user="u2"))
+        ledger.append(charge(f"cb{day}", f"2025-06-{day}T12:00:01Z", f"b{day}", amount, user="u2"))
+    con = world(tmp_path, reqs, ledger)
+    assert [(r[0], r[1], r[4]) for r in findings(con, "consumption_anomalies")] == [
+        ("u1", "2025-06-04 00:00:00", D("0.02"))]
+
+
+def test_incident_window_spans_each_faults_rows_hour_by_hour(tmp_path: Path) -> None:
+    con = world(tmp_path, [req("r1", T0), req("r2", "2025-06-10T12:30:00Z")], [
+        led("g", "2025-06-10T09:00:00Z", "grant", "1"),
+        charge("e1", "2025-06-10T10:00:01Z", "r1"),
+        charge("e2", "2025-06-10T10:00:02Z", "r1"),        # duplicate at 10:00:02
+        charge("e3", "2025-06-10T12:30:01Z", "r2"),
+        charge("e4", "2025-06-10T12:30:05Z", "r2"),        # duplicate at 12:30:05
+        charge("e5", "2025-06-10T12:40:00Z", "ghost"),     # orphan at 12:40
+    ])
+    rows = run_one(con, load_pack(), "incident_window", {}).to_pylist()
+    got = [(r["fault"], str(r["window_start"]), str(r["window_end"]), r["rows_total"],
+            str(r["hour"]), r["rows_in_hour"]) for r in rows]
+    assert got == [
+        ("billing_mismatch:orphan_charge", "2025-06-10 12:40:00", "2025-06-10 12:40:00", 1,
+         "2025-06-10 12:00:00", 1),
+        ("duplicate_charges", "2025-06-10 10:00:02", "2025-06-10 12:30:05", 2,
+         "2025-06-10 10:00:00", 1),
+        ("duplicate_charges", "2025-06-10 10:00:02", "2025-06-10 12:30:05", 2,
+         "2025-06-10 12:00:00", 1),
+    ]
+
+
 # ----------------------------------------------------------------------------- abuse
 
 

@@ -427,3 +427,21 @@ def test_run_with_since_until_and_params(tmp_path: Path) -> None:
     assert late.column("entry_id").to_pylist() == ["e2"]
     loose = run_one(con, pack, "billing_mismatch", {"tolerance": "0.0001"})
     assert loose.num_rows == 0
+
+
+def test_sql_can_read_the_shared_relations(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    con = world(tmp_path, [req("r1", T0)], [
+        led("g", "2025-06-10T09:00:00Z", "grant", "1"),
+        charge("e1", "2025-06-10T10:00:01Z", "r1"),
+        charge("e2", "2025-06-10T10:00:02Z", "r1"),     # duplicate: the counterfactual keeps it
+    ])
+    con.close()
+    res = run_cli("sql", "SELECT entry_id, balance, cf_balance FROM balance_timeline "
+                  "WHERE row_type = 'ledger' ORDER BY ts", "--db", str(tmp_path / "w.duckdb"),
+                  "-f", "csv")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.decode().splitlines() == [
+        '"entry_id","balance","cf_balance"',
+        '"g",1.000000,1.000000', '"e1",0.998000,0.998000', '"e2",0.996000,0.998000']

@@ -171,14 +171,23 @@ def sources(
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="SQL to run (read-only).")],
+    queries_dir: QueriesDirOption = None,
     fmt: FormatOption = None,
     out: OutOption = None,
     db_path: DbOption = DEFAULT_DB,
+    memory_limit: MemoryOption = None,
 ) -> None:
-    """Run ad-hoc SQL on a read-only connection."""
+    """Run ad-hoc SQL on a read-only connection. It may read the pack's shared
+    relations too (balance_timeline, charge_attribution, ...): the ones it names
+    are built first."""
     from warroom import catalog
+    from warroom.queries import load_pack, prepare
 
-    with db.connect(db_path, read_only=True) as con:
+    pack = load_pack(queries_dir)
+    with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
+        needed = pack.needs(query)
+        if needed:
+            prepare(con, pack, materialize=True, only=needed)
         table = catalog.run_sql(con, query)
     emit(table, fmt, out)
 

@@ -136,5 +136,6 @@ def test_decimals_are_exact_in_json(tmp_path: Path) -> None:
               '"amount":"0.100001"}\n')
     db = str(tmp_path / "w.duckdb")
     run_cli("ingest", str(f), "--db", db)
-    res = run_cli("sql", "SELECT amount, amount * 3 AS triple FROM ledger", "--db", db, "-f", "json")
+    res = run_cli("sql", "SELECT amount, amount * 3 AS triple FROM ledger", "--db", db,
+                  "-f", "json")
     assert json.loads(res.stdout) == [{"amount": "0.100001", "triple": "0.300003"}]

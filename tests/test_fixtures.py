@@ -266,15 +266,16 @@ def test_a_reset_in_the_middle_of_an_incident_does_not_cancel_the_credit(tmp_pat
 def test_chain_breaks_are_listed_where_the_drift_changes(tmp_path: Path) -> None:
     reqs = [req(f"r{i}", f"2025-06-10T{9 + i // 6:02d}:{i % 6 * 10:02d}:00Z") for i in range(1, 8)]
     ledger = [
-        led("g", "2025-06-10T09:00:00Z", "grant", "1", balance_after="1"),   # drift 0
-        charge("c1", "2025-06-10T09:10:01Z", "r1", balance_after="0.998"),   # 0.998: drift 0
-        charge("c2", "2025-06-10T09:20:01Z", "r2", balance_after="0.994"),   # 0.996: -0.002 <- a break
-        charge("c3", "2025-06-10T09:30:01Z", "r3", balance_after="0.992"),   # 0.994: still -0.002
-        charge("c4", "2025-06-10T09:40:01Z", "r4"),                          # 0.992: nothing recorded
-        charge("c5", "2025-06-10T09:50:01Z", "r5", balance_after="0.988"),   # 0.990: -0.002, as c3
-        led("q", "2025-06-10T10:00:00Z", "reset", None, balance_after="5"),  # a reset: drift 0
-        charge("c6", "2025-06-10T10:10:01Z", "r6", balance_after="4.998"),   # 4.998: 0, as the reset
-        charge("c7", "2025-06-10T10:20:01Z", "r7", balance_after="4.997"),   # 4.996: +0.001 <- a break
+        # the comment gives the replayed balance, then the drift (recorded - replayed)
+        led("g", "2025-06-10T09:00:00Z", "grant", "1", balance_after="1"),   # 1: 0
+        charge("c1", "2025-06-10T09:10:01Z", "r1", balance_after="0.998"),   # 0.998: 0
+        charge("c2", "2025-06-10T09:20:01Z", "r2", balance_after="0.994"),   # 0.996: -0.002 break
+        charge("c3", "2025-06-10T09:30:01Z", "r3", balance_after="0.992"),   # 0.994: -0.002 still
+        charge("c4", "2025-06-10T09:40:01Z", "r4"),                          # 0.992: unrecorded
+        charge("c5", "2025-06-10T09:50:01Z", "r5", balance_after="0.988"),   # 0.990: -0.002 as c3
+        led("q", "2025-06-10T10:00:00Z", "reset", None, balance_after="5"),  # 5: 0 at a reset
+        charge("c6", "2025-06-10T10:10:01Z", "r6", balance_after="4.998"),   # 4.998: 0
+        charge("c7", "2025-06-10T10:20:01Z", "r7", balance_after="4.997"),   # 4.996: +0.001 break
     ]
     con = world(tmp_path, reqs, ledger)
     assert [(r[3], r[4], r[5]) for r in findings(con, "balance_chain_breaks")] == [

@@ -42,13 +42,18 @@ def test_blank_lines_keep_numbering_and_are_not_rows(con, tmp_path: Path) -> Non
 
 def test_timestamps_and_money_are_exact_and_utc(con, tmp_path: Path) -> None:
     f = write(tmp_path / "ledger.jsonl", "\n".join([
-        '{"entry_id":"a","ts":"2025-06-01T12:00:00+02:00","user_id":"u","kind":"topup","amount":"10.000001"}',
-        '{"entry_id":"b","ts":1748772000,"user_id":"u","kind":"charge","amount":-0.1,"request_id":"r"}',
-        '{"entry_id":"c","ts":1748772000123,"user_id":"u","kind":"charge","amount":"-0.000001","request_id":"s"}',
-        '{"entry_id":"d","ts":"2025-06-01 10:00:00","user_id":"u","kind":"reset","balance_after":"5"}',
+        '{"entry_id":"a","ts":"2025-06-01T12:00:00+02:00","user_id":"u","kind":"topup",'
+        '"amount":"10.000001"}',
+        '{"entry_id":"b","ts":1748772000,"user_id":"u","kind":"charge","amount":-0.1,'
+        '"request_id":"r"}',
+        '{"entry_id":"c","ts":1748772000123,"user_id":"u","kind":"charge","amount":"-0.000001",'
+        '"request_id":"s"}',
+        '{"entry_id":"d","ts":"2025-06-01 10:00:00","user_id":"u","kind":"reset",'
+        '"balance_after":"5"}',
     ]) + "\n")
     ingest(con, [f])
-    got = rows(con, "SELECT entry_id, CAST(ts AS VARCHAR), amount, currency FROM ledger ORDER BY entry_id")
+    got = rows(con, "SELECT entry_id, CAST(ts AS VARCHAR), amount, currency FROM ledger "
+                    "ORDER BY entry_id")
     assert got == [
         ("a", "2025-06-01 10:00:00", Decimal("10.000001"), "usd"),
         ("b", "2025-06-01 10:00:00", Decimal("-0.1"), "usd"),
@@ -58,8 +63,10 @@ def test_timestamps_and_money_are_exact_and_utc(con, tmp_path: Path) -> None:
 
 
 def test_entry_shipped_twice_counts_once_and_conflicts_are_findable(con, tmp_path: Path) -> None:
-    a = '{"entry_id":"e1","ts":"2025-06-01T10:00:00Z","user_id":"u","kind":"charge","amount":"-1","request_id":"r1"}\n'
-    b = '{"entry_id":"e2","ts":"2025-06-01T10:00:00Z","user_id":"u","kind":"charge","amount":"-2","request_id":"r2"}\n'
+    a = ('{"entry_id":"e1","ts":"2025-06-01T10:00:00Z","user_id":"u","kind":"charge",'
+         '"amount":"-1","request_id":"r1"}\n')
+    b = ('{"entry_id":"e2","ts":"2025-06-01T10:00:00Z","user_id":"u","kind":"charge",'
+         '"amount":"-2","request_id":"r2"}\n')
     b2 = b.replace('"-2"', '"-3"')
     f1 = write(tmp_path / "ledger-1.jsonl", a + b)
     f2 = write(tmp_path / "ledger-2.jsonl", a + b2)
@@ -83,7 +90,8 @@ def test_reingest_same_bytes_loads_nothing_and_force_replaces(con, tmp_path: Pat
     assert rows(con, "SELECT count(*) FROM requests_all") == [(2,)]
     forced = ingest(con, [f], force=True)
     assert forced.files[0].status == "replaced"
-    assert rows(con, "SELECT count(*), count(*) FILTER (WHERE canonical) FROM requests_all") == [(2, 2)]
+    assert rows(con, "SELECT count(*), count(*) FILTER (WHERE canonical) "
+                     "FROM requests_all") == [(2, 2)]
     assert rows(con, "SELECT count(*) FROM sources") == [(1,)]
 
 
@@ -127,9 +135,9 @@ def test_gzip_csv_tsv_and_parquet(con, tmp_path: Path) -> None:
     tsv = write(tmp_path / "abuse.tsv", "ts\tuser_id\taction\tmultiplier\n"
                 "2025-06-01T10:00:00Z\tu1\tpenalty\t10\n")
     pq = tmp_path / "ledger.parquet"
-    duckdb.sql("""COPY (SELECT 'e1' AS entry_id, TIMESTAMP '2025-06-01 10:00:00' AS ts,
+    duckdb.sql(f"""COPY (SELECT 'e1' AS entry_id, TIMESTAMP '2025-06-01 10:00:00' AS ts,
                   'u1' AS user_id, 'topup' AS kind, 5.5::DECIMAL(10,2) AS amount)
-                  TO '%s' (FORMAT parquet)""" % pq)
+                  TO '{pq}' (FORMAT parquet)""")
     report = ingest(con, [gz, csv, tsv, pq])
     assert [(r.format, r.rows_loaded, r.rows_rejected) for r in report.files] == [
         ("json", 2, 0), ("csv", 1, 0), ("tsv", 1, 0), ("parquet", 1, 0)]

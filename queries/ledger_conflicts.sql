@@ -31,8 +31,8 @@ others AS (
 )
 SELECT 'ledger_conflicts' AS detector, kept_user_id AS user_id, kept_currency AS currency,
        kept_ts AS ts, request_id, entry_id, CAST(NULL AS DECIMAL(38,6)) AS amount,
-       'differs in ' || differs || ' from the row kept at source ' || CAST(kept_source_id AS VARCHAR)
-           || ' line ' || CAST(kept_line AS VARCHAR) AS detail,
+       'differs in ' || differs || ' from the row kept at source '
+           || CAST(kept_source_id AS VARCHAR) || ' line ' || CAST(kept_line AS VARCHAR) AS detail,
        source_id, line
 FROM others
 WHERE differs <> ''

@@ -57,7 +57,8 @@ running AS (
            last_value(CASE WHEN s.row_type = 'ledger' THEN s.ts END IGNORE NULLS)
                OVER in_order AS last_ledger_ts,
            last_value(CASE WHEN s.row_type = 'ledger' AND s.recorded_balance IS NOT NULL
-                           THEN s.entry_id END IGNORE NULLS) OVER before_it AS previous_recorded_entry_id,
+                           THEN s.entry_id END IGNORE NULLS)
+               OVER before_it AS previous_recorded_entry_id,
            first_value(CASE WHEN s.row_type = 'ledger'
                             THEN CASE WHEN s.kind <> 'reset' AND s.recorded_balance IS NOT NULL
                                       THEN s.recorded_balance - s.amount
@@ -77,7 +78,8 @@ running AS (
                ORDER BY s.ts, s.ord, s.entry_id, s.probe_request_id
                ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
 ),
--- the balance after a reset is its balance_after plus what came since
+-- after a reset, balance = its balance_after + the amounts since, that is
+-- base + amount_sum with base = balance_after - amount_sum at the reset
 reset_bases AS (
     SELECT entry_id, recorded_balance - amount_sum AS base
     FROM running

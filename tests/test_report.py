@@ -113,6 +113,14 @@ def test_investigate_writes_the_bundle_and_keeps_stdout_empty(world: dict[str, A
     assert re.search(r"duplicate_charges\s+2025-06-0\dT\d\d:\d\d:\d\dZ -> ", err)
     assert "users affected:" in err and "usd:" in err
     assert str(out / "report.html") in err and str(out / "affected-users.csv") in err
+    # the hours a log is missing are said, from the generator's billing outage
+    gaps = [orjson.loads(line) for line in
+            (world["logs"] / "_truth" / "findings.jsonl").read_bytes().splitlines()
+            if b'"coverage_gaps"' in line]
+    assert gaps, "the generated world has its billing outage"
+    assert f"coverage gaps (a log is missing, not the users): {len(gaps)} hour(s)" in err
+    for g in gaps:
+        assert f"  {g['ts'][:19]}Z  {g['detail']}" in err
 
 
 def test_investigate_again_skips_loaded_files_and_gives_the_same_files(

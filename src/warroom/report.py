@@ -1334,6 +1334,16 @@ def summary_lines(report: Report) -> list[str]:
                          f"({_duration(last - first)}, {rows})")
     else:
         lines.append("no erroneous rows found")
+    # hours where one log has rows and the other none: the evidence, not the users,
+    # is missing there, and every other answer is weaker for it
+    gaps = [r for r in report.top_rows.to_pylist() if r["detector"] == "coverage_gaps"]
+    if gaps:
+        total = sum(d["rows"] for d in report.detectors.to_pylist()
+                    if d["detector"] == "coverage_gaps")
+        lines.append(f"coverage gaps (a log is missing, not the users): {total:,} hour(s)")
+        lines += [f"  {_iso(g['ts'])}  {g['detail']}" for g in gaps[:5]]
+        if total > 5:
+            lines.append(f"  ... and {total - 5:,} more: `warroom run coverage_gaps`")
     lines.append(f"users affected: {head['users']:,} ({head['owed']:,} owed, "
                  f"{head['review']:,} for review); wrongful 429s: {head['w429']:,}; "
                  f"minutes wrongly restricted: {head['minutes']:,}")

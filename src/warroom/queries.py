@@ -110,7 +110,7 @@ class Pack:
         while todo:
             text = _strip_comments(todo.pop())
             for name, s in by_name.items():
-                if name not in wanted and re.search(rf"\b{name}\b", text):
+                if name not in wanted and re.search(rf"\b{re.escape(name)}\b", text):
                     wanted.add(name)
                     todo.append(s.sql)
         return [s.name for s in self.shared if s.name in wanted]

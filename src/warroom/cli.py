@@ -187,7 +187,7 @@ def sql(
     with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
         needed = pack.needs(query)
         if needed:
-            prepare(con, pack, materialize=True, only=needed)
+            prepare(con, pack, only=needed)
         table = catalog.run_sql(con, query)
     emit(table, fmt, out)
 

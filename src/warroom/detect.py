@@ -75,10 +75,10 @@ def run_one(con: duckdb.DuckDBPyConnection, pack: Pack, name: str, given: dict[s
     query = pack.get(name)
     params = bind(query, given, since, until)
     if _uses_findings(query):
-        prepare(con, pack, materialize=True)
+        prepare(con, pack)
         _compute_findings(con, pack, table="findings", temp=True)
     else:
-        prepare(con, pack, materialize=True, only=pack.needs(query.sql))
+        prepare(con, pack, only=pack.needs(query.sql))
     return run(con, query, params)
 
 
@@ -89,7 +89,7 @@ def detect(con: duckdb.DuckDBPyConnection, pack: Pack, *, since: str | None = No
     started = time.monotonic()
     # the shared relations are most of the work: they count as steps of the bar
     steps = len(pack.shared) + sum(1 for q in pack.queries.values() if q.findings)
-    shared = prepare(con, pack, materialize=True,
+    shared = prepare(con, pack,
                      on_step=(lambda done: progress("detect", done / steps)) if progress
                      else None)
     # a fresh computation (run/impact) may have left a temp findings shadowing ours
@@ -229,7 +229,7 @@ def user_timeline(con: duckdb.DuckDBPyConnection, pack: Pack, user_id: str) -> p
     """One user's story in time order: requests, ledger rows with the replayed and
     counterfactual balance, abuse actions with their classification, and findings,
     each with the file:line it came from."""
-    prepare(con, pack, materialize=True)
+    prepare(con, pack)
     _compute_findings(con, pack, table="findings", temp=True)
     try:
         return con.sql(_USER_TIMELINE, params={"user_id": user_id}).to_arrow_table()

@@ -298,8 +298,7 @@ def impact(con: duckdb.DuckDBPyConnection, pack: Pack, policy: Policy, *,
         con.execute(f'CREATE OR REPLACE TEMP TABLE findings AS '
                     f'SELECT * FROM "{catalog}".main.findings')
     else:
-        # tables, not views: every detection reads them, views would recompute
-        prepare(con, pack, materialize=True)
+        prepare(con, pack)
         _compute_findings(con, pack, table="findings", temp=True)
     try:
         rel = con.sql(_IMPACT_SQL, params={"start": policy.start, "end": policy.end})

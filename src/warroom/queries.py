@@ -279,10 +279,10 @@ def bind(query: Query, given: dict[str, str], since: str | None = None,
     return {k: v for k, v in values.items() if k in used}
 
 
-def prepare(con: duckdb.DuckDBPyConnection, pack: Pack, *, materialize: bool = False,
-            only: list[str] | None = None,
+def prepare(con: duckdb.DuckDBPyConnection, pack: Pack, *, only: list[str] | None = None,
             on_step: Callable[[int], None] | None = None) -> list[tuple[str, float]]:
-    """Create the pack's shared relations on ``con`` (temp views, or temp tables).
+    """Create the pack's shared relations on ``con`` as temporary tables (a view
+    read by several queries would be computed once per read).
 
     ``only`` limits them to those named (``Pack.needs`` tells which a query
     reads). Returns each relation's name and the seconds it took to create;
@@ -295,25 +295,19 @@ def prepare(con: duckdb.DuckDBPyConnection, pack: Pack, *, materialize: bool = F
     con.execute("SET preserve_insertion_order = false")
     try:
         shared = [x for x in pack.shared if only is None or x.name in only]
-        return _create_shared(con, shared, materialize, on_step)
+        return _create_shared(con, shared, on_step)
     finally:
         con.execute(f"SET preserve_insertion_order = {str(keep_order).lower()}")
 
 
-def _create_shared(con: duckdb.DuckDBPyConnection, shared: list[Shared], materialize: bool,
+def _create_shared(con: duckdb.DuckDBPyConnection, shared: list[Shared],
                    on_step: Callable[[int], None] | None) -> list[tuple[str, float]]:
     timings = []
     for i, s in enumerate(shared):
         started = time.monotonic()
         body = _strip_trailing_semicolon(s.sql)
-        kind = "TABLE" if materialize else "VIEW"
-        for drop in ("VIEW", "TABLE"):  # a previous prepare may have made either
-            try:
-                con.execute(f"DROP {drop} IF EXISTS temp.{s.name}")
-            except duckdb.CatalogException:
-                pass
         try:
-            con.execute(f"CREATE TEMP {kind} {s.name} AS {body}")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {s.name} AS {body}")
         except duckdb.Error as exc:
             raise QueryError(f"{s.path}: {_first_line(exc)}") from None
         timings.append((s.name, time.monotonic() - started))

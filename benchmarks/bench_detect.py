@@ -48,9 +48,24 @@ def _world(users: int, days: int, rate: float, seed: int) -> Path:
     out = DATA / f"world-{users}u-{days}d-{rate:g}r-{seed}s-v2"  # v2: with the billing outage
     if not (out / "_truth" / "summary.json").exists():
         t = time.monotonic()
-        subprocess.run([sys.executable, "-m", "warroom", "generate", str(out), "--users",
-                        str(users), "--days", str(days), "--seed", str(seed),
-                        "--requests-per-user-day", str(rate)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "warroom",
+                "generate",
+                str(out),
+                "--users",
+                str(users),
+                "--days",
+                str(days),
+                "--seed",
+                str(seed),
+                "--requests-per-user-day",
+                str(rate),
+            ],
+            check=True,
+        )
         print(f"generated {out} in {time.monotonic() - t:.1f}s", file=sys.stderr)
     return out
 
@@ -62,8 +77,12 @@ def _rows(world: Path) -> dict[str, int]:
 
 def _child(db_path: Path, limit: str | None) -> tuple[dict[str, object], float, int]:
     t = time.monotonic()
-    out = subprocess.run([sys.executable, "-c", CHILD, str(db_path), limit or ""],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(db_path), limit or ""],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     wall = time.monotonic() - t
     res = json.loads(out.stdout.strip().splitlines()[-1])
     return res, wall, int(res.pop("peak_rss_kb"))
@@ -75,10 +94,18 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--rate", type=float, default=72.0, help="requests per user-day")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--memory-limit", action="append", default=None,
-                    help="run again under this DuckDB memory limit (repeatable)")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="run each setting this many times and keep the fastest detect")
+    ap.add_argument(
+        "--memory-limit",
+        action="append",
+        default=None,
+        help="run again under this DuckDB memory limit (repeatable)",
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each setting this many times and keep the fastest detect",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON line at the end")
     args = ap.parse_args()
     world = _world(args.users, args.days, args.rate, args.seed)
@@ -86,24 +113,40 @@ def main() -> None:
     db_path = world.with_suffix(".duckdb")
     if not db_path.exists():
         t = time.monotonic()
-        subprocess.run([sys.executable, "-m", "warroom", "ingest", str(world), "--db",
-                        str(db_path)], check=True, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "warroom", "ingest", str(world), "--db", str(db_path)],
+            check=True,
+            stderr=subprocess.DEVNULL,
+        )
         print(f"ingested in {time.monotonic() - t:.1f}s", file=sys.stderr)
-    print(f"world: {sum(v for k, v in rows.items() if k.startswith('requests')):,} requests, "
-          f"{sum(v for k, v in rows.items() if k.startswith('ledger')):,} ledger lines")
+    print(
+        f"world: {sum(v for k, v in rows.items() if k.startswith('requests')):,} requests, "
+        f"{sum(v for k, v in rows.items() if k.startswith('ledger')):,} ledger lines"
+    )
     results = []
     for limit in [None] + (args.memory_limit or []):
         # each setting in its own child, which reports its own peak RSS
         runs = [_child(db_path, limit) for _ in range(max(args.repeat, 1))]
         res, wall, peak = min(runs, key=lambda r: r[0]["detect_s"])  # type: ignore[arg-type,return-value]
         if len(runs) > 1:
-            print(f"detect over {len(runs)} runs: "
-                  + ", ".join(f"{r[0]['detect_s']:.2f}s" for r in runs), file=sys.stderr)
-        results.append({"memory_limit": limit, "wall_s": round(wall, 2),
-                        "peak_rss_mb": round(peak / 1024), **res})
-        print(f"\nmemory limit {limit or 'none'}: detect {res['detect_s']:.2f}s, "
-              f"impact {res['impact_s']:.2f}s, child wall {wall:.2f}s, "
-              f"peak RSS {peak / 1024:.0f} MB")
+            print(
+                f"detect over {len(runs)} runs: "
+                + ", ".join(f"{r[0]['detect_s']:.2f}s" for r in runs),
+                file=sys.stderr,
+            )
+        results.append(
+            {
+                "memory_limit": limit,
+                "wall_s": round(wall, 2),
+                "peak_rss_mb": round(peak / 1024),
+                **res,
+            }
+        )
+        print(
+            f"\nmemory limit {limit or 'none'}: detect {res['detect_s']:.2f}s, "
+            f"impact {res['impact_s']:.2f}s, child wall {wall:.2f}s, "
+            f"peak RSS {peak / 1024:.0f} MB"
+        )
         print("  shared relations (built first, in this order):")
         for name, s in res["shared"]:  # type: ignore[union-attr]
             print(f"    {name:24s} {s:8.3f}s")

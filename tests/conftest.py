@@ -36,13 +36,23 @@ def con(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     c.close()
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-            input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def run_cli(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    input: bytes | None = None,
+) -> subprocess.CompletedProcess[bytes]:
     """Run ``python -m warroom ARGS`` in a subprocess, capturing stdout and stderr."""
     full_env = {**os.environ, "TZ": "UTC", **(env or {})}
     full_env.pop("WARROOM_DB", None) if env is None or "WARROOM_DB" not in env else None
-    return subprocess.run([sys.executable, "-m", "warroom", *args], cwd=cwd, env=full_env,
-                          capture_output=True, input=input, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "warroom", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        input=input,
+        timeout=300,
+    )
 
 
 def write(path: Path, data: bytes | str) -> Path:

@@ -53,21 +53,42 @@ def j(**fields: Any) -> str:
 
 def req(i: int, **over: Any) -> str:
     """A good request row (``None`` in ``over`` drops a field)."""
-    row: dict[str, Any] = {"ts": TS, "request_id": f"r{i}", "user_id": "u1", "status": 200,
-                           "input_tokens": 10 * i, "cached_tokens": i, "output_tokens": 5}
+    row: dict[str, Any] = {
+        "ts": TS,
+        "request_id": f"r{i}",
+        "user_id": "u1",
+        "status": 200,
+        "input_tokens": 10 * i,
+        "cached_tokens": i,
+        "output_tokens": 5,
+    }
     row.update(over)
     return j(**{k: v for k, v in row.items() if v is not None})
 
 
 def ok(i: int, **values: Any) -> dict[str, Any]:
     """What a loaded ``req(i)`` holds (plus ``values``)."""
-    return {"request_id": f"r{i}", "ts": T0, "user_id": "u1", "status": 200,
-            "input_tokens": 10 * i, "cached_tokens": i, "output_tokens": 5, **values}
+    return {
+        "request_id": f"r{i}",
+        "ts": T0,
+        "user_id": "u1",
+        "status": 200,
+        "input_tokens": 10 * i,
+        "cached_tokens": i,
+        "output_tokens": 5,
+        **values,
+    }
 
 
 def led(**over: Any) -> str:
-    row: dict[str, Any] = {"entry_id": "e1", "ts": TS, "user_id": "u1", "kind": "charge",
-                           "amount": "-0.5", "request_id": "r1"}
+    row: dict[str, Any] = {
+        "entry_id": "e1",
+        "ts": TS,
+        "user_id": "u1",
+        "kind": "charge",
+        "amount": "-0.5",
+        "request_id": "r1",
+    }
     row.update(over)
     return j(**{k: v for k, v in row.items() if v is not None})
 
@@ -79,8 +100,12 @@ def abuse(**over: Any) -> str:
 
 
 def price(**over: Any) -> str:
-    row: dict[str, Any] = {"model": "m1", "input_per_mtok": "1.5", "output_per_mtok": "6",
-                           "effective_from": "2025-01-01T00:00:00Z"}
+    row: dict[str, Any] = {
+        "model": "m1",
+        "input_per_mtok": "1.5",
+        "output_per_mtok": "6",
+        "effective_from": "2025-01-01T00:00:00Z",
+    }
     row.update(over)
     return j(**{k: v for k, v in row.items() if v is not None})
 
@@ -113,8 +138,13 @@ def _bad_middle(id_: str, line: str | bytes, reason: str, raw: str | None = None
     (its raw text is ``line``, unless given)."""
     middle = line.encode() if isinstance(line, str) else line
     data = R1.encode() + b"\n" + middle + b"\n" + R3.encode() + b"\n"
-    return Case(id_, "requests.jsonl", data, {1: ok(1), 3: ok(3)},
-                {2: (raw if raw is not None else middle.decode(), reason)})
+    return Case(
+        id_,
+        "requests.jsonl",
+        data,
+        {1: ok(1), 3: ok(3)},
+        {2: (raw if raw is not None else middle.decode(), reason)},
+    )
 
 
 AT = req(2).index('"u1"') + 2  # byte (1-based) of the 'u' of "u1" in req(2)
@@ -144,11 +174,12 @@ CASES: list[Case] = [
     _bad_middle("json-string", '"hello"', "not a JSON object: a JSON string"),
     _bad_middle("json-true", "true", "not a JSON object: a JSON boolean"),
     _bad_middle("json-null", "null", "not a JSON object: a JSON null"),
-    _bad_middle("empty-object", "{}", "ts: missing; request_id: missing; user_id: missing; "
-                "status: missing"),
+    _bad_middle(
+        "empty-object", "{}", "ts: missing; request_id: missing; user_id: missing; status: missing"
+    ),
     # ---- a required field missing, one kind at a time
     _bad_middle("requests-no-ts", req(2, ts=None), "ts: missing"),
-    _bad_middle("requests-null-ts", req(2, ts=None) [:-1] + ',"ts":null}', "ts: missing"),
+    _bad_middle("requests-null-ts", req(2, ts=None)[:-1] + ',"ts":null}', "ts: missing"),
     _bad_middle("requests-no-request_id", req(2, request_id=None), "request_id: missing"),
     _bad_middle("requests-empty-request_id", req(2, request_id=""), "request_id: missing"),
     _bad_middle("requests-no-user_id", req(2, user_id=None), "user_id: missing"),
@@ -157,162 +188,345 @@ CASES: list[Case] = [
     _missing("ledger-no-entry_id", "ledger.jsonl", led(entry_id=None), "entry_id: missing"),
     _missing("ledger-no-kind", "ledger.jsonl", led(kind=None), "kind: missing"),
     _missing("ledger-charge-no-amount", "ledger.jsonl", led(amount=None), "amount: missing"),
-    _missing("ledger-charge-no-request_id", "ledger.jsonl", led(request_id=None),
-             "request_id: missing (required for a charge)"),
-    _missing("ledger-reset-no-balance_after", "ledger.jsonl",
-             led(kind="reset", amount=None, request_id=None),
-             "balance_after: missing (required for a reset)"),
+    _missing(
+        "ledger-charge-no-request_id",
+        "ledger.jsonl",
+        led(request_id=None),
+        "request_id: missing (required for a charge)",
+    ),
+    _missing(
+        "ledger-reset-no-balance_after",
+        "ledger.jsonl",
+        led(kind="reset", amount=None, request_id=None),
+        "balance_after: missing (required for a reset)",
+    ),
     _missing("abuse-no-action", "abuse.jsonl", abuse(action=None), "action: missing"),
     _missing("prices-no-model", "prices.jsonl", price(model=None), "model: missing"),
-    _missing("prices-no-effective_from", "prices.jsonl", price(effective_from=None),
-             "effective_from: missing"),
-    Case("ledger-reset-needs-no-amount", "ledger.jsonl",
-         text(led(kind="reset", amount=None, request_id=None, balance_after="20")),
-         {1: {"kind": "reset", "amount": None, "balance_after": Decimal("20")}}),
+    _missing(
+        "prices-no-effective_from",
+        "prices.jsonl",
+        price(effective_from=None),
+        "effective_from: missing",
+    ),
+    Case(
+        "ledger-reset-needs-no-amount",
+        "ledger.jsonl",
+        text(led(kind="reset", amount=None, request_id=None, balance_after="20")),
+        {1: {"kind": "reset", "amount": None, "balance_after": Decimal("20")}},
+    ),
     # ---- a value of the wrong type
     _bad_middle("status-abc", req(2, status="abc"), "status: not an integer: 'abc'"),
     _bad_middle("status-true", req(2, status=True), "status: not an integer: 'true'"),
     _bad_middle("status-float", req(2, status=200.5), "status: not an integer: '200.5'"),
     _bad_middle("status-exponent", req(2, status=2e20), "status: not an integer"),
     _bad_middle("status-out-of-range", req(2, status=99), "status: not an HTTP status: '99'"),
-    _bad_middle("input_tokens-12.5", req(2, input_tokens=12.5),
-                "input_tokens: not an integer: '12.5'"),
+    _bad_middle(
+        "input_tokens-12.5", req(2, input_tokens=12.5), "input_tokens: not an integer: '12.5'"
+    ),
     _bad_middle("tokens-negative", req(2, output_tokens=-1), "output_tokens: negative: '-1'"),
-    _bad_middle("cached-over-input", req(2, input_tokens=5, cached_tokens=6),
-                "cached_tokens: more than input_tokens"),
-    _bad_middle("user_id-object", req(2, user_id={"a": 1}),
-                "user_id: expected a string, got an object"),
-    _bad_middle("user_id-array", req(2, user_id=[1, 2]),
-                "user_id: expected a string, got an array"),
-    _bad_middle("latency-not-a-number", req(2, latency_ms="fast"),
-                "latency_ms: not a number: 'fast'"),
-    Case("strings-holding-json-text-are-strings", "requests.jsonl",
-         text(req(1, user_id='{"a":1}', error_code="[1]", org_id=7)),
-         {1: ok(1, user_id='{"a":1}', error_code="[1]", org_id="7")}),
-    Case("integer-strings-are-integers", "requests.jsonl",
-         text(req(1, status="429", input_tokens="12")),
-         {1: ok(1, status=429, input_tokens=12)}),
+    _bad_middle(
+        "cached-over-input",
+        req(2, input_tokens=5, cached_tokens=6),
+        "cached_tokens: more than input_tokens",
+    ),
+    _bad_middle(
+        "user_id-object", req(2, user_id={"a": 1}), "user_id: expected a string, got an object"
+    ),
+    _bad_middle(
+        "user_id-array", req(2, user_id=[1, 2]), "user_id: expected a string, got an array"
+    ),
+    _bad_middle(
+        "latency-not-a-number", req(2, latency_ms="fast"), "latency_ms: not a number: 'fast'"
+    ),
+    Case(
+        "strings-holding-json-text-are-strings",
+        "requests.jsonl",
+        text(req(1, user_id='{"a":1}', error_code="[1]", org_id=7)),
+        {1: ok(1, user_id='{"a":1}', error_code="[1]", org_id="7")},
+    ),
+    Case(
+        "integer-strings-are-integers",
+        "requests.jsonl",
+        text(req(1, status="429", input_tokens="12")),
+        {1: ok(1, status=429, input_tokens=12)},
+    ),
     # ---- timestamps
     _bad_middle("ts-unparseable", req(2, ts="yesterday"), "ts: not a timestamp: 'yesterday'"),
-    _bad_middle("ts-impossible-date", req(2, ts="2025-13-45T10:00:00Z"),
-                "ts: not a timestamp: '2025-13-45T10:00:00Z'"),
+    _bad_middle(
+        "ts-impossible-date",
+        req(2, ts="2025-13-45T10:00:00Z"),
+        "ts: not a timestamp: '2025-13-45T10:00:00Z'",
+    ),
     _bad_middle("ts-boolean", req(2, ts=True), "ts: not a timestamp: 'true'"),
-    _bad_middle("ts-year-9999", req(2, ts="9999-01-01T00:00:00Z"),
-                "ts: out of range: '9999-01-01T00:00:00Z'"),
-    _bad_middle("ts-1969", req(2, ts="1969-12-31T23:59:59Z"),
-                "ts: out of range: '1969-12-31T23:59:59Z'"),
+    _bad_middle(
+        "ts-year-9999",
+        req(2, ts="9999-01-01T00:00:00Z"),
+        "ts: out of range: '9999-01-01T00:00:00Z'",
+    ),
+    _bad_middle(
+        "ts-1969", req(2, ts="1969-12-31T23:59:59Z"), "ts: out of range: '1969-12-31T23:59:59Z'"
+    ),
     _bad_middle("ts-2100", req(2, ts="2100-01-01T00:00:00Z"), "ts: out of range"),
-    _bad_middle("ts-epoch-1e20", '{"ts":1e20,"request_id":"r2","user_id":"u1","status":200}',
-                "ts: out of range"),
+    _bad_middle(
+        "ts-epoch-1e20",
+        '{"ts":1e20,"request_id":"r2","user_id":"u1","status":200}',
+        "ts: out of range",
+    ),
     _bad_middle("ts-epoch-negative", req(2, ts=-1), "ts: out of range: '-1'"),
-    _bad_middle("ts-epoch-16-digits", req(2, ts=9999999999999999),
-                "ts: out of range: '9999999999999999'"),
+    _bad_middle(
+        "ts-epoch-16-digits", req(2, ts=9999999999999999), "ts: out of range: '9999999999999999'"
+    ),
     _bad_middle("ts-epoch-40-digits", req(2, ts="9" * 40), "ts: out of range"),
-    Case("ts-edges-of-the-range", "requests.jsonl",
-         text(req(1, ts="1970-01-01T00:00:00Z"), req(2, ts="2099-12-31T23:59:59.999999Z"),
-              req(3, ts=0)),
-         {1: ok(1, ts=datetime(1970, 1, 1)),
-          2: ok(2, ts=datetime(2099, 12, 31, 23, 59, 59, 999999)),
-          3: ok(3, ts=datetime(1970, 1, 1))}),
+    Case(
+        "ts-edges-of-the-range",
+        "requests.jsonl",
+        text(
+            req(1, ts="1970-01-01T00:00:00Z"),
+            req(2, ts="2099-12-31T23:59:59.999999Z"),
+            req(3, ts=0),
+        ),
+        {
+            1: ok(1, ts=datetime(1970, 1, 1)),
+            2: ok(2, ts=datetime(2099, 12, 31, 23, 59, 59, 999999)),
+            3: ok(3, ts=datetime(1970, 1, 1)),
+        },
+    ),
     # ---- bytes DuckDB cannot take
-    _bad_middle("invalid-utf8", with_user(b"u\xff"), f"invalid UTF-8 at byte {AT + 1}",
-                raw=raw_user("u\\xff")),
-    _bad_middle("truncated-utf8-sequence", with_user(b"\xe2\x82"),
-                f"invalid UTF-8 at byte {AT}", raw=raw_user("\\xe2\\x82")),
-    _bad_middle("utf8-encoded-surrogate", with_user(b"\xed\xa0\x80"),
-                f"invalid UTF-8 at byte {AT}", raw=raw_user("\\xed\\xa0\\x80")),
-    _bad_middle("nul-byte", with_user(b"u\x00"), f"control character 0x00 at byte {AT + 1}",
-                raw=raw_user("u\\x00")),
-    _bad_middle("bell", with_user(b"u\x07"), "control character 0x07",
-                raw=raw_user("u\\x07")),
-    _bad_middle("escape-sequence", with_user(b"\x1b[31mu"), "control character 0x1b",
-                raw=raw_user("\\x1b[31mu")),
-    _bad_middle("del-in-a-string", with_user(b"u\x7f"), "control character 0x7f",
-                raw=raw_user("u\\x7f")),
+    _bad_middle(
+        "invalid-utf8",
+        with_user(b"u\xff"),
+        f"invalid UTF-8 at byte {AT + 1}",
+        raw=raw_user("u\\xff"),
+    ),
+    _bad_middle(
+        "truncated-utf8-sequence",
+        with_user(b"\xe2\x82"),
+        f"invalid UTF-8 at byte {AT}",
+        raw=raw_user("\\xe2\\x82"),
+    ),
+    _bad_middle(
+        "utf8-encoded-surrogate",
+        with_user(b"\xed\xa0\x80"),
+        f"invalid UTF-8 at byte {AT}",
+        raw=raw_user("\\xed\\xa0\\x80"),
+    ),
+    _bad_middle(
+        "nul-byte",
+        with_user(b"u\x00"),
+        f"control character 0x00 at byte {AT + 1}",
+        raw=raw_user("u\\x00"),
+    ),
+    _bad_middle("bell", with_user(b"u\x07"), "control character 0x07", raw=raw_user("u\\x07")),
+    _bad_middle(
+        "escape-sequence",
+        with_user(b"\x1b[31mu"),
+        "control character 0x1b",
+        raw=raw_user("\\x1b[31mu"),
+    ),
+    _bad_middle(
+        "del-in-a-string", with_user(b"u\x7f"), "control character 0x7f", raw=raw_user("u\\x7f")
+    ),
     _bad_middle("tab-in-a-string", with_user(b"u\t1"), "malformed JSON"),
-    Case("escaped-control-characters-are-fine", "requests.jsonl",
-         text(req(1, user_id="u\x00\x07")), {1: ok(1, user_id="u\x00\x07")}),
-    _bad_middle("form-feed-after-the-object", req(2) + "\x0c", "control character 0x0c",
-                raw=req(2) + "\\x0c"),
-    _bad_middle("lone-cr-inside-a-line", req(2) + "\r" + req(4), "control character 0x0d",
-                raw=req(2) + "\\x0d" + req(4)),
-    Case("very-long-line", "requests.jsonl", text(R1, HUGE, R3), {1: ok(1), 3: ok(3)},
-         {2: (HUGE[:RAW_LIMIT] + f"... ({len(HUGE)} bytes)",
-              f"line too long: {len(HUGE)} bytes (limit {LINE_LIMIT})")}),
-    Case("long-but-allowed-line", "requests.jsonl", text(R1, req(2, error_code=LONG_ERROR)),
-         {1: ok(1), 2: ok(2, error_code=LONG_ERROR)}),
+    Case(
+        "escaped-control-characters-are-fine",
+        "requests.jsonl",
+        text(req(1, user_id="u\x00\x07")),
+        {1: ok(1, user_id="u\x00\x07")},
+    ),
+    _bad_middle(
+        "form-feed-after-the-object",
+        req(2) + "\x0c",
+        "control character 0x0c",
+        raw=req(2) + "\\x0c",
+    ),
+    _bad_middle(
+        "lone-cr-inside-a-line",
+        req(2) + "\r" + req(4),
+        "control character 0x0d",
+        raw=req(2) + "\\x0d" + req(4),
+    ),
+    Case(
+        "very-long-line",
+        "requests.jsonl",
+        text(R1, HUGE, R3),
+        {1: ok(1), 3: ok(3)},
+        {
+            2: (
+                HUGE[:RAW_LIMIT] + f"... ({len(HUGE)} bytes)",
+                f"line too long: {len(HUGE)} bytes (limit {LINE_LIMIT})",
+            )
+        },
+    ),
+    Case(
+        "long-but-allowed-line",
+        "requests.jsonl",
+        text(R1, req(2, error_code=LONG_ERROR)),
+        {1: ok(1), 2: ok(2, error_code=LONG_ERROR)},
+    ),
     # ---- enumerations and money
-    _missing("ledger-unknown-kind", "ledger.jsonl", led(kind="chargeback"),
-             "kind: unknown value 'chargeback' (expected one of "
-             "charge|refund|topup|grant|reset|adjustment)"),
-    _missing("abuse-unknown-action", "abuse.jsonl", abuse(action="ban"),
-             "action: unknown value 'ban'"),
-    Case("enumerations-are-case-insensitive", "ledger.jsonl",
-         text(led(kind="CHARGE", currency="USD")), {1: {"kind": "charge", "currency": "usd"}}),
-    _missing("amount-not-numeric", "ledger.jsonl", led(amount="abc"),
-             "amount: not a number: 'abc'"),
-    _missing("amount-decimal-comma", "ledger.jsonl", led(amount="-1,50"),
-             "amount: not a number: '-1,50'"),
+    _missing(
+        "ledger-unknown-kind",
+        "ledger.jsonl",
+        led(kind="chargeback"),
+        "kind: unknown value 'chargeback' (expected one of "
+        "charge|refund|topup|grant|reset|adjustment)",
+    ),
+    _missing(
+        "abuse-unknown-action", "abuse.jsonl", abuse(action="ban"), "action: unknown value 'ban'"
+    ),
+    Case(
+        "enumerations-are-case-insensitive",
+        "ledger.jsonl",
+        text(led(kind="CHARGE", currency="USD")),
+        {1: {"kind": "charge", "currency": "usd"}},
+    ),
+    _missing(
+        "amount-not-numeric", "ledger.jsonl", led(amount="abc"), "amount: not a number: 'abc'"
+    ),
+    _missing(
+        "amount-decimal-comma", "ledger.jsonl", led(amount="-1,50"), "amount: not a number: '-1,50'"
+    ),
     _missing("amount-boolean", "ledger.jsonl", led(amount=True), "amount: not a number"),
-    _missing("amount-7-decimals", "ledger.jsonl", led(amount="-0.1234567"),
-             "amount: more than 6 decimal places: '-0.1234567'"),
-    _missing("amount-7-decimals-as-number", "ledger.jsonl", led(amount=-0.1234567),
-             "amount: more than 6 decimal places"),
-    _missing("amount-tiny-exponent", "ledger.jsonl", led(amount="-1e-13"),
-             "amount: more than 6 decimal places: '-1e-13'"),
-    _missing("amount-number-1e9", "ledger.jsonl", led(amount=-1000000000),
-             "amount: too large for an exact binary number; quote it as a string"),
-    _missing("amount-out-of-range", "ledger.jsonl", led(amount="-1000000000000"),
-             "amount: out of range"),
-    _missing("charge-positive", "ledger.jsonl", led(amount="0.5"),
-             "amount: a charge must not be positive"),
-    Case("money-strings-are-exact", "ledger.jsonl",
-         text(led(amount="-999999999999.999999"), led(entry_id="e2", amount="-1e-6"),
-              led(entry_id="e3", kind="topup", amount=12.5, request_id=None)),
-         {1: {"amount": Decimal("-999999999999.999999")}, 2: {"amount": Decimal("-0.000001")},
-          3: {"amount": Decimal("12.5")}}),
+    _missing(
+        "amount-7-decimals",
+        "ledger.jsonl",
+        led(amount="-0.1234567"),
+        "amount: more than 6 decimal places: '-0.1234567'",
+    ),
+    _missing(
+        "amount-7-decimals-as-number",
+        "ledger.jsonl",
+        led(amount=-0.1234567),
+        "amount: more than 6 decimal places",
+    ),
+    _missing(
+        "amount-tiny-exponent",
+        "ledger.jsonl",
+        led(amount="-1e-13"),
+        "amount: more than 6 decimal places: '-1e-13'",
+    ),
+    _missing(
+        "amount-number-1e9",
+        "ledger.jsonl",
+        led(amount=-1000000000),
+        "amount: too large for an exact binary number; quote it as a string",
+    ),
+    _missing(
+        "amount-out-of-range", "ledger.jsonl", led(amount="-1000000000000"), "amount: out of range"
+    ),
+    _missing(
+        "charge-positive",
+        "ledger.jsonl",
+        led(amount="0.5"),
+        "amount: a charge must not be positive",
+    ),
+    Case(
+        "money-strings-are-exact",
+        "ledger.jsonl",
+        text(
+            led(amount="-999999999999.999999"),
+            led(entry_id="e2", amount="-1e-6"),
+            led(entry_id="e3", kind="topup", amount=12.5, request_id=None),
+        ),
+        {
+            1: {"amount": Decimal("-999999999999.999999")},
+            2: {"amount": Decimal("-0.000001")},
+            3: {"amount": Decimal("12.5")},
+        },
+    ),
     # ---- empty, blank, line endings
     Case("empty-file", "requests.jsonl", b""),
     Case("only-blank-lines", "requests.jsonl", b"\n\n   \n\t\n \t \n"),
-    Case("blank-lines-keep-their-numbers", "requests.jsonl", text("", R1, "  ", "\t", R3, ""),
-         {2: ok(1), 5: ok(3)}),
-    Case("crlf", "requests.jsonl", text(R1, req(2), R3, end="\r\n"),
-         {1: ok(1), 2: ok(2), 3: ok(3)}),
-    Case("crlf-with-a-reject", "requests.jsonl", text(R1, req(2, status="abc"), R3, end="\r\n"),
-         {1: ok(1), 3: ok(3)}, {2: (req(2, status="abc"), "status: not an integer")}),
-    Case("crlf-with-malformed-json", "requests.jsonl", text(R1, TRUNCATED, R3, end="\r\n"),
-         {1: ok(1), 3: ok(3)}, {2: (TRUNCATED, "malformed JSON")}),
-    Case("final-line-without-newline", "requests.jsonl", (R1 + "\n" + R3).encode(),
-         {1: ok(1), 2: ok(3)}),
-    Case("final-bad-line-without-newline", "requests.jsonl", (R1 + "\n" + TRUNCATED).encode(),
-         {1: ok(1)}, {2: (TRUNCATED, "malformed JSON")}),
-    Case("byte-order-mark", "requests.jsonl", b"\xef\xbb\xbf" + text(R1, R3),
-         {1: ok(1), 2: ok(3)}),
-    Case("duplicate-request_id", "requests.jsonl", text(R1, req(1, status=500)),
-         {1: ok(1, canonical=True), 2: ok(1, status=500, canonical=False)}),
+    Case(
+        "blank-lines-keep-their-numbers",
+        "requests.jsonl",
+        text("", R1, "  ", "\t", R3, ""),
+        {2: ok(1), 5: ok(3)},
+    ),
+    Case(
+        "crlf", "requests.jsonl", text(R1, req(2), R3, end="\r\n"), {1: ok(1), 2: ok(2), 3: ok(3)}
+    ),
+    Case(
+        "crlf-with-a-reject",
+        "requests.jsonl",
+        text(R1, req(2, status="abc"), R3, end="\r\n"),
+        {1: ok(1), 3: ok(3)},
+        {2: (req(2, status="abc"), "status: not an integer")},
+    ),
+    Case(
+        "crlf-with-malformed-json",
+        "requests.jsonl",
+        text(R1, TRUNCATED, R3, end="\r\n"),
+        {1: ok(1), 3: ok(3)},
+        {2: (TRUNCATED, "malformed JSON")},
+    ),
+    Case(
+        "final-line-without-newline",
+        "requests.jsonl",
+        (R1 + "\n" + R3).encode(),
+        {1: ok(1), 2: ok(3)},
+    ),
+    Case(
+        "final-bad-line-without-newline",
+        "requests.jsonl",
+        (R1 + "\n" + TRUNCATED).encode(),
+        {1: ok(1)},
+        {2: (TRUNCATED, "malformed JSON")},
+    ),
+    Case("byte-order-mark", "requests.jsonl", b"\xef\xbb\xbf" + text(R1, R3), {1: ok(1), 2: ok(3)}),
+    Case(
+        "duplicate-request_id",
+        "requests.jsonl",
+        text(R1, req(1, status=500)),
+        {1: ok(1, canonical=True), 2: ok(1, status=500, canonical=False)},
+    ),
     # ---- CSV and TSV: one record per line
-    Case("csv-too-few-too-many-columns", "requests.csv",
-         (CSV_HEAD + f"{TS},r1,u1,200,10\n{TS},r2,u1,200\n{TS},r3,u1,200,30,extra\n").encode(),
-         {2: {"request_id": "r1", "input_tokens": 10}},
-         {3: (f"{TS},r2,u1,200", "expected 5 fields, got 4"),
-          4: (f"{TS},r3,u1,200,30,extra", "expected 5 fields, got 6")}),
-    Case("csv-unbalanced-quotes", "requests.csv",
-         (CSV_HEAD + f'{TS},"r1,u1,200,10\n{TS},"r,2","u""2",200,"20"\n').encode(),
-         {3: {"request_id": "r,2", "user_id": 'u"2', "input_tokens": 20}},
-         {2: (f'{TS},"r1,u1,200,10', "malformed CSV: unbalanced or misplaced quotes")}),
-    Case("csv-bad-values-and-json-looking-text", "requests.csv",
-         (CSV_HEAD + f'{TS},r1,"{{""a"":1}}",abc,10\n{TS},r2,"[1]",200,\n').encode(),
-         {3: {"user_id": "[1]", "input_tokens": 0}},
-         {2: (f'{TS},r1,"{{""a"":1}}",abc,10', "status: not an integer: 'abc'")}),
-    Case("csv-crlf-and-byte-order-mark", "requests.csv",
-         b"\xef\xbb\xbf" + (CSV_HEAD + f"{TS},r1,u1,200,10\n").replace("\n", "\r\n").encode(),
-         {2: {"request_id": "r1", "status": 200}}),
-    Case("tsv-too-few-columns", "abuse.tsv",
-         f"ts\tuser_id\taction\n{TS}\tu1\tblock\n{TS}\tu2\n".encode(),
-         {2: {"action": "block"}}, {3: (f"{TS}\tu2", "expected 3 fields, got 2")}),
+    Case(
+        "csv-too-few-too-many-columns",
+        "requests.csv",
+        (CSV_HEAD + f"{TS},r1,u1,200,10\n{TS},r2,u1,200\n{TS},r3,u1,200,30,extra\n").encode(),
+        {2: {"request_id": "r1", "input_tokens": 10}},
+        {
+            3: (f"{TS},r2,u1,200", "expected 5 fields, got 4"),
+            4: (f"{TS},r3,u1,200,30,extra", "expected 5 fields, got 6"),
+        },
+    ),
+    Case(
+        "csv-unbalanced-quotes",
+        "requests.csv",
+        (CSV_HEAD + f'{TS},"r1,u1,200,10\n{TS},"r,2","u""2",200,"20"\n').encode(),
+        {3: {"request_id": "r,2", "user_id": 'u"2', "input_tokens": 20}},
+        {2: (f'{TS},"r1,u1,200,10', "malformed CSV: unbalanced or misplaced quotes")},
+    ),
+    Case(
+        "csv-bad-values-and-json-looking-text",
+        "requests.csv",
+        (CSV_HEAD + f'{TS},r1,"{{""a"":1}}",abc,10\n{TS},r2,"[1]",200,\n').encode(),
+        {3: {"user_id": "[1]", "input_tokens": 0}},
+        {2: (f'{TS},r1,"{{""a"":1}}",abc,10', "status: not an integer: 'abc'")},
+    ),
+    Case(
+        "csv-crlf-and-byte-order-mark",
+        "requests.csv",
+        b"\xef\xbb\xbf" + (CSV_HEAD + f"{TS},r1,u1,200,10\n").replace("\n", "\r\n").encode(),
+        {2: {"request_id": "r1", "status": 200}},
+    ),
+    Case(
+        "tsv-too-few-columns",
+        "abuse.tsv",
+        f"ts\tuser_id\taction\n{TS}\tu1\tblock\n{TS}\tu2\n".encode(),
+        {2: {"action": "block"}},
+        {3: (f"{TS}\tu2", "expected 3 fields, got 2")},
+    ),
     # ---- a kind given for a file whose name does not say it
-    Case("kind-given-for-an-unnamed-file", "gateway-export.jsonl", text(R1, '{"foo":1}'),
-         {1: ok(1)}, {2: ('{"foo":1}', "ts: missing")}, kind=Kind.requests),
+    Case(
+        "kind-given-for-an-unnamed-file",
+        "gateway-export.jsonl",
+        text(R1, '{"foo":1}'),
+        {1: ok(1)},
+        {2: ('{"foo":1}', "ts: missing")},
+        kind=Kind.requests,
+    ),
 ]
 
 
@@ -323,12 +537,17 @@ def _physical_lines(data: bytes) -> int:
 def _rows(con: duckdb.DuckDBPyConnection, kind: str) -> dict[int, dict[str, Any]]:
     cur = con.execute(f"SELECT * FROM {TABLES[Kind(kind)]} ORDER BY line")
     names = [d[0] for d in cur.description]
-    return {row[names.index("line")]: dict(zip(names, row, strict=True))
-            for row in cur.fetchall()}
+    return {row[names.index("line")]: dict(zip(names, row, strict=True)) for row in cur.fetchall()}
 
 
-def check(con: duckdb.DuckDBPyConnection, case: Case, path: Path, lines: int,
-          rejected: dict[int, tuple[str | None, str]], header: int = 0) -> bool:
+def check(
+    con: duckdb.DuckDBPyConnection,
+    case: Case,
+    path: Path,
+    lines: int,
+    rejected: dict[int, tuple[str | None, str]],
+    header: int = 0,
+) -> bool:
     """Ingest ``path`` into the empty ``con`` and check every row of it; returns
     whether the fast path loaded it (at its first try)."""
     report = ingest(con, [path], kind=case.kind)
@@ -341,8 +560,9 @@ def check(con: duckdb.DuckDBPyConnection, case: Case, path: Path, lines: int,
     assert [(r[0], r[1]) for r in rej] == [(n, raw) for n, (raw, _) in sorted(rejected.items())]
     for n, _, reason in rej:
         assert rejected[n][1] in reason, f"line {n}: {reason!r}"
-    src = con.execute("SELECT path, rows_loaded, rows_rejected, blank_lines, source_id "
-                      "FROM sources").fetchall()
+    src = con.execute(
+        "SELECT path, rows_loaded, rows_rejected, blank_lines, source_id FROM sources"
+    ).fetchall()
     assert len(src) == 1 and src[0][0] == str(path)
     assert src[0][1:3] == (len(case.loaded), len(rejected))
     assert src[0][1] + src[0][2] + src[0][3] + header == lines
@@ -351,10 +571,22 @@ def check(con: duckdb.DuckDBPyConnection, case: Case, path: Path, lines: int,
 
 
 #: cases the fast path must take (the rest may go either way)
-FAST = {"json-null", "empty-object", "requests-no-ts", "status-abc", "status-true",
-        "ts-year-9999", "ts-epoch-16-digits", "amount-number-1e9", "money-strings-are-exact",
-        "crlf", "long-but-allowed-line", "duplicate-request_id",
-        "final-line-without-newline", "escaped-control-characters-are-fine"}
+FAST = {
+    "json-null",
+    "empty-object",
+    "requests-no-ts",
+    "status-abc",
+    "status-true",
+    "ts-year-9999",
+    "ts-epoch-16-digits",
+    "amount-number-1e9",
+    "money-strings-are-exact",
+    "crlf",
+    "long-but-allowed-line",
+    "duplicate-request_id",
+    "final-line-without-newline",
+    "escaped-control-characters-are-fine",
+}
 
 
 @pytest.fixture
@@ -366,8 +598,9 @@ def mem() -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_lands_where_it_should(mem: duckdb.DuckDBPyConnection, tmp_path: Path,
-                                         case: Case) -> None:
+def test_bad_input_lands_where_it_should(
+    mem: duckdb.DuckDBPyConnection, tmp_path: Path, case: Case
+) -> None:
     path = write(tmp_path / case.name, case.data)
     header = 1 if case.name.endswith((".csv", ".tsv")) else 0
     fast = check(mem, case, path, _physical_lines(case.data), case.rejected, header)
@@ -393,8 +626,9 @@ def _gzip_lines(n: int) -> bytes:
 
 
 @pytest.mark.parametrize("cut", [0.5, 0.8])
-def test_truncated_gzip_loads_the_lines_before_the_cut(con: duckdb.DuckDBPyConnection,
-                                                       tmp_path: Path, cut: float) -> None:
+def test_truncated_gzip_loads_the_lines_before_the_cut(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, cut: float
+) -> None:
     plain = _gzip_lines(2000)
     packed = gzip.compress(plain)
     data = packed[: int(len(packed) * cut)]
@@ -402,12 +636,16 @@ def test_truncated_gzip_loads_the_lines_before_the_cut(con: duckdb.DuckDBPyConne
     got = zlib.decompressobj(wbits=47).decompress(data)  # what survives the cut
     assert 0 < len(got) < len(plain)
     whole = got.count(b"\n")
-    partial = got[got.rfind(b"\n") + 1:]
+    partial = got[got.rfind(b"\n") + 1 :]
     report = ingest(con, [path])
     assert con.execute("SELECT min(line), max(line), count(*) FROM requests").fetchone() == (
-        1, whole, whole)
+        1,
+        whole,
+        whole,
+    )
     assert con.execute("SELECT request_id FROM requests WHERE line = ?", [whole]).fetchone() == (
-        f"r{whole}",)
+        f"r{whole}",
+    )
     rej = con.execute("SELECT line, raw, reason FROM rejects").fetchall()
     assert len(rej) == 1
     line, raw, reason = rej[0]
@@ -418,8 +656,9 @@ def test_truncated_gzip_loads_the_lines_before_the_cut(con: duckdb.DuckDBPyConne
     assert (f.rows_loaded, f.rows_rejected, f.blank_lines) == (whole, 1, 0)
 
 
-def test_gzip_cut_at_a_line_end_reports_the_lost_rest(con: duckdb.DuckDBPyConnection,
-                                                      tmp_path: Path) -> None:
+def test_gzip_cut_at_a_line_end_reports_the_lost_rest(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
     """A stream cut (flushed) right after a line: that line loads; the rest is
     reported lost, as one reject on the next line."""
     comp = zlib.compressobj(wbits=31)
@@ -437,10 +676,13 @@ def test_gzip_with_bad_lines_inside(con: duckdb.DuckDBPyConnection, tmp_path: Pa
     path = write(tmp_path / "requests.ndjson.gz", gzip.compress(plain + b"\n"))
     ingest(con, [path])
     assert con.execute("SELECT line, request_id FROM requests ORDER BY line").fetchall() == [
-        (1, "r1"), (4, "r3")]
+        (1, "r1"),
+        (4, "r3"),
+    ]
     assert con.execute("SELECT line, raw, reason FROM rejects ORDER BY line").fetchall() == [
         (2, TRUNCATED, "malformed JSON"),
-        (3, raw_user("u\\xff"), f"invalid UTF-8 at byte {AT + 1}")]
+        (3, raw_user("u\\xff"), f"invalid UTF-8 at byte {AT + 1}"),
+    ]
 
 
 # --------------------------------------------------------------------------- Parquet
@@ -451,80 +693,131 @@ def _parquet(con: duckdb.DuckDBPyConnection, path: Path, select: str) -> Path:
     return path
 
 
-def test_parquet_wrong_column_types_are_row_rejects(con: duckdb.DuckDBPyConnection,
-                                                    tmp_path: Path) -> None:
+def test_parquet_wrong_column_types_are_row_rejects(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
     scratch = duckdb.connect()
-    pq = _parquet(scratch, tmp_path / "requests.parquet", """
+    pq = _parquet(
+        scratch,
+        tmp_path / "requests.parquet",
+        """
         SELECT * FROM (VALUES
             (TIMESTAMP '2025-06-01 10:00:00', 'r1', 'u1', '200', {'a': 1}),
             (TIMESTAMP '2025-06-01 10:00:00', 'r2', 'u1', 'abc', NULL),
             (TIMESTAMP '2025-06-01 10:00:00', 'r3', NULL, '429', NULL))
-        t(ts, request_id, user_id, status, org_id)""")
+        t(ts, request_id, user_id, status, org_id)""",
+    )
     report = ingest(con, [pq])
     assert con.execute("SELECT line, request_id, status FROM requests").fetchall() == []
     rej = con.execute("SELECT line, raw, reason FROM rejects ORDER BY line").fetchall()
     assert rej == [  # raw: the row's canonical fields as JSON, in the model's order
-        (1, '{"ts":"2025-06-01 10:00:00","request_id":"r1","user_id":"u1","org_id":{"a":1},'
-            '"status":"200"}', "org_id: expected a string, got an object"),
-        (2, '{"ts":"2025-06-01 10:00:00","request_id":"r2","user_id":"u1","org_id":null,'
-            '"status":"abc"}', "status: not an integer: 'abc'"),
-        (3, '{"ts":"2025-06-01 10:00:00","request_id":"r3","user_id":null,"org_id":null,'
-            '"status":"429"}', "user_id: missing")]
+        (
+            1,
+            '{"ts":"2025-06-01 10:00:00","request_id":"r1","user_id":"u1","org_id":{"a":1},'
+            '"status":"200"}',
+            "org_id: expected a string, got an object",
+        ),
+        (
+            2,
+            '{"ts":"2025-06-01 10:00:00","request_id":"r2","user_id":"u1","org_id":null,'
+            '"status":"abc"}',
+            "status: not an integer: 'abc'",
+        ),
+        (
+            3,
+            '{"ts":"2025-06-01 10:00:00","request_id":"r3","user_id":null,"org_id":null,'
+            '"status":"429"}',
+            "user_id: missing",
+        ),
+    ]
     (f,) = report.files
     assert (f.rows_loaded, f.rows_rejected) == (0, 3)
 
 
-def test_parquet_text_status_and_boolean_ts(con: duckdb.DuckDBPyConnection,
-                                            tmp_path: Path) -> None:
+def test_parquet_text_status_and_boolean_ts(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     scratch = duckdb.connect()
-    good = _parquet(scratch, tmp_path / "requests-a.parquet", """
+    good = _parquet(
+        scratch,
+        tmp_path / "requests-a.parquet",
+        """
         SELECT * FROM (VALUES (TIMESTAMP '2025-06-01 10:00:00', 'r1', 'u1', '200'),
                               (TIMESTAMP '2025-06-01 10:00:00', 'r2', 'u1', 'abc'))
-        t(ts, request_id, user_id, status)""")
-    boolean_ts = _parquet(scratch, tmp_path / "requests-b.parquet", """
+        t(ts, request_id, user_id, status)""",
+    )
+    boolean_ts = _parquet(
+        scratch,
+        tmp_path / "requests-b.parquet",
+        """
         SELECT * FROM (VALUES (true, 'r3', 'u1', 200), (false, 'r4', 'u1', 200))
-        t(ts, request_id, user_id, status)""")
+        t(ts, request_id, user_id, status)""",
+    )
     ingest(con, [good, boolean_ts])
     assert con.execute("SELECT line, request_id, status FROM requests").fetchall() == [
-        (1, "r1", 200)]
+        (1, "r1", 200)
+    ]
     assert con.execute("""SELECT s.path, r.line, r.reason FROM rejects r JOIN sources s
                           USING (source_id) ORDER BY 1, 2""").fetchall() == [
         (str(good), 2, "status: not an integer: 'abc'"),
         (str(boolean_ts), 1, "ts: not a timestamp: 'true'"),
-        (str(boolean_ts), 2, "ts: not a timestamp: 'false'")]
-    assert con.execute("SELECT rows_loaded, rows_rejected FROM sources ORDER BY path"
-                       ).fetchall() == [(1, 1), (0, 2)]
+        (str(boolean_ts), 2, "ts: not a timestamp: 'false'"),
+    ]
+    assert con.execute(
+        "SELECT rows_loaded, rows_rejected FROM sources ORDER BY path"
+    ).fetchall() == [(1, 1), (0, 2)]
 
 
 # --------------------------------------------------------------------------- file-level errors
 
 
 def _tables(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...]]]:
-    return {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
-            for t in ("sources", "rejects", *TABLES.values())}
+    return {
+        t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+        for t in ("sources", "rejects", *TABLES.values())
+    }
 
 
 FILE_ERRORS = [
-    ("csv-header-lacks-a-column", "requests.csv",
-     b"ts,request_id,status\n2025-06-01T10:00:00Z,r1,200\n",
-     "header lacks required column(s) user_id for kind requests"),
-    ("csv-header-lacks-columns-ledger", "ledger.csv", b"entry_id,ts,user_id\ne1,2025,u1\n",
-     "header lacks required column(s) kind"),
+    (
+        "csv-header-lacks-a-column",
+        "requests.csv",
+        b"ts,request_id,status\n2025-06-01T10:00:00Z,r1,200\n",
+        "header lacks required column(s) user_id for kind requests",
+    ),
+    (
+        "csv-header-lacks-columns-ledger",
+        "ledger.csv",
+        b"entry_id,ts,user_id\ne1,2025,u1\n",
+        "header lacks required column(s) kind",
+    ),
     ("gz-that-is-not-gzip", "requests.jsonl.gz", text(R1), "named .gz but is not gzip data"),
-    ("gzip-named-jsonl", "requests.jsonl", gzip.compress(text(R1)),
-     "this is gzip data; name it requests.jsonl.gz"),
-    ("parquet-that-is-text", "requests.parquet", text(R1),
-     "named .parquet but is not a Parquet file"),
-    ("unknown-kind-of-unnamed-file", "export.jsonl", text('{"foo":1}'),
-     "cannot tell what this file holds"),
+    (
+        "gzip-named-jsonl",
+        "requests.jsonl",
+        gzip.compress(text(R1)),
+        "this is gzip data; name it requests.jsonl.gz",
+    ),
+    (
+        "parquet-that-is-text",
+        "requests.parquet",
+        text(R1),
+        "named .parquet but is not a Parquet file",
+    ),
+    (
+        "unknown-kind-of-unnamed-file",
+        "export.jsonl",
+        text('{"foo":1}'),
+        "cannot tell what this file holds",
+    ),
     ("unknown-extension", "requests.txt", text(R1), "unknown file type"),
 ]
 
 
-@pytest.mark.parametrize(("name", "data", "message"), [e[1:] for e in FILE_ERRORS],
-                         ids=[e[0] for e in FILE_ERRORS])
-def test_file_level_errors_load_nothing(con: duckdb.DuckDBPyConnection, tmp_path: Path,
-                                        name: str, data: bytes, message: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "data", "message"), [e[1:] for e in FILE_ERRORS], ids=[e[0] for e in FILE_ERRORS]
+)
+def test_file_level_errors_load_nothing(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, name: str, data: bytes, message: str
+) -> None:
     before_file = write(tmp_path / "requests-before.jsonl", text(req(9)))
     ingest(con, [before_file])
     before = _tables(con)
@@ -562,26 +855,43 @@ def test_cli_unknown_kind_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_cli_kind_for_an_unnamed_file_and_rejects(tmp_path: Path) -> None:
     dbf = tmp_path / "w.duckdb"
-    f = write(tmp_path / "gateway.jsonl",
-              b"\n".join([R1.encode(), TRUNCATED.encode(), with_user(b"u\x00")]) + b"\n")
+    f = write(
+        tmp_path / "gateway.jsonl",
+        b"\n".join([R1.encode(), TRUNCATED.encode(), with_user(b"u\x00")]) + b"\n",
+    )
     proc = run_cli("ingest", str(f), "--db", str(dbf))  # first line has request fields
     assert proc.returncode == 0, proc.stderr
     assert "1 rows loaded, 2 rejected" in proc.stderr.decode().replace("\n", " ")
     g = write(tmp_path / "decisions.jsonl", text(abuse(), abuse(action="nope")))
     proc = run_cli("ingest", str(g), "--kind", "abuse", "--db", str(dbf))
     assert proc.returncode == 0, proc.stderr
-    proc = run_cli("sql", "SELECT s.kind, r.line, r.raw, r.reason FROM rejects r "
-                   "JOIN sources s USING (source_id) ORDER BY 1, 2", "--format", "jsonl",
-                   "--db", str(dbf))
+    proc = run_cli(
+        "sql",
+        "SELECT s.kind, r.line, r.raw, r.reason FROM rejects r "
+        "JOIN sources s USING (source_id) ORDER BY 1, 2",
+        "--format",
+        "jsonl",
+        "--db",
+        str(dbf),
+    )
     assert proc.returncode == 0, proc.stderr
     got = [json.loads(x) for x in proc.stdout.decode().splitlines()]
     assert got == [
-        {"kind": "abuse", "line": 2, "raw": abuse(action="nope"),
-         "reason": "action: unknown value 'nope' (expected one of "
-                   "flag|throttle|block|penalty|clear)"},
+        {
+            "kind": "abuse",
+            "line": 2,
+            "raw": abuse(action="nope"),
+            "reason": "action: unknown value 'nope' (expected one of "
+            "flag|throttle|block|penalty|clear)",
+        },
         {"kind": "requests", "line": 2, "raw": TRUNCATED, "reason": "malformed JSON"},
-        {"kind": "requests", "line": 3, "raw": raw_user("u\\x00"),
-         "reason": f"control character 0x00 at byte {AT + 1}"}]
+        {
+            "kind": "requests",
+            "line": 3,
+            "raw": raw_user("u\\x00"),
+            "reason": f"control character 0x00 at byte {AT + 1}",
+        },
+    ]
 
 
 def test_cli_strict_exits_3_and_header_error_exits_1(tmp_path: Path) -> None:
@@ -594,34 +904,56 @@ def test_cli_strict_exits_3_and_header_error_exits_1(tmp_path: Path) -> None:
     proc = run_cli("ingest", str(csv), "--db", str(dbf))
     assert proc.returncode == 1
     assert "header lacks required column(s) output_per_mtok, effective_from" in (
-        _one_line_error(proc))
+        _one_line_error(proc)
+    )
 
 
 # --------------------------------------------------------------------------- odd corners
 
 
-def test_json_array_file_tells_objects_from_strings(mem: duckdb.DuckDBPyConnection,
-                                                   tmp_path: Path) -> None:
+def test_json_array_file_tells_objects_from_strings(
+    mem: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
     """A .json file holding one array: rows are numbered by element, and a string
     that holds JSON text is a string while an object is rejected."""
-    f = write(tmp_path / "requests.json", "[" + ",\n".join([
-        req(1, user_id="{}"), req(2, user_id={"a": 1}), req(3, status="abc"),
-        req(4, user_id=12)]) + "]\n")
+    f = write(
+        tmp_path / "requests.json",
+        "["
+        + ",\n".join(
+            [
+                req(1, user_id="{}"),
+                req(2, user_id={"a": 1}),
+                req(3, status="abc"),
+                req(4, user_id=12),
+            ]
+        )
+        + "]\n",
+    )
     ingest(mem, [f])
     assert mem.execute("SELECT line, user_id FROM requests ORDER BY line").fetchall() == [
-        (1, "{}"), (4, "12")]
+        (1, "{}"),
+        (4, "12"),
+    ]
     assert mem.execute("SELECT line, reason FROM rejects ORDER BY line").fetchall() == [
-        (2, "user_id: expected a string, got an object"), (3, "status: not an integer: 'abc'")]
+        (2, "user_id: expected a string, got an object"),
+        (3, "status: not an integer: 'abc'"),
+    ]
 
 
 def test_timestamps_are_utc_whatever_the_session_zone(tmp_path: Path) -> None:
     """ingest() on a connection someone set to another zone still stores UTC."""
-    f = write(tmp_path / "requests.jsonl", text(
-        req(1, ts="2025-06-01T12:00:00+02:00"), req(2, ts="2025-06-01 10:00:00"),
-        req(3, ts=1748772000)))
+    f = write(
+        tmp_path / "requests.jsonl",
+        text(
+            req(1, ts="2025-06-01T12:00:00+02:00"),
+            req(2, ts="2025-06-01 10:00:00"),
+            req(3, ts=1748772000),
+        ),
+    )
     con = duckdb.connect()
     db.ensure_schema(con)
     con.execute("SET TimeZone = 'America/New_York'")
     ingest(con, [f])
     assert con.execute("SELECT DISTINCT CAST(ts AS VARCHAR) FROM requests").fetchall() == [
-        ("2025-06-01 10:00:00",)]
+        ("2025-06-01 10:00:00",)
+    ]

@@ -11,11 +11,26 @@ import pytest
 
 from tests.conftest import ROOT, run_cli, write
 
-REQ = ('{"ts":"2025-06-01T10:00:00Z","request_id":"%s","user_id":"%s","status":200,'
-       '"input_tokens":10,"cached_tokens":2,"output_tokens":5}\n')
+REQ = (
+    '{"ts":"2025-06-01T10:00:00Z","request_id":"%s","user_id":"%s","status":200,'
+    '"input_tokens":10,"cached_tokens":2,"output_tokens":5}\n'
+)
 
-COMMANDS = ["ingest", "sources", "sql", "generate", "queries", "run", "detect", "impact",
-            "export", "report", "investigate", "user", "profiles"]
+COMMANDS = [
+    "ingest",
+    "sources",
+    "sql",
+    "generate",
+    "queries",
+    "run",
+    "detect",
+    "impact",
+    "export",
+    "report",
+    "investigate",
+    "user",
+    "profiles",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -29,14 +44,15 @@ def test_every_command_has_help_and_takes_db(command: str) -> None:
 def test_no_command_is_left_out_of_the_catalog() -> None:
     from warroom.cli import app
 
-    names = {c.name or (c.callback.__name__ if c.callback else "") for c in
-             app.registered_commands}
+    names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
     assert names == set(COMMANDS)
 
 
 def test_library_does_not_import_the_cli_stack() -> None:
-    code = ("import sys, warroom, warroom.ingest, warroom.export, warroom.catalog; "
-            "assert 'typer' not in sys.modules, 'typer'; assert 'rich' not in sys.modules, 'rich'")
+    code = (
+        "import sys, warroom, warroom.ingest, warroom.export, warroom.catalog; "
+        "assert 'typer' not in sys.modules, 'typer'; assert 'rich' not in sys.modules, 'rich'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -49,12 +65,15 @@ def test_ingest_then_sources_in_every_format(tmp_path: Path) -> None:
     assert b"1 rows loaded, 1 rejected" in res.stderr or b"1 rows" in res.stderr
     out = run_cli("sources", "--db", db, "--format", "json")
     data = json.loads(out.stdout)
-    assert [(d["kind"], d["rows_loaded"], d["rows_rejected"]) for d in data] == [
-        ("requests", 1, 1)]
+    assert [(d["kind"], d["rows_loaded"], d["rows_rejected"]) for d in data] == [("requests", 1, 1)]
     assert len(data[0]["sha256"]) == 64
     rej = run_cli("sources", "--rejects", "--db", db, "--format", "jsonl")
-    assert json.loads(rej.stdout) == {"path": str(f), "line": 2, "reason": "malformed JSON",
-                                      "raw": "{bad"}
+    assert json.loads(rej.stdout) == {
+        "path": str(f),
+        "line": 2,
+        "reason": "malformed JSON",
+        "raw": "{bad",
+    }
     for fmt in ["csv", "markdown", "parquet"]:
         res = run_cli("sources", "--db", db, "--format", fmt)
         assert res.returncode == 0 and res.stdout, (fmt, res.stderr)
@@ -66,7 +85,7 @@ def test_db_from_environment(tmp_path: Path) -> None:
     assert run_cli("ingest", str(f), env=env).returncode == 0
     assert (tmp_path / "env.duckdb").exists()
     res = run_cli("sql", "SELECT count(*) AS n FROM requests", "--format", "csv", env=env)
-    assert res.stdout.decode().splitlines() == ["\"n\"", "1"]
+    assert res.stdout.decode().splitlines() == ['"n"', "1"]
 
 
 def test_sql_is_read_only(tmp_path: Path) -> None:
@@ -99,7 +118,7 @@ def test_strict_exits_3(tmp_path: Path) -> None:
 
 
 def test_hostile_ids_cannot_start_formulas_but_numbers_stay_numbers(tmp_path: Path) -> None:
-    hostile = ["=HYPERLINK(\\\"http://x\\\")", "+1", "-2", "@SUM(A1)", "\\tx", "\\rx", "ok"]
+    hostile = ['=HYPERLINK(\\"http://x\\")', "+1", "-2", "@SUM(A1)", "\\tx", "\\rx", "ok"]
     lines = "".join(REQ % (f"r{i}", u) for i, u in enumerate(hostile))
     f = write(tmp_path / "requests.jsonl", lines)
     db = str(tmp_path / "w.duckdb")
@@ -108,12 +127,12 @@ def test_hostile_ids_cannot_start_formulas_but_numbers_stay_numbers(tmp_path: Pa
     csv_out = run_cli("sql", q, "--db", db, "-f", "csv").stdout.decode()
     body = csv_out.split("\n")[1:]
     assert body[0].startswith("\"'=HYPERLINK")
-    assert body[1] == "\"'+1\",200,-10"  # the number -10 stays a number
-    assert body[2] == "\"'-2\",200,-10"
+    assert body[1] == '"\'+1",200,-10'  # the number -10 stays a number
+    assert body[2] == '"\'-2",200,-10'
     assert body[3].startswith("\"'@SUM")
-    assert body[4] == "\"'\tx\",200,-10"
-    assert body[5] == "\"'\rx\",200,-10"
-    assert body[6] == "\"ok\",200,-10"
+    assert body[4] == '"\'\tx",200,-10'
+    assert body[5] == '"\'\rx",200,-10'
+    assert body[6] == '"ok",200,-10'
     md = run_cli("sql", q, "--db", db, "-f", "markdown").stdout.decode()
     assert "| '+1 | 200 | -10 |" in md
     js = json.loads(run_cli("sql", q, "--db", db, "-f", "json").stdout)
@@ -131,11 +150,14 @@ def test_out_file_takes_format_from_extension(tmp_path: Path) -> None:
 
 
 def test_decimals_are_exact_in_json(tmp_path: Path) -> None:
-    f = write(tmp_path / "ledger.jsonl",
-              '{"entry_id":"e","ts":"2025-06-01T00:00:00Z","user_id":"u","kind":"topup",'
-              '"amount":"0.100001"}\n')
+    f = write(
+        tmp_path / "ledger.jsonl",
+        '{"entry_id":"e","ts":"2025-06-01T00:00:00Z","user_id":"u","kind":"topup",'
+        '"amount":"0.100001"}\n',
+    )
     db = str(tmp_path / "w.duckdb")
     run_cli("ingest", str(f), "--db", db)
-    res = run_cli("sql", "SELECT amount, amount * 3 AS triple FROM ledger", "--db", db,
-                  "-f", "json")
+    res = run_cli(
+        "sql", "SELECT amount, amount * 3 AS triple FROM ledger", "--db", db, "-f", "json"
+    )
     assert json.loads(res.stdout) == [{"amount": "0.100001", "triple": "0.300003"}]

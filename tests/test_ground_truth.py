@@ -58,8 +58,17 @@ def test_findings_match_truth_exactly(world) -> None:
     logs, con, _ = world
     truth: dict[str, set[tuple[object, ...]]] = collections.defaultdict(set)
     for r in _truth(logs, "findings.jsonl"):
-        truth[str(r["detector"])].add((r["user_id"], r["currency"], _ts(r["ts"]), r["request_id"],
-                                       r["entry_id"], _amount(r["amount"]), r["detail"]))
+        truth[str(r["detector"])].add(
+            (
+                r["user_id"],
+                r["currency"],
+                _ts(r["ts"]),
+                r["request_id"],
+                r["entry_id"],
+                _amount(r["amount"]),
+                r["detail"],
+            )
+        )
     ours: dict[str, set[tuple[object, ...]]] = collections.defaultdict(set)
     rows = con.execute("""SELECT detector, user_id, currency, strftime(ts, '%Y-%m-%dT%H:%M:%S.%f'),
                                  request_id, entry_id, amount, detail FROM findings""").fetchall()
@@ -79,17 +88,28 @@ def test_findings_match_truth_exactly(world) -> None:
 def test_every_injected_incident_is_present(world) -> None:
     _, con, _ = world
     found = dict(con.execute("SELECT detector, count(*) FROM findings GROUP BY 1").fetchall())
-    for det in ["duplicate_charges", "billing_mismatch", "abuse_false_positives",
-                "abuse_penalty_charges", "wrongful_rejections", "negative_balance_topups",
-                "ledger_conflicts", "balance_chain_breaks", "coverage_gaps"]:
+    for det in [
+        "duplicate_charges",
+        "billing_mismatch",
+        "abuse_false_positives",
+        "abuse_penalty_charges",
+        "wrongful_rejections",
+        "negative_balance_topups",
+        "ledger_conflicts",
+        "balance_chain_breaks",
+        "coverage_gaps",
+    ]:
         assert found.get(det, 0) > 0, det
     # the billing outage is a gap in the ledger: requests (all failed, unbilled) and
     # no ledger row in its hour
     logs = world[0]
     outage = orjson.loads((logs / "_truth" / "summary.json").read_bytes())["injected"][
-        "billing_outage"]
-    gaps = con.execute("SELECT strftime(ts, '%Y-%m-%dT%H:%M:%S'), detail FROM findings "
-                       "WHERE detector = 'coverage_gaps'").fetchall()
+        "billing_outage"
+    ]
+    gaps = con.execute(
+        "SELECT strftime(ts, '%Y-%m-%dT%H:%M:%S'), detail FROM findings "
+        "WHERE detector = 'coverage_gaps'"
+    ).fetchall()
     assert [g[0] for g in gaps] == [outage["from"][:19]]
     assert gaps[0][1].startswith("ledger: none; requests: ")
 
@@ -100,8 +120,14 @@ def test_impact_matches_truth_exactly(world) -> None:
     ours = {(r["user_id"], r["currency"]): r for r in table}
     truth = {(r["user_id"], r["currency"]): r for r in _truth(logs, "users.jsonl")}
     assert set(ours) == set(truth)
-    money = ["duplicate_excess", "failed_request_charges", "abuse_penalty_excess", "overbilled",
-             "credit_amount", "topup_reimbursement"]
+    money = [
+        "duplicate_excess",
+        "failed_request_charges",
+        "abuse_penalty_excess",
+        "overbilled",
+        "credit_amount",
+        "topup_reimbursement",
+    ]
     for key, t in truth.items():
         o = ours[key]
         for col in money:
@@ -113,8 +139,12 @@ def test_impact_matches_truth_exactly(world) -> None:
 def test_rejected_lines_are_the_injected_malformed_ones(world) -> None:
     logs, con, _ = world
     want = {(Path(str(r["file"])).name, r["line"]) for r in _truth(logs, "rejects.jsonl")}
-    got = {(Path(p).name, line) for p, line in con.execute(
-        "SELECT s.path, r.line FROM rejects r JOIN sources s USING (source_id)").fetchall()}
+    got = {
+        (Path(p).name, line)
+        for p, line in con.execute(
+            "SELECT s.path, r.line FROM rejects r JOIN sources s USING (source_id)"
+        ).fetchall()
+    }
     assert got == want
 
 

@@ -14,8 +14,10 @@ from warroom import ingest
 from warroom.errors import InputError, RejectedRowsError
 from warroom.model import Kind
 
-REQ = ('{"ts":"2025-06-01T10:00:00Z","request_id":"r%d","user_id":"u1","status":200,'
-       '"input_tokens":10,"cached_tokens":2,"output_tokens":5}\n')
+REQ = (
+    '{"ts":"2025-06-01T10:00:00Z","request_id":"r%d","user_id":"u1","status":200,'
+    '"input_tokens":10,"cached_tokens":2,"output_tokens":5}\n'
+)
 
 
 def rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[object, ...]]:
@@ -27,33 +29,45 @@ def test_clean_jsonl_loads_every_line_with_its_line_number(con, tmp_path: Path) 
     report = ingest(con, [f])
     assert [r.rows_loaded for r in report.files] == [5]
     assert rows(con, "SELECT line, request_id FROM requests ORDER BY line") == [
-        (i, f"r{i}") for i in range(1, 6)]
+        (i, f"r{i}") for i in range(1, 6)
+    ]
     assert rows(con, "SELECT path, kind, rows_loaded, rows_rejected FROM sources") == [
-        (str(f), "requests", 5, 0)]
+        (str(f), "requests", 5, 0)
+    ]
 
 
 def test_blank_lines_keep_numbering_and_are_not_rows(con, tmp_path: Path) -> None:
     f = write(tmp_path / "requests.jsonl", REQ % 1 + "\n   \n" + REQ % 2 + "\n")
     report = ingest(con, [f])
-    assert (report.files[0].rows_loaded, report.files[0].rows_rejected,
-            report.files[0].blank_lines) == (2, 0, 3)
+    assert (
+        report.files[0].rows_loaded,
+        report.files[0].rows_rejected,
+        report.files[0].blank_lines,
+    ) == (2, 0, 3)
     assert rows(con, "SELECT line FROM requests ORDER BY line") == [(1,), (4,)]
 
 
 def test_timestamps_and_money_are_exact_and_utc(con, tmp_path: Path) -> None:
-    f = write(tmp_path / "ledger.jsonl", "\n".join([
-        '{"entry_id":"a","ts":"2025-06-01T12:00:00+02:00","user_id":"u","kind":"topup",'
-        '"amount":"10.000001"}',
-        '{"entry_id":"b","ts":1748772000,"user_id":"u","kind":"charge","amount":-0.1,'
-        '"request_id":"r"}',
-        '{"entry_id":"c","ts":1748772000123,"user_id":"u","kind":"charge","amount":"-0.000001",'
-        '"request_id":"s"}',
-        '{"entry_id":"d","ts":"2025-06-01 10:00:00","user_id":"u","kind":"reset",'
-        '"balance_after":"5"}',
-    ]) + "\n")
+    f = write(
+        tmp_path / "ledger.jsonl",
+        "\n".join(
+            [
+                '{"entry_id":"a","ts":"2025-06-01T12:00:00+02:00","user_id":"u","kind":"topup",'
+                '"amount":"10.000001"}',
+                '{"entry_id":"b","ts":1748772000,"user_id":"u","kind":"charge","amount":-0.1,'
+                '"request_id":"r"}',
+                '{"entry_id":"c","ts":1748772000123,"user_id":"u","kind":"charge","amount":"-0.000001",'
+                '"request_id":"s"}',
+                '{"entry_id":"d","ts":"2025-06-01 10:00:00","user_id":"u","kind":"reset",'
+                '"balance_after":"5"}',
+            ]
+        )
+        + "\n",
+    )
     ingest(con, [f])
-    got = rows(con, "SELECT entry_id, CAST(ts AS VARCHAR), amount, currency FROM ledger "
-                    "ORDER BY entry_id")
+    got = rows(
+        con, "SELECT entry_id, CAST(ts AS VARCHAR), amount, currency FROM ledger ORDER BY entry_id"
+    )
     assert got == [
         ("a", "2025-06-01 10:00:00", Decimal("10.000001"), "usd"),
         ("b", "2025-06-01 10:00:00", Decimal("-0.1"), "usd"),
@@ -63,20 +77,29 @@ def test_timestamps_and_money_are_exact_and_utc(con, tmp_path: Path) -> None:
 
 
 def test_entry_shipped_twice_counts_once_and_conflicts_are_findable(con, tmp_path: Path) -> None:
-    a = ('{"entry_id":"e1","ts":"2025-06-01T10:00:00Z","user_id":"u","kind":"charge",'
-         '"amount":"-1","request_id":"r1"}\n')
-    b = ('{"entry_id":"e2","ts":"2025-06-01T10:00:00Z","user_id":"u","kind":"charge",'
-         '"amount":"-2","request_id":"r2"}\n')
+    a = (
+        '{"entry_id":"e1","ts":"2025-06-01T10:00:00Z","user_id":"u","kind":"charge",'
+        '"amount":"-1","request_id":"r1"}\n'
+    )
+    b = (
+        '{"entry_id":"e2","ts":"2025-06-01T10:00:00Z","user_id":"u","kind":"charge",'
+        '"amount":"-2","request_id":"r2"}\n'
+    )
     b2 = b.replace('"-2"', '"-3"')
     f1 = write(tmp_path / "ledger-1.jsonl", a + b)
     f2 = write(tmp_path / "ledger-2.jsonl", a + b2)
     ingest(con, [tmp_path])
     assert rows(con, "SELECT count(*) FROM ledger_all") == [(4,)]
     assert rows(con, "SELECT entry_id, amount FROM ledger ORDER BY entry_id") == [
-        ("e1", Decimal("-1")), ("e2", Decimal("-2"))]  # the first ingested wins
-    conflicts = rows(con, """
+        ("e1", Decimal("-1")),
+        ("e2", Decimal("-2")),
+    ]  # the first ingested wins
+    conflicts = rows(
+        con,
+        """
         SELECT entry_id FROM ledger_all GROUP BY entry_id
-        HAVING count(DISTINCT amount) > 1""")
+        HAVING count(DISTINCT amount) > 1""",
+    )
     assert conflicts == [("e2",)]
     del f1, f2
 
@@ -90,8 +113,9 @@ def test_reingest_same_bytes_loads_nothing_and_force_replaces(con, tmp_path: Pat
     assert rows(con, "SELECT count(*) FROM requests_all") == [(2,)]
     forced = ingest(con, [f], force=True)
     assert forced.files[0].status == "replaced"
-    assert rows(con, "SELECT count(*), count(*) FILTER (WHERE canonical) "
-                     "FROM requests_all") == [(2, 2)]
+    assert rows(con, "SELECT count(*), count(*) FILTER (WHERE canonical) FROM requests_all") == [
+        (2, 2)
+    ]
     assert rows(con, "SELECT count(*) FROM sources") == [(1,)]
 
 
@@ -100,10 +124,15 @@ def test_force_reelects_canonical_rows(con, tmp_path: Path) -> None:
     f2 = write(tmp_path / "requests-2.jsonl", REQ % 1 + REQ % 2)
     ingest(con, [f1, f2])
     assert rows(con, "SELECT source_id, line FROM requests_all WHERE canonical ORDER BY 1, 2") == [
-        (1, 1), (2, 2)]
+        (1, 1),
+        (2, 2),
+    ]
     ingest(con, [f1], force=True)  # f1's rows now come after f2's
-    assert rows(con, """SELECT s.path, r.line FROM requests_all r JOIN sources s USING (source_id)
-                        WHERE canonical ORDER BY r.request_id""") == [(str(f2), 1), (str(f2), 2)]
+    assert rows(
+        con,
+        """SELECT s.path, r.line FROM requests_all r JOIN sources s USING (source_id)
+                        WHERE canonical ORDER BY r.request_id""",
+    ) == [(str(f2), 1), (str(f2), 2)]
 
 
 def test_strict_loads_nothing_from_a_file_with_rejects(con, tmp_path: Path) -> None:
@@ -129,20 +158,29 @@ def test_kind_from_fields_and_ambiguous_file_is_an_error(con, tmp_path: Path) ->
 def test_gzip_csv_tsv_and_parquet(con, tmp_path: Path) -> None:
     gz = tmp_path / "requests.jsonl.gz"
     gz.write_bytes(gzip.compress((REQ % 1 + REQ % 2).encode()))
-    csv = write(tmp_path / "prices.csv",
-                "model,currency,input_per_mtok,cached_per_mtok,output_per_mtok,effective_from\n"
-                'm1,usd,1.5,,"6",2025-01-01T00:00:00Z\n')
-    tsv = write(tmp_path / "abuse.tsv", "ts\tuser_id\taction\tmultiplier\n"
-                "2025-06-01T10:00:00Z\tu1\tpenalty\t10\n")
+    csv = write(
+        tmp_path / "prices.csv",
+        "model,currency,input_per_mtok,cached_per_mtok,output_per_mtok,effective_from\n"
+        'm1,usd,1.5,,"6",2025-01-01T00:00:00Z\n',
+    )
+    tsv = write(
+        tmp_path / "abuse.tsv",
+        "ts\tuser_id\taction\tmultiplier\n2025-06-01T10:00:00Z\tu1\tpenalty\t10\n",
+    )
     pq = tmp_path / "ledger.parquet"
     duckdb.sql(f"""COPY (SELECT 'e1' AS entry_id, TIMESTAMP '2025-06-01 10:00:00' AS ts,
                   'u1' AS user_id, 'topup' AS kind, 5.5::DECIMAL(10,2) AS amount)
                   TO '{pq}' (FORMAT parquet)""")
     report = ingest(con, [gz, csv, tsv, pq])
     assert [(r.format, r.rows_loaded, r.rows_rejected) for r in report.files] == [
-        ("json", 2, 0), ("csv", 1, 0), ("tsv", 1, 0), ("parquet", 1, 0)]
+        ("json", 2, 0),
+        ("csv", 1, 0),
+        ("tsv", 1, 0),
+        ("parquet", 1, 0),
+    ]
     assert rows(con, "SELECT input_per_mtok, cached_per_mtok, output_per_mtok FROM prices") == [
-        (Decimal("1.5"), Decimal("1.5"), Decimal("6"))]
+        (Decimal("1.5"), Decimal("1.5"), Decimal("6"))
+    ]
     assert rows(con, "SELECT action, multiplier FROM abuse_events") == [("penalty", 10.0)]
     assert rows(con, "SELECT entry_id, amount, line FROM ledger") == [("e1", Decimal("5.5"), 1)]
 

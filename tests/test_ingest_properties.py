@@ -37,8 +37,11 @@ from hypothesis import strategies as st
 from warroom import db, ingest
 from warroom.model import TABLES
 
-SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 #: for properties whose every example checks several values at once
 FEWER = settings(SETTINGS, max_examples=25)
 #: for the property whose every example loads two files
@@ -49,8 +52,20 @@ HI = datetime(2099, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 EPOCH = LO
 MS_FROM = EPOCH + timedelta(milliseconds=100_000_000_000)  # |n| >= 1e11 reads as ms
 
-FIELDS = ("ts", "request_id", "user_id", "org_id", "plan", "model", "status", "error_code",
-          "input_tokens", "cached_tokens", "output_tokens", "latency_ms")
+FIELDS = (
+    "ts",
+    "request_id",
+    "user_id",
+    "org_id",
+    "plan",
+    "model",
+    "status",
+    "error_code",
+    "input_tokens",
+    "cached_tokens",
+    "output_tokens",
+    "latency_ms",
+)
 
 
 @dataclass
@@ -95,8 +110,9 @@ def two() -> Iterator[Db]:
 
 # --------------------------------------------------------------------------- timestamps
 
-instants = st.datetimes(min_value=LO.replace(tzinfo=None), max_value=HI.replace(tzinfo=None)
-                        ).map(lambda d: d.replace(tzinfo=UTC))
+instants = st.datetimes(min_value=LO.replace(tzinfo=None), max_value=HI.replace(tzinfo=None)).map(
+    lambda d: d.replace(tzinfo=UTC)
+)
 
 
 def _micros(t: datetime) -> int:
@@ -182,7 +198,7 @@ def good_rows(draw: st.DrawFn, tricky: bool = True) -> Good:
     want: dict[str, Any] = {"ts": t.replace(tzinfo=None)}
     for name in ("request_id", "user_id"):
         if name == "user_id" and draw(st.booleans()):
-            n = draw(st.integers(-10**15, 10**15))  # a numeric user id
+            n = draw(st.integers(-(10**15), 10**15))  # a numeric user id
             row[name], want[name] = n, str(n)
         else:
             row[name] = want[name] = draw(id_values)
@@ -195,8 +211,11 @@ def good_rows(draw: st.DrawFn, tricky: bool = True) -> Good:
     row["status"] = draw(st.sampled_from([status, str(status)]))
     want["status"] = status
     inp = draw(st.integers(0, 10**15))
-    tokens = {"input_tokens": inp, "cached_tokens": draw(st.integers(0, inp)),
-              "output_tokens": draw(st.integers(0, 10**15))}
+    tokens = {
+        "input_tokens": inp,
+        "cached_tokens": draw(st.integers(0, inp)),
+        "output_tokens": draw(st.integers(0, 10**15)),
+    }
     shown = {name: draw(st.booleans()) for name in tokens}
     shown["input_tokens"] |= shown["cached_tokens"]  # else cached > input (0): rejected
     for name, n in tokens.items():
@@ -235,11 +254,31 @@ def _mutate(good: Good, change: dict[str, Any], drop: str | None = None) -> byte
 def semantic_bad(draw: st.DrawFn) -> bytes:
     """Lines that are JSON objects (DuckDB's JSON reader takes them) but wrong."""
     good = draw(good_rows(tricky=False))
-    kind = draw(st.sampled_from([
-        "status-abc", "status-true", "status-float", "status-range", "tokens-float",
-        "tokens-negative", "cached-over", "user-object", "user-array", "ts-junk", "ts-9999",
-        "ts-1969", "ts-1e20", "ts-16-digits", "missing", "blank-id", "null", "empty-object",
-        "latency-junk"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "status-abc",
+                "status-true",
+                "status-float",
+                "status-range",
+                "tokens-float",
+                "tokens-negative",
+                "cached-over",
+                "user-object",
+                "user-array",
+                "ts-junk",
+                "ts-9999",
+                "ts-1969",
+                "ts-1e20",
+                "ts-16-digits",
+                "missing",
+                "blank-id",
+                "null",
+                "empty-object",
+                "latency-junk",
+            ]
+        )
+    )
     match kind:
         case "status-abc":
             return _mutate(good, {"status": "abc"})
@@ -270,8 +309,9 @@ def semantic_bad(draw: st.DrawFn) -> bytes:
         case "ts-16-digits":
             return _mutate(good, {"ts": draw(st.integers(10**15, 10**16 - 1))})
         case "missing":
-            return _mutate(good, {}, drop=draw(st.sampled_from(
-                ["ts", "request_id", "user_id", "status"])))
+            return _mutate(
+                good, {}, drop=draw(st.sampled_from(["ts", "request_id", "user_id", "status"]))
+            )
         case "blank-id":
             return _mutate(good, {"request_id": draw(st.sampled_from(["", "   "]))})
         case "null":
@@ -286,38 +326,54 @@ def semantic_bad(draw: st.DrawFn) -> bytes:
 def syntactic_bad(draw: st.DrawFn) -> bytes:
     """Lines that are not one JSON object, or hold bytes no JSON line may hold."""
     good = draw(good_rows()).line.encode()
-    kind = draw(st.sampled_from(["truncated", "junk", "scalar", "two", "control", "utf8",
-                                 "random"]))
+    kind = draw(
+        st.sampled_from(["truncated", "junk", "scalar", "two", "control", "utf8", "random"])
+    )
     match kind:
         case "truncated":
             return good[: draw(st.integers(1, len(good) - 1))]
         case "junk":
-            return draw(st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1,
-                                max_size=30).map(str.encode).filter(
-                                    lambda b: not b.lstrip().startswith(b"{")))
+            return draw(
+                st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=30)
+                .map(str.encode)
+                .filter(lambda b: not b.lstrip().startswith(b"{"))
+            )
         case "scalar":
-            value = draw(st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False),
-                                   st.text(max_size=10), st.booleans(),
-                                   st.lists(st.integers(), max_size=3)))
+            value = draw(
+                st.one_of(
+                    st.integers(),
+                    st.floats(allow_nan=False, allow_infinity=False),
+                    st.text(max_size=10),
+                    st.booleans(),
+                    st.lists(st.integers(), max_size=3),
+                )
+            )
             return json.dumps(value).encode()
         case "two":
             return good + draw(st.sampled_from([b"", b" ", b"\t"])) + good
         case "control":
             at = draw(st.integers(1, len(good) - 1))
-            byte = draw(st.sampled_from([b"\x00", b"\x01", b"\x07", b"\x0b", b"\x0c", b"\x1b",
-                                         b"\x1f", b"\x7f", b"\r"]))
+            byte = draw(
+                st.sampled_from(
+                    [b"\x00", b"\x01", b"\x07", b"\x0b", b"\x0c", b"\x1b", b"\x1f", b"\x7f", b"\r"]
+                )
+            )
             return good[:at] + byte + good[at:]
         case "utf8":
             at = draw(st.integers(0, len(good)))
-            byte = draw(st.sampled_from([b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xe2\x82",
-                                         b"\x80"]))
+            byte = draw(
+                st.sampled_from([b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xe2\x82", b"\x80"])
+            )
             return good[:at] + byte + good[at:]
         case _:
             return draw(st.binary(min_size=1, max_size=60))
 
 
-bad_lines = st.one_of(semantic_bad(), syntactic_bad()).map(
-    lambda b: b.replace(b"\n", b"")).filter(_not_blank)
+bad_lines = (
+    st.one_of(semantic_bad(), syntactic_bad())
+    .map(lambda b: b.replace(b"\n", b""))
+    .filter(_not_blank)
+)
 
 
 @dataclass
@@ -330,20 +386,30 @@ class Doc:
 
 
 @st.composite
-def documents(draw: st.DrawFn, bad: st.SearchStrategy[bytes] = bad_lines,
-              newline_at_end: bool | None = None, blanks: bool = True) -> Doc:
+def documents(
+    draw: st.DrawFn,
+    bad: st.SearchStrategy[bytes] = bad_lines,
+    newline_at_end: bool | None = None,
+    blanks: bool = True,
+) -> Doc:
     good = good_rows().map(lambda g: ("good", g))
     if blanks:
-        kinds = [good, bad.map(lambda b: ("bad", b)),
-                 st.sampled_from([b"", b"  ", b"\t", b" \t "]).map(lambda b: ("blank", b))]
+        kinds = [
+            good,
+            bad.map(lambda b: ("bad", b)),
+            st.sampled_from([b"", b"  ", b"\t", b" \t "]).map(lambda b: ("blank", b)),
+        ]
         eols = [b"\n", b"\r\n"]
     else:
         # Without blank lines, and with few of the other things that send a
         # file the careful way (JSON-looking ids; CRLF once there are rejects),
         # most files take the fast path.
-        kinds = [st.integers(0, 6).flatmap(lambda k: good_rows(tricky=k == 0)).map(
-                     lambda g: ("good", g)),
-                 bad.map(lambda b: ("bad", b))]
+        kinds = [
+            st.integers(0, 6)
+            .flatmap(lambda k: good_rows(tricky=k == 0))
+            .map(lambda g: ("good", g)),
+            bad.map(lambda b: ("bad", b)),
+        ]
         eols = [b"\n"] * 3 + [b"\r\n"]
     items = draw(st.lists(st.one_of(*kinds), min_size=1, max_size=10))
     eol = draw(st.sampled_from(eols))
@@ -371,16 +437,19 @@ def documents(draw: st.DrawFn, bad: st.SearchStrategy[bytes] = bad_lines,
     return Doc(data, good, bad_, blank, lines)
 
 
-def _load(d: Db, data: bytes) -> tuple[Any, bool, dict[int, dict[str, Any]],
-                                        dict[int, tuple[str, str]]]:
+def _load(
+    d: Db, data: bytes
+) -> tuple[Any, bool, dict[int, dict[str, Any]], dict[int, tuple[str, str]]]:
     """Ingest ``data`` as a request log: its result, whether the fast path took
     it, its rows by line (without source_id), its rejects by line."""
     result, fast = d.ingest("requests.jsonl", data)
     cur = d.con.execute("SELECT * EXCLUDE (source_id) FROM requests_all ORDER BY line")
     names = [c[0] for c in cur.description]
     rows = {r[names.index("line")]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
-    rej = {r[0]: (r[1], r[2]) for r in
-           d.con.execute("SELECT line, raw, reason FROM rejects ORDER BY line").fetchall()}
+    rej = {
+        r[0]: (r[1], r[2])
+        for r in d.con.execute("SELECT line, raw, reason FROM rejects ORDER BY line").fetchall()
+    }
     return result, fast, rows, rej
 
 
@@ -391,8 +460,7 @@ def _load(d: Db, data: bytes) -> tuple[Any, bool, dict[int, dict[str, Any]],
 @given(doc=documents())
 def test_any_mix_of_lines_loads_or_rejects_each_one(one: Db, doc: Doc) -> None:
     _, fast, rows, rej = _load(one, doc.data)
-    src = one.con.execute("SELECT rows_loaded, rows_rejected, blank_lines FROM sources"
-                          ).fetchone()
+    src = one.con.execute("SELECT rows_loaded, rows_rejected, blank_lines FROM sources").fetchone()
     assert src is not None
     assert sum(src) == doc.lines
     assert src[2] == doc.blank
@@ -409,15 +477,18 @@ def test_any_mix_of_lines_loads_or_rejects_each_one(one: Db, doc: Doc) -> None:
 
 
 @FEWER
-@given(cases=st.lists(st.tuples(instants, st.integers(-14 * 60, 14 * 60)), min_size=1,
-                      max_size=6))
+@given(cases=st.lists(st.tuples(instants, st.integers(-14 * 60, 14 * 60)), min_size=1, max_size=6))
 def test_every_timestamp_form_is_the_same_utc_instant(
-        one: Db, cases: list[tuple[datetime, int]]) -> None:
+    one: Db, cases: list[tuple[datetime, int]]
+) -> None:
     lines, want = [], {}
     for t, offset in cases:
         for ts in ts_forms(t, offset):
-            lines.append(dumps({"ts": ts, "request_id": f"r{len(lines)}", "user_id": "u",
-                                "status": 200}, True))
+            lines.append(
+                dumps(
+                    {"ts": ts, "request_id": f"r{len(lines)}", "user_id": "u", "status": 200}, True
+                )
+            )
             want[len(lines)] = t.replace(tzinfo=None)
     _, _, rows, rej = _load(one, ("\n".join(lines) + "\n").encode())
     assert rej == {}
@@ -427,17 +498,26 @@ def test_every_timestamp_form_is_the_same_utc_instant(
 # --------------------------------------------------------------------------- (c)
 
 
-money = st.decimals(min_value=Decimal("-999999999999.999999"),
-                    max_value=Decimal("999999999999.999999"), places=6,
-                    allow_nan=False, allow_infinity=False)
+money = st.decimals(
+    min_value=Decimal("-999999999999.999999"),
+    max_value=Decimal("999999999999.999999"),
+    places=6,
+    allow_nan=False,
+    allow_infinity=False,
+)
 
 
 def _money_texts(x: Decimal) -> list[tuple[str, bool]]:
     """(text, as a JSON number?) forms of ``x``: plain, trailing zeros, exponent,
     leading plus; a JSON number where it is exact (below 1e9)."""
     plain = format(x, "f")
-    forms = [(plain, False), (format(x.normalize(), "f"), False), (f"{x:.6f}", False),
-             (f"{x * 1000:f}e-3", False), (f"{x / 1000:f}E+3", False)]
+    forms = [
+        (plain, False),
+        (format(x.normalize(), "f"), False),
+        (f"{x:.6f}", False),
+        (f"{x * 1000:f}e-3", False),
+        (f"{x / 1000:f}E+3", False),
+    ]
     if x >= 0:
         forms.append(("+" + plain, False))
     if abs(x) < Decimal(10) ** 9:
@@ -455,25 +535,43 @@ def test_money_survives_exactly(one: Db, values: list[tuple[Decimal, Decimal]]) 
             assert Decimal(text_) == amount
             n += 1
             value: Any = Raw(text_) if number else text_
-            bal = (Raw(format(balance, "f")) if abs(balance) < 10 ** 9 and n % 2
-                   else format(balance, "f"))
-            lines.append(dumps({"entry_id": f"e{n}", "ts": "2025-06-01T10:00:00Z",
-                                "user_id": "u", "kind": "adjustment", "amount": value,
-                                "balance_after": bal}, True))
+            bal = (
+                Raw(format(balance, "f"))
+                if abs(balance) < 10**9 and n % 2
+                else format(balance, "f")
+            )
+            lines.append(
+                dumps(
+                    {
+                        "entry_id": f"e{n}",
+                        "ts": "2025-06-01T10:00:00Z",
+                        "user_id": "u",
+                        "kind": "adjustment",
+                        "amount": value,
+                        "balance_after": bal,
+                    },
+                    True,
+                )
+            )
             want[n] = (amount, balance)
     one.ingest("ledger.jsonl", ("\n".join(lines) + "\n").encode())
     assert one.con.execute("SELECT line, raw, reason FROM rejects").fetchall() == []
-    got = {r[0]: (r[1], r[2]) for r in one.con.execute(
-        "SELECT line, amount, balance_after FROM ledger_all").fetchall()}
+    got = {
+        r[0]: (r[1], r[2])
+        for r in one.con.execute("SELECT line, amount, balance_after FROM ledger_all").fetchall()
+    }
     assert got == want
 
 
 # --------------------------------------------------------------------------- (d)
 
 # mostly lines DuckDB's JSON reader takes, so that the as-is file takes the fast path
-agreeing_bad = st.integers(0, 8).flatmap(
-    lambda k: syntactic_bad() if k == 0 else semantic_bad()).map(
-    lambda b: b.replace(b"\n", b"")).filter(_not_blank)
+agreeing_bad = (
+    st.integers(0, 8)
+    .flatmap(lambda k: syntactic_bad() if k == 0 else semantic_bad())
+    .map(lambda b: b.replace(b"\n", b""))
+    .filter(_not_blank)
+)
 
 
 @PAIRS
@@ -487,4 +585,7 @@ def test_fast_and_careful_paths_agree(one: Db, two: Db, doc: Doc) -> None:
     assert rej2.pop(doc.lines + 1) == ('{"x":"\\xff"}', "invalid UTF-8 at byte 7")
     assert rej1 == rej2
     assert (r1.rows_loaded, r1.rows_rejected + 1, r1.blank_lines) == (
-        r2.rows_loaded, r2.rows_rejected, r2.blank_lines)
+        r2.rows_loaded,
+        r2.rows_rejected,
+        r2.blank_lines,
+    )

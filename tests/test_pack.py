@@ -20,10 +20,20 @@ from tests.test_fixtures import charge, led, req, world
 from warroom.queries import QueryError, builtin_dir, load_pack
 
 GOLDEN = Path(__file__).parent / "golden"
-EXPECTED = {"duplicate_charges", "billing_mismatch", "unbilled_requests", "abuse_false_positives",
-            "abuse_penalty_charges", "wrongful_rejections", "negative_balance_topups",
-            "balance_chain_breaks", "ledger_conflicts", "coverage_gaps", "consumption_anomalies",
-            "incident_window"}
+EXPECTED = {
+    "duplicate_charges",
+    "billing_mismatch",
+    "unbilled_requests",
+    "abuse_false_positives",
+    "abuse_penalty_charges",
+    "wrongful_rejections",
+    "negative_balance_topups",
+    "balance_chain_breaks",
+    "ledger_conflicts",
+    "coverage_gaps",
+    "consumption_anomalies",
+    "incident_window",
+}
 
 
 def test_the_pack_has_every_detection_of_the_contract() -> None:
@@ -34,10 +44,25 @@ def test_the_pack_has_every_detection_of_the_contract() -> None:
 
 def _assert_portable(name: str, sql: str) -> None:
     sql = re.sub(r"--[^\n]*", "", sql.lower())  # the portable-SQL rules of DESIGN.md §6
-    for forbidden in (r"read_json", r"read_csv", r"read_parquet", r"\bqualify\b", r"\basof\b",
-                      r"\bpivot\b", r"date_diff", r"epoch_ms", r"union by name", r"\blist_",
-                      r"\bhash\(", r"\bweek\(", r"at time zone", r"within group",
-                      r"\barg_(max|min)\b", r"\bmaterialized\b", r"\blateral\b"):
+    for forbidden in (
+        r"read_json",
+        r"read_csv",
+        r"read_parquet",
+        r"\bqualify\b",
+        r"\basof\b",
+        r"\bpivot\b",
+        r"date_diff",
+        r"epoch_ms",
+        r"union by name",
+        r"\blist_",
+        r"\bhash\(",
+        r"\bweek\(",
+        r"at time zone",
+        r"within group",
+        r"\barg_(max|min)\b",
+        r"\bmaterialized\b",
+        r"\blateral\b",
+    ):
         assert not re.search(forbidden, sql), (name, forbidden)
 
 
@@ -61,12 +86,22 @@ def test_a_query_builds_only_the_shared_relations_it_reads() -> None:
     # duplicate_charges reads charge_attribution, which reads the duplicates, the
     # restrictions (which read the data span) and the prices
     assert pack.needs(pack.get("duplicate_charges").sql) == [
-        "data_span", "price_intervals", "abuse_restrictions", "charge_duplicates",
-        "charge_attribution"]
+        "data_span",
+        "price_intervals",
+        "abuse_restrictions",
+        "charge_duplicates",
+        "charge_attribution",
+    ]
     assert pack.needs(pack.get("ledger_conflicts").sql) == []
     assert pack.needs("SELECT * FROM balance_timeline") == [
-        "data_span", "price_intervals", "abuse_restrictions", "charge_duplicates",
-        "charge_attribution", "excess_moves", "balance_timeline"]
+        "data_span",
+        "price_intervals",
+        "abuse_restrictions",
+        "charge_duplicates",
+        "charge_attribution",
+        "excess_moves",
+        "balance_timeline",
+    ]
     assert pack.needs("-- user_currency in a comment only\nSELECT 1") == []
 
 
@@ -93,29 +128,70 @@ def test_every_query_runs_on_the_sample_logs(tmp_path: Path) -> None:
 def test_pack_loads_from_a_built_wheel(tmp_path: Path) -> None:
     # build from a clean copy: a stale build/ folder in the checkout must not leak in
     src = tmp_path / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "*.egg-info", "*.duckdb*", "data", "__pycache__",
-        ".pytest_cache", ".hypothesis", "warroom-out"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
-                    str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "build",
+            "*.egg-info",
+            "*.duckdb*",
+            "data",
+            "__pycache__",
+            ".pytest_cache",
+            ".hypothesis",
+            "warroom-out",
+        ),
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+    )
     wheel = next((tmp_path / "dist").glob("warroom-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert {f"warroom/queries/{n}.sql" for n in EXPECTED} <= set(names)
     assert any(n.startswith("warroom/queries/shared/") for n in names)
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    code = ("import warroom.queries as q; p = q.load_pack(); "
-            "print(q.builtin_dir()); print(len(p.queries), len(p.shared))")
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(site)},
-                         capture_output=True, text=True, cwd=tmp_path, check=True).stdout.split()
+    code = (
+        "import warroom.queries as q; p = q.load_pack(); "
+        "print(q.builtin_dir()); print(len(p.queries), len(p.shared))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
+    ).stdout.split()
     assert out[0] == str(site / "warroom" / "queries")
     assert int(out[1]) == len(EXPECTED) and int(out[2]) >= 5
     # the built-in import profiles ship as package data too
     assert "warroom/profile_defs/litellm.toml" in names
-    code = ("from warroom import profiles as p; "
-            "print(*[p.builtin(n).name for n in p.builtin_names()])")
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(site)},
-                         capture_output=True, text=True, cwd=tmp_path, check=True).stdout.split()
+    code = (
+        "from warroom import profiles as p; print(*[p.builtin(n).name for n in p.builtin_names()])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
+    ).stdout.split()
     assert out == ["lago", "litellm", "openai-usage", "openmeter", "stripe"]
 
 
@@ -127,16 +203,31 @@ def test_user_queries_from_a_folder_and_the_environment(tmp_path: Path) -> None:
         "threshold, for a quick look\n-- severity: info\n-- findings: no\n"
         "-- param: threshold DECIMAL 0.001 the total above which a user is listed\n"
         "SELECT user_id, sum(-amount) AS charged FROM ledger WHERE kind = 'charge' "
-        "GROUP BY user_id HAVING sum(-amount) > $threshold ORDER BY user_id\n")
-    con = world(tmp_path, [req("r1", "2025-06-10T10:00:00Z")],
-                [led("g", "2025-06-10T09:00:00Z", "grant", "1"),
-                 charge("e1", "2025-06-10T10:00:01Z", "r1")])
+        "GROUP BY user_id HAVING sum(-amount) > $threshold ORDER BY user_id\n"
+    )
+    con = world(
+        tmp_path,
+        [req("r1", "2025-06-10T10:00:00Z")],
+        [
+            led("g", "2025-06-10T09:00:00Z", "grant", "1"),
+            charge("e1", "2025-06-10T10:00:01Z", "r1"),
+        ],
+    )
     con.close()
     db = str(tmp_path / "w.duckdb")
     res = run_cli("run", "big_spenders", "--queries-dir", str(mine), "--db", db, "-f", "csv")
     assert res.stdout.decode().splitlines() == ['"user_id","charged"', '"u1",0.002000']
-    res = run_cli("run", "big_spenders", "-p", "threshold=1", "--db", db, "-f", "csv",
-                  env={"WARROOM_QUERIES": str(mine)})
+    res = run_cli(
+        "run",
+        "big_spenders",
+        "-p",
+        "threshold=1",
+        "--db",
+        db,
+        "-f",
+        "csv",
+        env={"WARROOM_QUERIES": str(mine)},
+    )
     assert res.stdout.decode().splitlines() == ['"user_id","charged"']
     res = run_cli("queries", "-f", "csv", env={"WARROOM_QUERIES": str(mine)})
     assert "big_spenders" in res.stdout.decode()
@@ -146,13 +237,18 @@ def test_user_queries_from_a_folder_and_the_environment(tmp_path: Path) -> None:
     assert res.returncode == 1 and b"unknown query" in res.stderr
 
 
-@pytest.mark.parametrize("text, message", [
-    ("SELECT 1", "lacks '-- title"),
-    ("-- title: t\n-- description: d\n-- severity: urgent\nSELECT 1", "severity 'urgent'"),
-    ("-- title: t\n-- description: d\n-- severity: low\nSELECT $x", "undeclared parameter"),
-    ("-- title: t\n-- description: d\n-- severity: low\n-- param: x FLOAT 1\nSELECT $x",
-     "parameter type FLOAT"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("SELECT 1", "lacks '-- title"),
+        ("-- title: t\n-- description: d\n-- severity: urgent\nSELECT 1", "severity 'urgent'"),
+        ("-- title: t\n-- description: d\n-- severity: low\nSELECT $x", "undeclared parameter"),
+        (
+            "-- title: t\n-- description: d\n-- severity: low\n-- param: x FLOAT 1\nSELECT $x",
+            "parameter type FLOAT",
+        ),
+    ],
+)
 def test_bad_user_query_headers_are_clear_errors(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "bad.sql").write_text(text)
     with pytest.raises(QueryError, match=re.escape(message)):
@@ -160,10 +256,15 @@ def test_bad_user_query_headers_are_clear_errors(tmp_path: Path, text: str, mess
 
 
 def test_detect_stores_findings_and_fails_on_severity(tmp_path: Path) -> None:
-    con = world(tmp_path, [req("r1", "2025-06-10T10:00:00Z")],
-                [led("g", "2025-06-10T09:00:00Z", "grant", "1"),
-                 charge("e1", "2025-06-10T10:00:01Z", "r1"),
-                 charge("e2", "2025-06-10T10:00:02Z", "r1")])
+    con = world(
+        tmp_path,
+        [req("r1", "2025-06-10T10:00:00Z")],
+        [
+            led("g", "2025-06-10T09:00:00Z", "grant", "1"),
+            charge("e1", "2025-06-10T10:00:01Z", "r1"),
+            charge("e2", "2025-06-10T10:00:02Z", "r1"),
+        ],
+    )
     con.close()
     db = str(tmp_path / "w.duckdb")
     res = run_cli("detect", "--db", db, "--fail-on", "high")
@@ -179,25 +280,40 @@ def test_detect_stores_findings_and_fails_on_severity(tmp_path: Path) -> None:
 
 def _golden_world(tmp_path: Path) -> str:
     hostile = "=cmd|' /C calc'!A0"
-    con = world(tmp_path, [req("r1", "2025-06-10T10:00:00Z", user=hostile),
-                           req("r2", "2025-06-10T10:00:00.25Z", user="u|pipe")], [
-        led("g1", "2025-06-10T09:00:00Z", "grant", "1", user=hostile),
-        led("g2", "2025-06-10T09:00:00Z", "grant", "1", user="u|pipe"),
-        charge("e1", "2025-06-10T10:00:01Z", "r1", user=hostile),
-        charge("e2", "2025-06-10T10:00:02.5Z", "r1", user=hostile),
-        charge("e3", "2025-06-10T10:00:01Z", "r2", user="u|pipe"),
-        charge("e4", "2025-06-10T10:00:03Z", "r2", "-0.0035", user="u|pipe"),
-    ])
+    con = world(
+        tmp_path,
+        [
+            req("r1", "2025-06-10T10:00:00Z", user=hostile),
+            req("r2", "2025-06-10T10:00:00.25Z", user="u|pipe"),
+        ],
+        [
+            led("g1", "2025-06-10T09:00:00Z", "grant", "1", user=hostile),
+            led("g2", "2025-06-10T09:00:00Z", "grant", "1", user="u|pipe"),
+            charge("e1", "2025-06-10T10:00:01Z", "r1", user=hostile),
+            charge("e2", "2025-06-10T10:00:02.5Z", "r1", user=hostile),
+            charge("e3", "2025-06-10T10:00:01Z", "r2", user="u|pipe"),
+            charge("e4", "2025-06-10T10:00:03Z", "r2", "-0.0035", user="u|pipe"),
+        ],
+    )
     con.close()
     return str(tmp_path / "w.duckdb")
 
 
-@pytest.mark.parametrize("fmt, ext", [("csv", "csv"), ("json", "json"), ("jsonl", "jsonl"),
-                                      ("markdown", "md"), ("table", "txt")])
+@pytest.mark.parametrize(
+    "fmt, ext",
+    [("csv", "csv"), ("json", "json"), ("jsonl", "jsonl"), ("markdown", "md"), ("table", "txt")],
+)
 def test_golden_output_formats(tmp_path: Path, fmt: str, ext: str) -> None:
     db = _golden_world(tmp_path)
-    res = run_cli("run", "duplicate_charges", "--db", db, "--format", fmt,
-                  env={"COLUMNS": "160", "TERM": "dumb"})
+    res = run_cli(
+        "run",
+        "duplicate_charges",
+        "--db",
+        db,
+        "--format",
+        fmt,
+        env={"COLUMNS": "160", "TERM": "dumb"},
+    )
     assert res.returncode == 0, res.stderr
     golden = GOLDEN / f"duplicate_charges.{ext}"
     if os.environ.get("WARROOM_REGEN_GOLDEN"):

@@ -32,10 +32,14 @@ FIX = ROOT / "tests" / "fixtures" / "profiles"
 D = Decimal
 T = datetime
 
-REQ_COLS = ("source_id, line, ts, request_id, user_id, org_id, plan, model, status, error_code, "
-            "input_tokens, cached_tokens, output_tokens")
-LED_COLS = ("source_id, line, entry_id, ts, user_id, kind, amount, currency, request_id, "
-            "input_tokens, cached_tokens, output_tokens, balance_after")
+REQ_COLS = (
+    "source_id, line, ts, request_id, user_id, org_id, plan, model, status, error_code, "
+    "input_tokens, cached_tokens, output_tokens"
+)
+LED_COLS = (
+    "source_id, line, entry_id, ts, user_id, kind, amount, currency, request_id, "
+    "input_tokens, cached_tokens, output_tokens, balance_after"
+)
 
 
 @pytest.fixture
@@ -46,24 +50,28 @@ def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
 
 
 def requests(con: duckdb.DuckDBPyConnection) -> list[tuple[object, ...]]:
-    return con.execute(f"SELECT {REQ_COLS} FROM requests_all ORDER BY source_id, line, "
-                       "request_id").fetchall()
+    return con.execute(
+        f"SELECT {REQ_COLS} FROM requests_all ORDER BY source_id, line, request_id"
+    ).fetchall()
 
 
 def ledger(con: duckdb.DuckDBPyConnection) -> list[tuple[object, ...]]:
-    return con.execute(f"SELECT {LED_COLS} FROM ledger_all ORDER BY source_id, line, "
-                       "entry_id").fetchall()
+    return con.execute(
+        f"SELECT {LED_COLS} FROM ledger_all ORDER BY source_id, line, entry_id"
+    ).fetchall()
 
 
 def rejects(con: duckdb.DuckDBPyConnection) -> list[tuple[object, ...]]:
-    return con.execute("SELECT source_id, line, reason FROM rejects "
-                       "ORDER BY source_id, line").fetchall()
+    return con.execute(
+        "SELECT source_id, line, reason FROM rejects ORDER BY source_id, line"
+    ).fetchall()
 
 
 def nothing_lost(con: duckdb.DuckDBPyConnection) -> None:
     """For every line-based file: loaded + rejected + blank (+ header) = its lines."""
     for path, fmt, loaded, rejected, blank in con.execute(
-            "SELECT path, format, rows_loaded, rows_rejected, blank_lines FROM sources").fetchall():
+        "SELECT path, format, rows_loaded, rows_rejected, blank_lines FROM sources"
+    ).fetchall():
         if str(path).endswith((".jsonl", ".csv")):
             lines = Path(path).read_text().count("\n")
             assert loaded + rejected + blank + (fmt == "csv") == lines, path
@@ -73,42 +81,188 @@ def nothing_lost(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_litellm_spend_logs_json_lines_and_csv(con) -> None:
-    report = ingest(con, [FIX / "litellm_spendlogs.jsonl", FIX / "litellm_spendlogs.csv"],
-                    profile="litellm")
+    report = ingest(
+        con, [FIX / "litellm_spendlogs.jsonl", FIX / "litellm_spendlogs.csv"], profile="litellm"
+    )
     assert [(f.kind, f.rows_loaded, f.rows_rejected, f.blank_lines) for f in report.files] == [
-        ("requests+ledger", 5, 3, 1), ("requests+ledger", 2, 1, 0)]
+        ("requests+ledger", 5, 3, 1),
+        ("requests+ledger", 2, 1, 0),
+    ]
     assert requests(con) == [
         # usage_object's cached tokens; the org from the key's metadata
-        (1, 1, T(2025, 6, 1, 10, 0, 0, 250000), "chatcmpl-A1b2", "u-alice", "org-acme", None,
-         "gpt-4o", 200, None, 1200, 1024, 100),
+        (
+            1,
+            1,
+            T(2025, 6, 1, 10, 0, 0, 250000),
+            "chatcmpl-A1b2",
+            "u-alice",
+            "org-acme",
+            None,
+            "gpt-4o",
+            200,
+            None,
+            1200,
+            1024,
+            100,
+        ),
         # a failure: user "" -> the caller's end user; the provider's 429 and error class
-        (1, 2, T(2025, 6, 1, 10, 5), "chatcmpl-C3d4", "cust-42", None, None, "gpt-4o", 429,
-         "rate_limit_exceeded", 0, 0, 0),
+        (
+            1,
+            2,
+            T(2025, 6, 1, 10, 5),
+            "chatcmpl-C3d4",
+            "cust-42",
+            None,
+            None,
+            "gpt-4o",
+            429,
+            "rate_limit_exceeded",
+            0,
+            0,
+            0,
+        ),
         # +02:00 -> UTC; Anthropic-style cache reads
-        (1, 3, T(2025, 6, 1, 10, 0, 0, 123456), "msg_01XFDUDYJgAACzvnptvVoYEL", "u-bob", None,
-         None, "claude-3-5-haiku-20241022", 200, None, 30, 20, 5),
+        (
+            1,
+            3,
+            T(2025, 6, 1, 10, 0, 0, 123456),
+            "msg_01XFDUDYJgAACzvnptvVoYEL",
+            "u-bob",
+            None,
+            None,
+            "claude-3-5-haiku-20241022",
+            200,
+            None,
+            30,
+            20,
+            5,
+        ),
         # metadata as a JSON string (the payload form); no status column: a success
-        (1, 5, T(2025, 6, 1, 10, 10), "chatcmpl-E5f6", "u-alice", "org-acme", None, "gpt-4o",
-         200, None, 1500, 0, 500),
+        (
+            1,
+            5,
+            T(2025, 6, 1, 10, 10),
+            "chatcmpl-E5f6",
+            "u-alice",
+            "org-acme",
+            None,
+            "gpt-4o",
+            200,
+            None,
+            1500,
+            0,
+            500,
+        ),
         # a cache hit: a request of its own, no spend
-        (1, 6, T(2025, 6, 1, 10, 1), "chatcmpl-A1b2_cache_hit1748772060.5", "u-alice", None,
-         None, "gpt-4o", 200, None, 1200, 0, 100),
+        (
+            1,
+            6,
+            T(2025, 6, 1, 10, 1),
+            "chatcmpl-A1b2_cache_hit1748772060.5",
+            "u-alice",
+            None,
+            None,
+            "gpt-4o",
+            200,
+            None,
+            1200,
+            0,
+            100,
+        ),
         # CSV export: metadata JSON text in a quoted cell, a zone-less timestamp is UTC
-        (2, 2, T(2025, 6, 1, 11, 0, 0, 500000), "chatcmpl-P1", "u-carol", "org-acme", None,
-         "gpt-4o-mini", 200, None, 200, 128, 20),
-        (2, 3, T(2025, 6, 1, 11, 1), "chatcmpl-P2", "u-carol", None, None, "gpt-4o-mini", 400,
-         "BadRequestError", 0, 0, 0),
+        (
+            2,
+            2,
+            T(2025, 6, 1, 11, 0, 0, 500000),
+            "chatcmpl-P1",
+            "u-carol",
+            "org-acme",
+            None,
+            "gpt-4o-mini",
+            200,
+            None,
+            200,
+            128,
+            20,
+        ),
+        (
+            2,
+            3,
+            T(2025, 6, 1, 11, 1),
+            "chatcmpl-P2",
+            "u-carol",
+            None,
+            None,
+            "gpt-4o-mini",
+            400,
+            "BadRequestError",
+            0,
+            0,
+            0,
+        ),
     ]
     assert ledger(con) == [
-        (1, 1, "chatcmpl-A1b2", T(2025, 6, 1, 10, 0, 0, 250000), "u-alice", "charge",
-         D("-0.00195"), "usd", "chatcmpl-A1b2", 1200, 1024, 100, None),
+        (
+            1,
+            1,
+            "chatcmpl-A1b2",
+            T(2025, 6, 1, 10, 0, 0, 250000),
+            "u-alice",
+            "charge",
+            D("-0.00195"),
+            "usd",
+            "chatcmpl-A1b2",
+            1200,
+            1024,
+            100,
+            None,
+        ),
         # 0.0000225 has 7 places: rounded half-up to the ledger's 6
-        (1, 3, "msg_01XFDUDYJgAACzvnptvVoYEL", T(2025, 6, 1, 10, 0, 0, 123456), "u-bob",
-         "charge", D("-0.000023"), "usd", "msg_01XFDUDYJgAACzvnptvVoYEL", 30, 20, 5, None),
-        (1, 5, "chatcmpl-E5f6", T(2025, 6, 1, 10, 10), "u-alice", "charge", D("-0.0125"), "usd",
-         "chatcmpl-E5f6", 1500, 0, 500, None),
-        (2, 2, "chatcmpl-P1", T(2025, 6, 1, 11, 0, 0, 500000), "u-carol", "charge",
-         D("-0.00042"), "usd", "chatcmpl-P1", 200, 128, 20, None),
+        (
+            1,
+            3,
+            "msg_01XFDUDYJgAACzvnptvVoYEL",
+            T(2025, 6, 1, 10, 0, 0, 123456),
+            "u-bob",
+            "charge",
+            D("-0.000023"),
+            "usd",
+            "msg_01XFDUDYJgAACzvnptvVoYEL",
+            30,
+            20,
+            5,
+            None,
+        ),
+        (
+            1,
+            5,
+            "chatcmpl-E5f6",
+            T(2025, 6, 1, 10, 10),
+            "u-alice",
+            "charge",
+            D("-0.0125"),
+            "usd",
+            "chatcmpl-E5f6",
+            1500,
+            0,
+            500,
+            None,
+        ),
+        (
+            2,
+            2,
+            "chatcmpl-P1",
+            T(2025, 6, 1, 11, 0, 0, 500000),
+            "u-carol",
+            "charge",
+            D("-0.00042"),
+            "usd",
+            "chatcmpl-P1",
+            200,
+            128,
+            20,
+            None,
+        ),
     ]
     assert rejects(con) == [
         (1, 7, "litellm: startTime: missing"),
@@ -125,16 +279,21 @@ def test_litellm_spend_logs_json_lines_and_csv(con) -> None:
 
 def test_litellm_spend_logs_api_array(con, tmp_path: Path) -> None:
     # /spend/logs returns a JSON array of spend-log rows: each element is a row
-    rows = [json.loads(line) for line in (FIX / "litellm_spendlogs.jsonl").read_text()
-            .splitlines()[:3]]
+    rows = [
+        json.loads(line) for line in (FIX / "litellm_spendlogs.jsonl").read_text().splitlines()[:3]
+    ]
     f = write(tmp_path / "spend_logs.json", json.dumps(rows, indent=2))
     report = ingest(con, [f], profile="litellm")
-    assert (report.files[0].rows_loaded, report.files[0].rows_rejected,
-            report.files[0].blank_lines) == (3, 0, 0)
+    assert (
+        report.files[0].rows_loaded,
+        report.files[0].rows_rejected,
+        report.files[0].blank_lines,
+    ) == (3, 0, 0)
     assert [r[1:4] for r in requests(con)] == [
         (1, T(2025, 6, 1, 10, 0, 0, 250000), "chatcmpl-A1b2"),
         (2, T(2025, 6, 1, 10, 5), "chatcmpl-C3d4"),
-        (3, T(2025, 6, 1, 10, 0, 0, 123456), "msg_01XFDUDYJgAACzvnptvVoYEL")]
+        (3, T(2025, 6, 1, 10, 0, 0, 123456), "msg_01XFDUDYJgAACzvnptvVoYEL"),
+    ]
 
 
 def test_kind_keeps_only_the_profiles_mappings_of_that_kind(con) -> None:
@@ -155,30 +314,85 @@ def test_openmeter_cloudevents(con) -> None:
     ts = T(2025, 6, 1, 10, 0, 0, 1000)
     assert requests(con) == [
         # LiteLLM's OpenMeter callback: one event per call, prompt/completion tokens
-        (1, 1, T(2025, 6, 1, 10, 0, 2, 100000), "litellm-proxy/chatcmpl-A1b2", "u-alice", None,
-         None, "gpt-4o", 200, None, 1200, 0, 100),
+        (
+            1,
+            1,
+            T(2025, 6, 1, 10, 0, 2, 100000),
+            "litellm-proxy/chatcmpl-A1b2",
+            "u-alice",
+            None,
+            None,
+            "gpt-4o",
+            200,
+            None,
+            1200,
+            0,
+            100,
+        ),
         # OpenMeter's token meter: one event per token type, tokens as a string
-        (1, 2, ts, "chat-app/00001", "customer-1", None, None, "gpt4-turbo", 200, None,
-         123456, 0, 0),
+        (
+            1,
+            2,
+            ts,
+            "chat-app/00001",
+            "customer-1",
+            None,
+            None,
+            "gpt4-turbo",
+            200,
+            None,
+            123456,
+            0,
+            0,
+        ),
         # the same id from another source is another event
-        (1, 3, ts, "chat-app-eu/00001", "customer-7", None, None, "gpt4-turbo", 200, None,
-         900, 0, 0),
-        (1, 4, ts, "chat-app/00002", "customer-1", None, None, "gpt4-turbo", 200, None, 0, 0,
-         4096),
+        (
+            1,
+            3,
+            ts,
+            "chat-app-eu/00001",
+            "customer-7",
+            None,
+            None,
+            "gpt4-turbo",
+            200,
+            None,
+            900,
+            0,
+            0,
+        ),
+        (1, 4, ts, "chat-app/00002", "customer-1", None, None, "gpt4-turbo", 200, None, 0, 0, 4096),
         # shipped twice: loaded with its line, counted once
-        (1, 5, ts, "chat-app/00002", "customer-1", None, None, "gpt4-turbo", 200, None, 0, 0,
-         4096),
+        (1, 5, ts, "chat-app/00002", "customer-1", None, None, "gpt4-turbo", 200, None, 0, 0, 4096),
         # the list-events API's wrapper; an event with no tokens at all
-        (1, 6, T(2025, 6, 1, 10, 3), "service-0/5c10fade-1c9e-4d6c-8275-c52c36731d3c",
-         "customer-2", None, None, None, 200, None, 0, 0, 0),
+        (
+            1,
+            6,
+            T(2025, 6, 1, 10, 3),
+            "service-0/5c10fade-1c9e-4d6c-8275-c52c36731d3c",
+            "customer-2",
+            None,
+            None,
+            None,
+            200,
+            None,
+            0,
+            0,
+            0,
+        ),
     ]
-    assert con.execute("SELECT count(*) FROM requests WHERE request_id = 'chat-app/00002'"
-                       ).fetchone() == (1,)
+    assert con.execute(
+        "SELECT count(*) FROM requests WHERE request_id = 'chat-app/00002'"
+    ).fetchone() == (1,)
     assert rejects(con) == [
         (1, 7, "openmeter: event.time: missing"),
         (1, 8, "openmeter: event.subject: missing"),
-        (1, 9, "openmeter: event.data.prompt_tokens or event.data.input_tokens or "
-               "event.data.tokens: negative: '-3'"),
+        (
+            1,
+            9,
+            "openmeter: event.data.prompt_tokens or event.data.input_tokens or "
+            "event.data.tokens: negative: '-3'",
+        ),
     ]
     nothing_lost(con)
 
@@ -191,33 +405,126 @@ def test_lago_events_and_wallet_transactions(con) -> None:
     assert (report.files[0].rows_loaded, report.files[0].rows_rejected) == (6, 2)
     assert requests(con) == [
         # the POST body LiteLLM's Lago callback sends: Unix seconds
-        (1, 1, T(2025, 6, 1, 10, 0), "3c2a4e8e-6f0b-4c43-9b6e-2b1e5c7f0a11", "sub-alice", None,
-         None, "gpt-4o", 200, None, 1200, 0, 100),
+        (
+            1,
+            1,
+            T(2025, 6, 1, 10, 0),
+            "3c2a4e8e-6f0b-4c43-9b6e-2b1e5c7f0a11",
+            "sub-alice",
+            None,
+            None,
+            "gpt-4o",
+            200,
+            None,
+            1200,
+            0,
+            100,
+        ),
         # read back from Lago: ISO-8601, tokens as strings
-        (1, 2, T(2025, 6, 1, 10, 0, 5, 123000), "transaction_1234567890", "sub-bob", None, None,
-         "gpt-4o-mini", 200, None, 50, 0, 5),
+        (
+            1,
+            2,
+            T(2025, 6, 1, 10, 0, 5, 123000),
+            "transaction_1234567890",
+            "sub-bob",
+            None,
+            None,
+            "gpt-4o-mini",
+            200,
+            None,
+            50,
+            0,
+            5,
+        ),
         # a non-LLM metric by customer: fractional epoch seconds as a string
-        (1, 3, T(2025, 6, 1, 10, 1, 40, 500000), "storage-2025-06-01-alice", "cust-alice", None,
-         None, None, 200, None, 0, 0, 0),
+        (
+            1,
+            3,
+            T(2025, 6, 1, 10, 1, 40, 500000),
+            "storage-2025-06-01-alice",
+            "cust-alice",
+            None,
+            None,
+            None,
+            200,
+            None,
+            0,
+            0,
+            0,
+        ),
     ]
     assert ledger(con) == [
         # one page of wallet transactions: three ledger rows from line 4
-        (1, 4, "wt-0001", T(2025, 6, 1, 9, 0), "wallet-alice", "topup", D("100"), "credits",
-         None, None, None, None, None),
-        (1, 4, "wt-0002", T(2025, 6, 1, 9, 0), "wallet-alice", "grant", D("10"), "credits",
-         None, None, None, None, None),
-        (1, 4, "wt-0003", T(2025, 6, 2, 0, 0), "wallet-alice", "adjustment", D("-25.5"),
-         "credits", None, None, None, None, None),
+        (
+            1,
+            4,
+            "wt-0001",
+            T(2025, 6, 1, 9, 0),
+            "wallet-alice",
+            "topup",
+            D("100"),
+            "credits",
+            None,
+            None,
+            None,
+            None,
+            None,
+        ),
+        (
+            1,
+            4,
+            "wt-0002",
+            T(2025, 6, 1, 9, 0),
+            "wallet-alice",
+            "grant",
+            D("10"),
+            "credits",
+            None,
+            None,
+            None,
+            None,
+            None,
+        ),
+        (
+            1,
+            4,
+            "wt-0003",
+            T(2025, 6, 2, 0, 0),
+            "wallet-alice",
+            "adjustment",
+            D("-25.5"),
+            "credits",
+            None,
+            None,
+            None,
+            None,
+            None,
+        ),
         # voided credits leave the wallet
-        (1, 6, "wt-0005", T(2025, 6, 1, 12, 0), "wallet-bob", "adjustment", D("-5"), "credits",
-         None, None, None, None, None),
+        (
+            1,
+            6,
+            "wt-0005",
+            T(2025, 6, 1, 12, 0),
+            "wallet-bob",
+            "adjustment",
+            D("-5"),
+            "credits",
+            None,
+            None,
+            None,
+            None,
+            None,
+        ),
     ]
     got = rejects(con)
     assert [r[1] for r in got] == [5, 7]
     # a pending top-up changed no balance: nothing takes it, and the reason says why
-    assert got[0][2].startswith("lago: no mapping applies (usage event: record.transaction_id "
-                                "present; wallet credit: record.lago_wallet_id present and "
-                                "record.status = settled and record.transaction_type = inbound;")
+    assert got[0][2].startswith(
+        "lago: no mapping applies (usage event: record.transaction_id "
+        "present; wallet credit: record.lago_wallet_id present and "
+        "record.status = settled and record.transaction_type = inbound;"
+    )
     assert got[1][2] == "lago: record.timestamp or record.created_at: not a timestamp: 'yesterday'"
     nothing_lost(con)
 
@@ -228,20 +535,88 @@ def test_lago_events_and_wallet_transactions(con) -> None:
 def test_stripe_balance_transactions_minor_units_and_sign(con) -> None:
     report = ingest(con, [FIX / "stripe_balance_transactions.json"], profile="stripe")
     # a pretty-printed API page is one document: one row, five ledger entries
-    assert (report.files[0].rows_loaded, report.files[0].rows_rejected,
-            report.files[0].blank_lines) == (1, 0, 0)
+    assert (
+        report.files[0].rows_loaded,
+        report.files[0].rows_rejected,
+        report.files[0].blank_lines,
+    ) == (1, 0, 0)
     assert ledger(con) == [
-        (1, 1, "cbtxn_1MrCreditNoteAlice", T(2025, 6, 2, 8, 0), "cus_alice", "refund", D("5"),
-         "usd", None, None, None, None, D("42.66")),
-        (1, 1, "cbtxn_1MrDinar", T(2025, 6, 1, 7, 0), "cus_fahad", "adjustment", D("1.5"), "kwd",
-         None, None, None, None, D("-0.25")),  # KWD has three decimals
-        (1, 1, "cbtxn_1MrInvoiceAlice", T(2025, 6, 2, 7, 0), "cus_alice", "adjustment",
-         D("-12.34"), "usd", None, None, None, None, D("37.66")),  # customer expanded
+        (
+            1,
+            1,
+            "cbtxn_1MrCreditNoteAlice",
+            T(2025, 6, 2, 8, 0),
+            "cus_alice",
+            "refund",
+            D("5"),
+            "usd",
+            None,
+            None,
+            None,
+            None,
+            D("42.66"),
+        ),
+        (
+            1,
+            1,
+            "cbtxn_1MrDinar",
+            T(2025, 6, 1, 7, 0),
+            "cus_fahad",
+            "adjustment",
+            D("1.5"),
+            "kwd",
+            None,
+            None,
+            None,
+            None,
+            D("-0.25"),
+        ),  # KWD has three decimals
+        (
+            1,
+            1,
+            "cbtxn_1MrInvoiceAlice",
+            T(2025, 6, 2, 7, 0),
+            "cus_alice",
+            "adjustment",
+            D("-12.34"),
+            "usd",
+            None,
+            None,
+            None,
+            None,
+            D("37.66"),
+        ),  # customer expanded
         # Stripe's -5000 (a credit to the customer) is +50.00 the user holds
-        (1, 1, "cbtxn_1MrTopUpAlice", T(2025, 6, 1, 7, 0), "cus_alice", "adjustment", D("50"),
-         "usd", None, None, None, None, D("50")),
-        (1, 1, "cbtxn_1MrYen", T(2025, 6, 1, 7, 0), "cus_kenji", "adjustment", D("1000"), "jpy",
-         None, None, None, None, D("1000")),  # JPY is zero-decimal: 1000 is 1000 yen
+        (
+            1,
+            1,
+            "cbtxn_1MrTopUpAlice",
+            T(2025, 6, 1, 7, 0),
+            "cus_alice",
+            "adjustment",
+            D("50"),
+            "usd",
+            None,
+            None,
+            None,
+            None,
+            D("50"),
+        ),
+        (
+            1,
+            1,
+            "cbtxn_1MrYen",
+            T(2025, 6, 1, 7, 0),
+            "cus_kenji",
+            "adjustment",
+            D("1000"),
+            "jpy",
+            None,
+            None,
+            None,
+            None,
+            D("1000"),
+        ),  # JPY is zero-decimal: 1000 is 1000 yen
     ]
 
 
@@ -250,12 +625,51 @@ def test_stripe_balance_change_from_activity_report(con) -> None:
     assert (report.files[0].rows_loaded, report.files[0].rows_rejected) == (3, 2)
     assert ledger(con) == [
         # major units, exact: the customer's payment is a top-up
-        (1, 2, "txn_1MrCharge", T(2025, 6, 1, 9, 30), "cus_alice", "topup", D("50"), "usd",
-         None, None, None, None, None),
-        (1, 3, "txn_1MrRefund", T(2025, 6, 2, 15, 0), "cus_alice", "adjustment", D("-12.34"),
-         "usd", None, None, None, None, None),
-        (1, 5, "txn_1MrDispute", T(2025, 6, 3, 10, 0), "cus_bob", "adjustment", D("-20"), "usd",
-         None, None, None, None, None),
+        (
+            1,
+            2,
+            "txn_1MrCharge",
+            T(2025, 6, 1, 9, 30),
+            "cus_alice",
+            "topup",
+            D("50"),
+            "usd",
+            None,
+            None,
+            None,
+            None,
+            None,
+        ),
+        (
+            1,
+            3,
+            "txn_1MrRefund",
+            T(2025, 6, 2, 15, 0),
+            "cus_alice",
+            "adjustment",
+            D("-12.34"),
+            "usd",
+            None,
+            None,
+            None,
+            None,
+            None,
+        ),
+        (
+            1,
+            5,
+            "txn_1MrDispute",
+            T(2025, 6, 3, 10, 0),
+            "cus_bob",
+            "adjustment",
+            D("-20"),
+            "usd",
+            None,
+            None,
+            None,
+            None,
+            None,
+        ),
     ]
     got = rejects(con)
     assert [r[1] for r in got] == [4, 6]
@@ -268,35 +682,106 @@ def test_stripe_balance_change_from_activity_report(con) -> None:
 
 
 def test_openai_usage_and_costs_pages(con) -> None:
-    report = ingest(con, [FIX / "openai_usage_completions.json", FIX / "openai_costs.jsonl"],
-                    profile="openai-usage")
+    report = ingest(
+        con,
+        [FIX / "openai_usage_completions.json", FIX / "openai_costs.jsonl"],
+        profile="openai-usage",
+    )
     assert [(f.rows_loaded, f.rows_rejected) for f in report.files] == [(1, 0), (2, 1)]
     day = T(2025, 6, 1)
     assert requests(con) == [
         # ungrouped by project: the organization; batch=true is part of the identity
-        (1, 1, day, "organization.usage.completions.result/1748736000////gpt-4o-2024-08-06/true",
-         "organization", None, None, "gpt-4o-2024-08-06", 200, None, 20, 0, 2),
-        (1, 1, day, "organization.usage.completions.result/1748736000/proj_abc///"
-         "gpt-4o-mini-2024-07-18/", "proj_abc", None, None, "gpt-4o-mini-2024-07-18", 200,
-         None, 1000, 800, 500),
+        (
+            1,
+            1,
+            day,
+            "organization.usage.completions.result/1748736000////gpt-4o-2024-08-06/true",
+            "organization",
+            None,
+            None,
+            "gpt-4o-2024-08-06",
+            200,
+            None,
+            20,
+            0,
+            2,
+        ),
+        (
+            1,
+            1,
+            day,
+            "organization.usage.completions.result/1748736000/proj_abc///gpt-4o-mini-2024-07-18/",
+            "proj_abc",
+            None,
+            None,
+            "gpt-4o-mini-2024-07-18",
+            200,
+            None,
+            1000,
+            800,
+            500,
+        ),
     ]
     cost = "organization.costs.result/"
     assert ledger(con) == [
         # amount.value is a float in major units: 1.2345675 rounds half-up to 6 places
-        (2, 1, cost + "1748736000/proj_abc/Image models", day, "proj_abc", "charge",
-         D("-1.234568"), "usd", cost + "1748736000/proj_abc/Image models", None, None, None,
-         None),
-        (2, 1, cost + "1748736000/proj_abc/gpt-4o-mini-2024-07-18, input", day, "proj_abc",
-         "charge", D("-0.06"), "usd", cost + "1748736000/proj_abc/gpt-4o-mini-2024-07-18, input",
-         None, None, None, None),
-        (2, 2, cost + "1748822400//", T(2025, 6, 2), "organization", "charge", D("-0.5"), "usd",
-         cost + "1748822400//", None, None, None, None),
+        (
+            2,
+            1,
+            cost + "1748736000/proj_abc/Image models",
+            day,
+            "proj_abc",
+            "charge",
+            D("-1.234568"),
+            "usd",
+            cost + "1748736000/proj_abc/Image models",
+            None,
+            None,
+            None,
+            None,
+        ),
+        (
+            2,
+            1,
+            cost + "1748736000/proj_abc/gpt-4o-mini-2024-07-18, input",
+            day,
+            "proj_abc",
+            "charge",
+            D("-0.06"),
+            "usd",
+            cost + "1748736000/proj_abc/gpt-4o-mini-2024-07-18, input",
+            None,
+            None,
+            None,
+            None,
+        ),
+        (
+            2,
+            2,
+            cost + "1748822400//",
+            T(2025, 6, 2),
+            "organization",
+            "charge",
+            D("-0.5"),
+            "usd",
+            cost + "1748822400//",
+            None,
+            None,
+            None,
+            None,
+        ),
     ]
     # a result no mapping knows rejects its page, and says which one
-    assert rejects(con) == [(2, 3, "openai-usage: bucket 1, result 3: no mapping applies "
-                                   "(usage: result.object matches organization\\.usage\\."
-                                   "[a-z_]+\\.result; costs: result.object = "
-                                   "organization.costs.result)")]
+    assert rejects(con) == [
+        (
+            2,
+            3,
+            "openai-usage: bucket 1, result 3: no mapping applies "
+            "(usage: result.object matches organization\\.usage\\."
+            "[a-z_]+\\.result; costs: result.object = "
+            "organization.costs.result)",
+        )
+    ]
 
 
 # --------------------------------------------------------------------------- user mappings
@@ -323,11 +808,22 @@ balance_after = { path = "$.evt.balance.after_micros", scale = "0.000001" }
 """
 
 
-def billing_event(eid: str, ms: int, user: str | None, kind: str, micros: str,
-                  rid: str | None = None, after: str | None = None) -> str:
-    evt: dict[str, object] = {"id": eid, "type": kind, "occurred_at_ms": ms,
-                              "account": {"id": user, "tier": "payg"} if user else {},
-                              "money": {"amount_micros": micros, "currency": "USD"}}
+def billing_event(
+    eid: str,
+    ms: int,
+    user: str | None,
+    kind: str,
+    micros: str,
+    rid: str | None = None,
+    after: str | None = None,
+) -> str:
+    evt: dict[str, object] = {
+        "id": eid,
+        "type": kind,
+        "occurred_at_ms": ms,
+        "account": {"id": user, "tier": "payg"} if user else {},
+        "money": {"amount_micros": micros, "currency": "USD"},
+    }
     if rid:
         evt["links"] = {"request_id": rid, "trace": {"span": "abc"}}
     if after is not None:
@@ -337,38 +833,108 @@ def billing_event(eid: str, ms: int, user: str | None, kind: str, micros: str,
 
 def test_user_mapping_loads_a_nested_json_log(con, tmp_path: Path) -> None:
     mapping = write(tmp_path / "billing.toml", BILLING_TOML)
-    log = write(tmp_path / "billing.jsonl", "".join([
-        billing_event("evt_1", 1748772000000, "u-alice", "balance.credited", "20000000",
-                      after="20000000"),
-        billing_event("evt_2", 1748772001500, "u-alice", "balance.debited", "-2720", "req-1",
-                      after="19997280"),
-        billing_event("evt_3", 1748772002000, None, "balance.debited", "-10", "req-2"),
-        billing_event("evt_4", 1748772003000, "u-alice", "balance.debited", "-1", "req-3"),
-        json.dumps({"evt": {"id": "evt_5", "type": "account.created"}}) + "\n",
-    ]))
+    log = write(
+        tmp_path / "billing.jsonl",
+        "".join(
+            [
+                billing_event(
+                    "evt_1",
+                    1748772000000,
+                    "u-alice",
+                    "balance.credited",
+                    "20000000",
+                    after="20000000",
+                ),
+                billing_event(
+                    "evt_2",
+                    1748772001500,
+                    "u-alice",
+                    "balance.debited",
+                    "-2720",
+                    "req-1",
+                    after="19997280",
+                ),
+                billing_event("evt_3", 1748772002000, None, "balance.debited", "-10", "req-2"),
+                billing_event("evt_4", 1748772003000, "u-alice", "balance.debited", "-1", "req-3"),
+                json.dumps({"evt": {"id": "evt_5", "type": "account.created"}}) + "\n",
+            ]
+        ),
+    )
     report = ingest(con, [log], profile=mapping)
-    assert (report.files[0].kind, report.files[0].rows_loaded,
-            report.files[0].rows_rejected) == ("ledger", 3, 2)
-    assert con.execute(f"SELECT {LED_COLS}, idempotency_key FROM ledger_all ORDER BY line"
-                       ).fetchall() == [
-        (1, 1, "evt_1", T(2025, 6, 1, 10, 0), "u-alice", "topup", D("20"), "usd", None, None,
-         None, None, D("20"), "u-alice:"),
-        (1, 2, "evt_2", T(2025, 6, 1, 10, 0, 1, 500000), "u-alice", "charge", D("-0.00272"),
-         "usd", "req-1", None, None, None, D("19.99728"), "u-alice:req-1"),
+    assert (report.files[0].kind, report.files[0].rows_loaded, report.files[0].rows_rejected) == (
+        "ledger",
+        3,
+        2,
+    )
+    assert con.execute(
+        f"SELECT {LED_COLS}, idempotency_key FROM ledger_all ORDER BY line"
+    ).fetchall() == [
+        (
+            1,
+            1,
+            "evt_1",
+            T(2025, 6, 1, 10, 0),
+            "u-alice",
+            "topup",
+            D("20"),
+            "usd",
+            None,
+            None,
+            None,
+            None,
+            D("20"),
+            "u-alice:",
+        ),
+        (
+            1,
+            2,
+            "evt_2",
+            T(2025, 6, 1, 10, 0, 1, 500000),
+            "u-alice",
+            "charge",
+            D("-0.00272"),
+            "usd",
+            "req-1",
+            None,
+            None,
+            None,
+            D("19.99728"),
+            "u-alice:req-1",
+        ),
         # micros are exact to the ledger's 6 places: -1 micro is -0.000001
-        (1, 4, "evt_4", T(2025, 6, 1, 10, 0, 3), "u-alice", "charge", D("-0.000001"), "usd",
-         "req-3", None, None, None, None, "u-alice:req-3"),
+        (
+            1,
+            4,
+            "evt_4",
+            T(2025, 6, 1, 10, 0, 3),
+            "u-alice",
+            "charge",
+            D("-0.000001"),
+            "usd",
+            "req-3",
+            None,
+            None,
+            None,
+            None,
+            "u-alice:req-3",
+        ),
     ]
     assert rejects(con) == [
         (1, 3, "billing: evt.account.id: missing"),
-        (1, 5, "billing: no mapping applies (balance event: evt.type in "
-               "(balance.debited, balance.credited))"),
+        (
+            1,
+            5,
+            "billing: no mapping applies (balance event: evt.type in "
+            "(balance.debited, balance.credited))",
+        ),
     ]
     assert con.execute("SELECT profile FROM sources").fetchall() == [("billing",)]
 
 
 def test_user_mapping_reads_parquet_with_nested_columns(con, tmp_path: Path) -> None:
-    mapping = write(tmp_path / "gw.toml", """
+    mapping = write(
+        tmp_path / "gw.toml",
+        """
 [[mapping]]
 kind = "requests"
 [mapping.fields]
@@ -378,14 +944,21 @@ user_id = "$.req.caller.account"
 status = "$.resp.code"
 input_tokens = "$.usage.in"
 output_tokens = "$.usage.out"
-""")
-    table = pa.table({
-        "at": pa.array([datetime(2025, 6, 1, 10), datetime(2025, 6, 1, 11)],
-                       pa.timestamp("us")),
-        "req": [{"id": "a", "caller": {"account": "u1"}}, {"id": "b", "caller": {"account": None}}],
-        "resp": [{"code": 200}, {"code": 503}],
-        "usage": [{"in": 10, "out": 3}, {"in": 0, "out": 0}],
-    })
+""",
+    )
+    table = pa.table(
+        {
+            "at": pa.array(
+                [datetime(2025, 6, 1, 10), datetime(2025, 6, 1, 11)], pa.timestamp("us")
+            ),
+            "req": [
+                {"id": "a", "caller": {"account": "u1"}},
+                {"id": "b", "caller": {"account": None}},
+            ],
+            "resp": [{"code": 200}, {"code": 503}],
+            "usage": [{"in": 10, "out": 3}, {"in": 0, "out": 0}],
+        }
+    )
     pq.write_table(table, tmp_path / "gateway.parquet")
     report = ingest(con, [tmp_path / "gateway.parquet"], profile=str(mapping))
     assert (report.files[0].rows_loaded, report.files[0].rows_rejected) == (1, 1)
@@ -396,18 +969,33 @@ output_tokens = "$.usage.out"
 # --------------------------------------------------------------------------- end to end
 
 
-PRICES = ("model,currency,input_per_mtok,cached_per_mtok,output_per_mtok,effective_from\n"
-          "gpt-4o,usd,2.50,1.25,10.00,2025-01-01T00:00:00Z\n")
+PRICES = (
+    "model,currency,input_per_mtok,cached_per_mtok,output_per_mtok,effective_from\n"
+    "gpt-4o,usd,2.50,1.25,10.00,2025-01-01T00:00:00Z\n"
+)
 
 
 def spend_log(rid: str, user: str, ts: str, inp: int, cached: int, out: int) -> str:
     # what LiteLLM charges at the price list's rates, as the float it logs
     spend = (D(inp - cached) * D("2.5") + D(cached) * D("1.25") + D(out) * 10) / 1_000_000
-    return json.dumps({
-        "request_id": rid, "call_type": "acompletion", "api_key": "k", "spend": float(spend),
-        "prompt_tokens": inp, "completion_tokens": out, "startTime": ts, "model": "gpt-4o",
-        "user": user, "metadata": {"usage_object": {"prompt_tokens_details": {
-            "cached_tokens": cached}}}, "status": "success"}) + "\n"
+    return (
+        json.dumps(
+            {
+                "request_id": rid,
+                "call_type": "acompletion",
+                "api_key": "k",
+                "spend": float(spend),
+                "prompt_tokens": inp,
+                "completion_tokens": out,
+                "startTime": ts,
+                "model": "gpt-4o",
+                "user": user,
+                "metadata": {"usage_object": {"prompt_tokens_details": {"cached_tokens": cached}}},
+                "status": "success",
+            }
+        )
+        + "\n"
+    )
 
 
 def test_profile_loaded_data_flows_through_detect_and_finds_a_duplicate(tmp_path: Path) -> None:
@@ -416,17 +1004,31 @@ def test_profile_loaded_data_flows_through_detect_and_finds_a_duplicate(tmp_path
     spend = []
     for i in range(12):
         user = ("u-alice", "u-bob", "u-carol")[i % 3]
-        spend.append(spend_log(f"chatcmpl-{i:02d}", user, f"2025-06-01T{9 + i // 3:02d}:"
-                               f"{(i * 7) % 60:02d}:00Z", 1200 + 10 * i, 512, 100 + i))
+        spend.append(
+            spend_log(
+                f"chatcmpl-{i:02d}",
+                user,
+                f"2025-06-01T{9 + i // 3:02d}:{(i * 7) % 60:02d}:00Z",
+                1200 + 10 * i,
+                512,
+                100 + i,
+            )
+        )
     write(logs / "litellm" / "spend.jsonl", "".join(spend))
     # the billing service replayed one deduction: a second charge for chatcmpl-04
     write(tmp_path / "billing.toml", BILLING_TOML)
-    write(logs / "billing" / "events.jsonl", "".join([
-        billing_event("evt_topup", 1748764800000, "u-bob", "balance.credited", "5000000"),
-        # chatcmpl-04: (728 x 2.50 + 512 x 1.25 + 104 x 10.00) / 1M = 0.0035
-        billing_event("evt_replay", 1748775600000, "u-bob", "balance.debited", "-3500",
-                      "chatcmpl-04"),
-    ]))
+    write(
+        logs / "billing" / "events.jsonl",
+        "".join(
+            [
+                billing_event("evt_topup", 1748764800000, "u-bob", "balance.credited", "5000000"),
+                # chatcmpl-04: (728 x 2.50 + 512 x 1.25 + 104 x 10.00) / 1M = 0.0035
+                billing_event(
+                    "evt_replay", 1748775600000, "u-bob", "balance.debited", "-3500", "chatcmpl-04"
+                ),
+            ]
+        ),
+    )
     con = db.connect(tmp_path / "e2e.duckdb")
     try:
         ingest(con, [logs / "prices.csv"])
@@ -435,10 +1037,13 @@ def test_profile_loaded_data_flows_through_detect_and_finds_a_duplicate(tmp_path
         assert con.execute("SELECT count(*) FROM rejects").fetchone() == (0,)
         result = detect(con, load_pack())
         found = {d.name: d.rows for d in result.detectors if d.rows}
-        dups = con.execute("SELECT user_id, request_id, entry_id, amount FROM findings "
-                           "WHERE detector = 'duplicate_charges'").fetchall()
-        mismatches = con.execute("SELECT count(*) FROM findings "
-                                 "WHERE detector = 'billing_mismatch'").fetchone()
+        dups = con.execute(
+            "SELECT user_id, request_id, entry_id, amount FROM findings "
+            "WHERE detector = 'duplicate_charges'"
+        ).fetchall()
+        mismatches = con.execute(
+            "SELECT count(*) FROM findings WHERE detector = 'billing_mismatch'"
+        ).fetchone()
     finally:
         con.close()
     # LiteLLM's own charge (entry chatcmpl-04) is the legitimate one; the replay is excess
@@ -457,8 +1062,9 @@ def test_reingest_force_and_strict_hold_under_a_profile(con, tmp_path: Path) -> 
     assert again.files[0].status == "skipped"
     forced = ingest(con, [f], profile="litellm", force=True)
     assert forced.files[0].status == "replaced"
-    assert con.execute("SELECT count(*), count(DISTINCT source_id) FROM requests_all"
-                       ).fetchone() == (5, 1)
+    assert con.execute(
+        "SELECT count(*), count(DISTINCT source_id) FROM requests_all"
+    ).fetchone() == (5, 1)
     assert con.execute("SELECT count(*) FROM rejects").fetchone() == (3,)
     with pytest.raises(RejectedRowsError):
         ingest(con, [FIX / "openmeter_events.jsonl"], profile="openmeter", strict=True)
@@ -469,8 +1075,14 @@ def test_reingest_force_and_strict_hold_under_a_profile(con, tmp_path: Path) -> 
 
 
 def test_unknown_profile_exits_1_and_lists_the_builtins(tmp_path: Path) -> None:
-    res = run_cli("ingest", str(FIX / "lago.jsonl"), "--profile", "chargebee",
-                  "--db", str(tmp_path / "x.duckdb"))
+    res = run_cli(
+        "ingest",
+        str(FIX / "lago.jsonl"),
+        "--profile",
+        "chargebee",
+        "--db",
+        str(tmp_path / "x.duckdb"),
+    )
     assert res.returncode == 1
     err = res.stderr.decode()
     assert "unknown profile 'chargebee'" in err
@@ -479,36 +1091,56 @@ def test_unknown_profile_exits_1_and_lists_the_builtins(tmp_path: Path) -> None:
 
 
 def test_mapping_file_with_an_unknown_key_names_file_and_key(tmp_path: Path) -> None:
-    bad = write(tmp_path / "bad.toml", BILLING_TOML.replace('scale = "0.000001" }',
-                                                            'scael = "0.000001" }', 1))
+    bad = write(
+        tmp_path / "bad.toml",
+        BILLING_TOML.replace('scale = "0.000001" }', 'scael = "0.000001" }', 1),
+    )
     with pytest.raises(ProfileError) as err:
         profiles.resolve(str(bad))
-    assert str(err.value) == (f"{bad}: mapping[1].fields.amount.scael: unknown key (expected "
-                              "one of path, const, template, map, default, scale, minor_units, "
-                              "negate, round, epoch)")
-    res = run_cli("ingest", str(FIX / "lago.jsonl"), "--profile", str(bad),
-                  "--db", str(tmp_path / "x.duckdb"))
+    assert str(err.value) == (
+        f"{bad}: mapping[1].fields.amount.scael: unknown key (expected "
+        "one of path, const, template, map, default, scale, minor_units, "
+        "negate, round, epoch)"
+    )
+    res = run_cli(
+        "ingest", str(FIX / "lago.jsonl"), "--profile", str(bad), "--db", str(tmp_path / "x.duckdb")
+    )
     assert res.returncode == 1 and b"scael: unknown key" in res.stderr
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ('[[mapping]]\nkind = "requests"\n[mapping.fields]\nts = "$.t"\n',
-     "mapping[1].fields: required field(s) request_id, user_id, status of requests not mapped"),
-    ('[[mapping]]\nkind = "ledger"\n[mapping.fields]\nwho = "$.u"\n',
-     "mapping[1].fields.who: not a field of ledger"),
-    ('[[mapping]]\nkind = "ledger"\n[mapping.fields]\namount = { path = "$.a", scale = 0.01 }\n',
-     'mapping[1].fields.amount.scale: write decimal numbers as strings ("0.01")'),
-    ('[[mapping]]\nkind = "ledger"\n[mapping.fields]\namount = { path = "$.a", scale = "0.3" }\n',
-     "scale is a power of ten"),
-    ('[[mapping]]\nkind = "requests"\n[mapping.fields]\nts = "startTime"\n',
-     "is not a JSON path"),
-    ('[[mapping]]\nkind = "requests"\n[mapping.fields]\n'
-     'user_id = { path = "$.u", negate = true }\n',
-     "mapping[1].fields.user_id.negate: only for money fields"),
-    ('[[mapping]]\nkind = "invoices"\n', "mapping[1].kind: 'invoices' is not a kind"),
-    ('name = "x"\n', "no [[mapping]]"),
-    ("kind = \n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[[mapping]]\nkind = "requests"\n[mapping.fields]\nts = "$.t"\n',
+            "mapping[1].fields: required field(s) request_id, user_id, status of requests not mapped",
+        ),
+        (
+            '[[mapping]]\nkind = "ledger"\n[mapping.fields]\nwho = "$.u"\n',
+            "mapping[1].fields.who: not a field of ledger",
+        ),
+        (
+            '[[mapping]]\nkind = "ledger"\n[mapping.fields]\namount = { path = "$.a", scale = 0.01 }\n',
+            'mapping[1].fields.amount.scale: write decimal numbers as strings ("0.01")',
+        ),
+        (
+            '[[mapping]]\nkind = "ledger"\n[mapping.fields]\namount = { path = "$.a", scale = "0.3" }\n',
+            "scale is a power of ten",
+        ),
+        (
+            '[[mapping]]\nkind = "requests"\n[mapping.fields]\nts = "startTime"\n',
+            "is not a JSON path",
+        ),
+        (
+            '[[mapping]]\nkind = "requests"\n[mapping.fields]\n'
+            'user_id = { path = "$.u", negate = true }\n',
+            "mapping[1].fields.user_id.negate: only for money fields",
+        ),
+        ('[[mapping]]\nkind = "invoices"\n', "mapping[1].kind: 'invoices' is not a kind"),
+        ('name = "x"\n', "no [[mapping]]"),
+        ("kind = \n", "not valid TOML"),
+    ],
+)
 def test_bad_mapping_files_say_what_and_where(tmp_path: Path, text: str, message: str) -> None:
     f = write(tmp_path / "m.toml", text)
     with pytest.raises(ProfileError, match=None) as err:
@@ -526,8 +1158,9 @@ def test_a_missing_source_field_is_reported_with_file_and_line(tmp_path: Path) -
     out = run_cli("sources", "--rejects", "--db", db_file, "--format", "jsonl")
     first = json.loads(out.stdout.splitlines()[0])
     assert (first["line"], first["reason"]) == (7, "litellm: startTime: missing")
-    strict = run_cli("ingest", str(FIX / "lago.jsonl"), "--profile", "lago", "--strict",
-                     "--db", db_file)
+    strict = run_cli(
+        "ingest", str(FIX / "lago.jsonl"), "--profile", "lago", "--strict", "--db", db_file
+    )
     assert strict.returncode == 3
 
 
@@ -535,8 +1168,11 @@ def test_profiles_command_lists_every_builtin(tmp_path: Path) -> None:
     res = run_cli("profiles", "--format", "json")
     assert res.returncode == 0, res.stderr
     got = json.loads(res.stdout)
-    assert [p["name"] for p in got] == profiles.builtin_names() == [
-        "lago", "litellm", "openai-usage", "openmeter", "stripe"]
+    assert (
+        [p["name"] for p in got]
+        == profiles.builtin_names()
+        == ["lago", "litellm", "openai-usage", "openmeter", "stripe"]
+    )
     assert {p["name"]: p["kinds"] for p in got}["stripe"] == "ledger"
     assert all(p["description"] and p["export"] for p in got)
     assert run_cli("profiles", "--help").returncode == 0
@@ -550,11 +1186,16 @@ def test_every_builtin_is_documented_in_the_readme() -> None:
 
 def test_lines_that_are_not_objects_are_rejected_and_counted(con, tmp_path: Path) -> None:
     good = (FIX / "openmeter_events.jsonl").read_text().splitlines()[1]
-    f = write(tmp_path / "events.jsonl", "\n".join(["[1, 2]", '"text"', "null", "\t" + good,
-                                                     "  ", "{\"id\": 1"]) + "\n")
+    f = write(
+        tmp_path / "events.jsonl",
+        "\n".join(["[1, 2]", '"text"', "null", "\t" + good, "  ", '{"id": 1']) + "\n",
+    )
     report = ingest(con, [f], profile="openmeter")
-    assert (report.files[0].rows_loaded, report.files[0].rows_rejected,
-            report.files[0].blank_lines) == (1, 4, 1)
+    assert (
+        report.files[0].rows_loaded,
+        report.files[0].rows_rejected,
+        report.files[0].blank_lines,
+    ) == (1, 4, 1)
     assert rejects(con) == [
         (1, 1, "openmeter: not a JSON object: a JSON array"),
         (1, 2, "openmeter: not a JSON object: a JSON string"),

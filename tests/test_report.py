@@ -55,10 +55,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     logs = root / "logs"
     generate(logs, users=24, days=7, seed=1)
     out = root / "out"
-    res = run_cli("investigate", str(logs), "--out-dir", str(out),
-                  env={"SOURCE_DATE_EPOCH": EPOCH})
-    return {"root": root, "logs": logs, "out": out, "db": out / "warroom.duckdb", "run": res,
-            "truth": orjson.loads((logs / "_truth" / "summary.json").read_bytes())}
+    res = run_cli("investigate", str(logs), "--out-dir", str(out), env={"SOURCE_DATE_EPOCH": EPOCH})
+    return {
+        "root": root,
+        "logs": logs,
+        "out": out,
+        "db": out / "warroom.duckdb",
+        "run": res,
+        "truth": orjson.loads((logs / "_truth" / "summary.json").read_bytes()),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +93,7 @@ def _md_section(md: str, heading: str) -> list[list[str]]:
     lines = md.splitlines()
     start = lines.index(heading)
     rows: list[list[str]] = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if line.startswith("#"):
             break
         if line.startswith("|"):
@@ -114,9 +119,11 @@ def test_investigate_writes_the_bundle_and_keeps_stdout_empty(world: dict[str, A
     assert "users affected:" in err and "usd:" in err
     assert str(out / "report.html") in err and str(out / "affected-users.csv") in err
     # the hours a log is missing are said, from the generator's billing outage
-    gaps = [orjson.loads(line) for line in
-            (world["logs"] / "_truth" / "findings.jsonl").read_bytes().splitlines()
-            if b'"coverage_gaps"' in line]
+    gaps = [
+        orjson.loads(line)
+        for line in (world["logs"] / "_truth" / "findings.jsonl").read_bytes().splitlines()
+        if b'"coverage_gaps"' in line
+    ]
     assert gaps, "the generated world has its billing outage"
     assert f"coverage gaps (a log is missing, not the users): {len(gaps)} hour(s)" in err
     for g in gaps:
@@ -124,12 +131,13 @@ def test_investigate_writes_the_bundle_and_keeps_stdout_empty(world: dict[str, A
 
 
 def test_investigate_again_skips_loaded_files_and_gives_the_same_files(
-        world: dict[str, Any]) -> None:
+    world: dict[str, Any],
+) -> None:
     out = world["out"]
-    before = {n: (out / n).read_bytes() for n in ("report.md", "report.html",
-                                                  "affected-users.csv")}
-    res = run_cli("investigate", str(world["logs"]), "--out-dir", str(out),
-                  env={"SOURCE_DATE_EPOCH": EPOCH})
+    before = {n: (out / n).read_bytes() for n in ("report.md", "report.html", "affected-users.csv")}
+    res = run_cli(
+        "investigate", str(world["logs"]), "--out-dir", str(out), env={"SOURCE_DATE_EPOCH": EPOCH}
+    )
     assert res.returncode == 0, res.stderr.decode()
     assert res.stdout == b""
     assert b"skipped" in res.stderr and b"0 rows loaded" in res.stderr
@@ -137,8 +145,9 @@ def test_investigate_again_skips_loaded_files_and_gives_the_same_files(
         assert (out / name).read_bytes() == data, name
 
 
-def test_report_command_reproduces_investigate(world: dict[str, Any], tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_report_command_reproduces_investigate(
+    world: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # in-process (typer's runner) to save interpreter start-ups; investigate above
     # already ran the real console script
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
@@ -150,8 +159,7 @@ def test_report_command_reproduces_investigate(world: dict[str, Any], tmp_path: 
     res = runner.invoke(app, ["report", "--db", str(world["db"]), "--out", str(target)])
     assert res.exit_code == 0 and res.stdout_bytes == b"", res.output
     assert target.read_bytes() == (world["out"] / "report.html").read_bytes()
-    res = runner.invoke(app, ["report", "--db", str(world["db"]), "--out",
-                              str(tmp_path / "r.txt")])
+    res = runner.invoke(app, ["report", "--db", str(world["db"]), "--out", str(tmp_path / "r.txt")])
     assert isinstance(res.exception, UsageError) and ".md or .html" in str(res.exception)
     assert res.exception.exit_code == 2
 
@@ -160,7 +168,8 @@ def test_report_command_reproduces_investigate(world: dict[str, Any], tmp_path: 
 
 
 def test_owed_per_currency_is_the_sum_of_the_impact_table(
-        world: dict[str, Any], report: Report, markdown: str) -> None:
+    world: dict[str, Any], report: Report, markdown: str
+) -> None:
     # impact computed on its own connection, as `warroom impact` would
     c = db.connect(world["db"], read_only=True)
     try:
@@ -185,13 +194,15 @@ def test_owed_per_currency_is_the_sum_of_the_impact_table(
     text = (world["out"] / "affected-users.csv").read_text()
     for r in csv.DictReader(io.StringIO(text)):
         exported[r["currency"]] = exported.get(r["currency"], Decimal(0)) + Decimal(
-            r["credit_amount"])
+            r["credit_amount"]
+        )
     assert exported == {c: s[0] for c, s in sums.items() if s[0] or s[1]}
     assert not re.search(r"\d\.\d+e[-+]?\d", markdown)  # no float ever printed
 
 
 def test_windows_come_from_incident_window_and_bracket_the_injected_fault(
-        report: Report, markdown: str, world: dict[str, Any]) -> None:
+    report: Report, markdown: str, world: dict[str, Any]
+) -> None:
     windows = {w["fault"]: w for w in report.windows.to_pylist()}
     dup = windows["duplicate_charges"]
     injected = world["truth"]["injected"]["duplicate_deductions"]
@@ -209,7 +220,8 @@ def test_windows_come_from_incident_window_and_bracket_the_injected_fault(
 
 
 def test_manifest_has_every_input_and_query_hash(
-        con: duckdb.DuckDBPyConnection, report: Report, markdown: str) -> None:
+    con: duckdb.DuckDBPyConnection, report: Report, markdown: str
+) -> None:
     sources = con.sql("SELECT path, sha256 FROM sources ORDER BY source_id").fetchall()
     assert len(sources) == 5
     listed = {r[0]: r[3] for r in _md_section(markdown, "### Input files")}
@@ -237,7 +249,8 @@ def test_manifest_has_every_input_and_query_hash(
 
 
 def test_same_data_and_policy_give_byte_identical_documents(
-        world: dict[str, Any], markdown: str, page: str) -> None:
+    world: dict[str, Any], markdown: str, page: str
+) -> None:
     c = db.connect(world["db"], read_only=True)
     try:
         again = build_report(c, load_pack(), Policy(), generated_at=WHEN)
@@ -247,8 +260,7 @@ def test_same_data_and_policy_give_byte_identical_documents(
     assert render_html(again) == page
     later = dataclasses.replace(again, generated_at=datetime(2026, 1, 2, 3, 4, 5))
     for old, new in ((markdown, render_markdown(later)), (page, render_html(later))):
-        diff = [(a, b) for a, b in zip(old.splitlines(), new.splitlines(), strict=True)
-                if a != b]
+        diff = [(a, b) for a, b in zip(old.splitlines(), new.splitlines(), strict=True) if a != b]
         assert len(diff) == 1 and "Generated at: 2026-01-02T03:04:05Z" in diff[0][1]
 
 
@@ -258,18 +270,29 @@ HOSTILE = "<script>alert(1)</script>|x_*$a$*"
 
 
 def _hostile_db(tmp_path: Path) -> Path:
-    req = ('{"ts":"2025-06-01T10:00:00Z","request_id":"r1","user_id":%s,"plan":"pay|<i>",'
-           '"model":"m","status":200,"input_tokens":1000,"output_tokens":100}\n')
-    charge = ('{"entry_id":"%s","ts":"2025-06-01T10:00:0%dZ","user_id":%s,"kind":"charge",'
-              '"amount":"-1.25","currency":"usd","request_id":"r1"}\n')
+    req = (
+        '{"ts":"2025-06-01T10:00:00Z","request_id":"r1","user_id":%s,"plan":"pay|<i>",'
+        '"model":"m","status":200,"input_tokens":1000,"output_tokens":100}\n'
+    )
+    charge = (
+        '{"entry_id":"%s","ts":"2025-06-01T10:00:0%dZ","user_id":%s,"kind":"charge",'
+        '"amount":"-1.25","currency":"usd","request_id":"r1"}\n'
+    )
     uid = orjson.dumps(HOSTILE).decode()
     logs = tmp_path / "logs"
     write(logs / "requests.jsonl", req % uid)
-    write(logs / "ledger-<b>|1.jsonl", '{"entry_id":"t0","ts":"2025-06-01T09:00:00Z",'
-          f'"user_id":{uid},"kind":"topup","amount":"10","currency":"usd"}}\n'
-          + charge % ("e1", 1, uid) + charge % ("e2", 2, uid))
-    write(logs / "prices.csv", "model,currency,input_per_mtok,cached_per_mtok,output_per_mtok,"
-          "effective_from\nm,usd,1000,1000,2500,2025-01-01T00:00:00Z\n")
+    write(
+        logs / "ledger-<b>|1.jsonl",
+        '{"entry_id":"t0","ts":"2025-06-01T09:00:00Z",'
+        f'"user_id":{uid},"kind":"topup","amount":"10","currency":"usd"}}\n'
+        + charge % ("e1", 1, uid)
+        + charge % ("e2", 2, uid),
+    )
+    write(
+        logs / "prices.csv",
+        "model,currency,input_per_mtok,cached_per_mtok,output_per_mtok,"
+        "effective_from\nm,usd,1000,1000,2500,2025-01-01T00:00:00Z\n",
+    )
     path = tmp_path / "h.duckdb"
     c = db.connect(path)
     try:
@@ -295,7 +318,7 @@ def test_hostile_user_ids_and_file_names_are_escaped(tmp_path: Path) -> None:
     for i, line in enumerate(lines):
         if line.startswith("|---") or line.startswith("|--"):
             width = len(re.split(r"(?<!\\)\|", lines[i - 1]))
-            for row in lines[i + 1:]:
+            for row in lines[i + 1 :]:
                 if not row.startswith("|"):
                     break
                 assert len(re.split(r"(?<!\\)\|", row)) == width, row
@@ -338,23 +361,38 @@ def test_html_is_one_self_contained_printable_file(page: str) -> None:
 
 def _chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp / 'profile'}", *args],
-        capture_output=True, timeout=120)
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp / 'profile'}",
+            *args,
+        ],
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def test_html_renders_in_headless_chromium(world: dict[str, Any], tmp_path: Path) -> None:
     if not CHROMIUM.exists():
-        message = (f"{CHROMIUM} is missing: the HTML report test needs Debian's chromium "
-                   "(apt-get install chromium); .ci/run installs it")
+        message = (
+            f"{CHROMIUM} is missing: the HTML report test needs Debian's chromium "
+            "(apt-get install chromium); .ci/run installs it"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
     html_file = world["out"] / "report.html"
     png = tmp_path / "report.png"
-    shot = _chromium(f"--screenshot={png}", "--window-size=1280,2000",
-                     html_file.resolve().as_uri(), tmp=tmp_path)
+    shot = _chromium(
+        f"--screenshot={png}", "--window-size=1280,2000", html_file.resolve().as_uri(), tmp=tmp_path
+    )
     assert shot.returncode == 0, shot.stderr.decode(errors="replace")[-2000:]
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -368,4 +406,3 @@ def test_html_renders_in_headless_chromium(world: dict[str, Any], tmp_path: Path
     assert '<h2 id="summary">Summary</h2>' in text
     assert "Owed per currency" in text and "Estimated incident window per fault" in text
     assert "duplicate_charges" in text
-

@@ -463,8 +463,10 @@ def test_the_next_ingest_removes_the_copy_a_killed_one_left(
     unrelated = scratch / "warroom-notapid1"  # not our naming: kept
     unrelated.mkdir()
     log = tmp_path / "requests.jsonl"  # the invalid UTF-8 byte takes the careful path
-    log.write_bytes(b'{"ts":"2025-06-01T10:00:00Z","request_id":"r1","user_id":"u","status":200}\n'
-                    b'{"ts":"2025-06-01T10:00:01Z","request_id":"r\xff","user_id":"u","status":200}\n')
+    log.write_bytes(
+        b'{"ts":"2025-06-01T10:00:00Z","request_id":"r1","user_id":"u","status":200}\n'
+        b'{"ts":"2025-06-01T10:00:01Z","request_id":"r\xff","user_id":"u","status":200}\n'
+    )
     con = db.connect(tmp_path / "w.duckdb")
     try:
         report = run_ingest(con, [log])

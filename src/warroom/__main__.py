@@ -1,4 +1,5 @@
 """``python -m warroom`` runs the command line."""
+
 from warroom.cli import main
 
 main()

@@ -45,8 +45,12 @@ DbOption = Annotated[
 ]
 FormatOption = Annotated[
     Format | None,
-    typer.Option("--format", "-f", help="Output format (default: table on a terminal, else "
-                 "csv; with --out, taken from the file's extension)."),
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format (default: table on a terminal, else "
+        "csv; with --out, taken from the file's extension).",
+    ),
 ]
 OutOption = Annotated[
     Path | None, typer.Option("--out", "-o", help="Write the rows to this file instead of stdout.")
@@ -56,8 +60,14 @@ MemoryOption = Annotated[
     typer.Option("--memory-limit", help="DuckDB memory limit, e.g. 1GB (spills to disk)."),
 ]
 
-_SUFFIX_FORMATS = {".csv": Format.csv, ".json": Format.json, ".jsonl": Format.jsonl,
-                   ".ndjson": Format.jsonl, ".parquet": Format.parquet, ".md": Format.markdown}
+_SUFFIX_FORMATS = {
+    ".csv": Format.csv,
+    ".json": Format.json,
+    ".jsonl": Format.jsonl,
+    ".ndjson": Format.jsonl,
+    ".parquet": Format.parquet,
+    ".md": Format.markdown,
+}
 
 
 def _version(value: bool) -> None:
@@ -69,14 +79,19 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     _state["debug"] = debug or bool(os.environ.get("WARROOM_DEBUG"))
 
 
-def emit(table: pa.Table, fmt: Format | None, out: Path | None, *,
-         title: str | None = None) -> None:
+def emit(
+    table: pa.Table, fmt: Format | None, out: Path | None, *, title: str | None = None
+) -> None:
     """Send rows to stdout or ``--out`` in the chosen format."""
     if fmt is None:
         if out is not None:
@@ -85,8 +100,10 @@ def emit(table: pa.Table, fmt: Format | None, out: Path | None, *,
             fmt = Format.table if sys.stdout.isatty() else Format.csv
     if fmt is Format.table:
         if out is not None:
-            raise UsageError("--format table draws on the terminal; pick csv, json, jsonl, "
-                             "parquet or markdown with --out")
+            raise UsageError(
+                "--format table draws on the terminal; pick csv, json, jsonl, "
+                "parquet or markdown with --out"
+            )
         render.draw_table(table, title=title)
         return
     if out is not None:
@@ -105,15 +122,29 @@ def emit(table: pa.Table, fmt: Format | None, out: Path | None, *,
 @app.command()
 def ingest(
     paths: Annotated[list[str], typer.Argument(help="Files, folders or globs to load.")],
-    kind: Annotated[Kind | None, typer.Option("--kind", help="What the files hold "
-                    "(default: from the file name, else from its fields).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace the rows of a file "
-                     "that was already ingested.")] = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Load nothing from a file with "
-                      "rejected rows, and exit 3.")] = False,
-    profile: Annotated[str | None, typer.Option("--profile", help="Read the files in a "
-                       "foreign format: a built-in profile (see `warroom profiles`) or a "
-                       ".toml mapping file. With --kind, only its mappings of that kind.")] = None,
+    kind: Annotated[
+        Kind | None,
+        typer.Option(
+            "--kind",
+            help="What the files hold (default: from the file name, else from its fields).",
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the rows of a file that was already ingested.")
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Load nothing from a file with rejected rows, and exit 3."),
+    ] = False,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            help="Read the files in a "
+            "foreign format: a built-in profile (see `warroom profiles`) or a "
+            ".toml mapping file. With --kind, only its mappings of that kind.",
+        ),
+    ] = None,
     db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
 ) -> None:
@@ -125,8 +156,15 @@ def ingest(
     bars = render.ProgressBars()
     try:
         with db.connect(db_path, memory_limit=memory_limit) as con, bars.running():
-            report = run_ingest(con, paths, kind=kind, force=force, strict=strict,
-                                progress=bars.update, profile=chosen)
+            report = run_ingest(
+                con,
+                paths,
+                kind=kind,
+                force=force,
+                strict=strict,
+                progress=bars.update,
+                profile=chosen,
+            )
     except RejectedRowsError as exc:
         report = getattr(exc, "report", None)
         if report is not None:
@@ -143,19 +181,27 @@ def _ingest_summary(report: IngestReport) -> None:
         verb = {"loaded": "loaded", "replaced": "replaced", "strict-rejected": "refused"}[f.status]
         rej = f", [red]{f.rows_rejected:,} rejected[/]" if f.rows_rejected else ""
         via = f", profile {f.profile}" if f.profile else ""
-        render.note(f"{verb} {f.path} ({f.kind}, {f.format}{via}): {f.rows_loaded:,} rows{rej}"
-                    + (f" in {f.seconds:.1f}s" if f.seconds >= 0.1 else ""))
+        render.note(
+            f"{verb} {f.path} ({f.kind}, {f.format}{via}): {f.rows_loaded:,} rows{rej}"
+            + (f" in {f.seconds:.1f}s" if f.seconds >= 0.1 else "")
+        )
         if f.first_reject:
             render.note(_plain(f"  first rejected row: {f.path}:{f.first_reject}"))
-    render.note(f"{report.rows_loaded:,} rows loaded, {report.rows_rejected:,} rejected "
-                f"from {len(report.files)} file(s)"
-                + ("; see `warroom sources --rejects`" if report.rows_rejected else ""))
+    render.note(
+        f"{report.rows_loaded:,} rows loaded, {report.rows_rejected:,} rejected "
+        f"from {len(report.files)} file(s)"
+        + ("; see `warroom sources --rejects`" if report.rows_rejected else "")
+    )
 
 
 @app.command()
 def sources(
-    rejects: Annotated[bool, typer.Option("--rejects", help="List the rejected rows "
-                       "(file, line, reason, raw text) instead.")] = False,
+    rejects: Annotated[
+        bool,
+        typer.Option(
+            "--rejects", help="List the rejected rows (file, line, reason, raw text) instead."
+        ),
+    ] = False,
     fmt: FormatOption = None,
     out: OutOption = None,
     db_path: DbOption = DEFAULT_DB,
@@ -198,12 +244,16 @@ def generate(
     users: Annotated[int, typer.Option("--users", min=1, help="Number of users.")] = 200,
     days: Annotated[int, typer.Option("--days", min=1, help="Days simulated.")] = 14,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 1,
-    rate: Annotated[float, typer.Option("--requests-per-user-day", min=0.1,
-                    help="Mean requests per user and day.")] = 40.0,
-    start: Annotated[str, typer.Option("--start", help="First day simulated (ISO-8601, "
-                     "UTC unless it says).")] = "2025-06-01T00:00:00Z",
-    db_path: Annotated[Path | None, typer.Option(
-        "--db", help="Also ingest the generated logs into this database.")] = None,
+    rate: Annotated[
+        float,
+        typer.Option("--requests-per-user-day", min=0.1, help="Mean requests per user and day."),
+    ] = 40.0,
+    start: Annotated[
+        str, typer.Option("--start", help="First day simulated (ISO-8601, UTC unless it says).")
+    ] = "2025-06-01T00:00:00Z",
+    db_path: Annotated[
+        Path | None, typer.Option("--db", help="Also ingest the generated logs into this database.")
+    ] = None,
 ) -> None:
     """Write synthetic logs with injected incidents and their ground truth."""
     from datetime import UTC
@@ -214,9 +264,15 @@ def generate(
     first_day = parse_timestamp(start).replace(tzinfo=UTC)
     bars = render.ProgressBars()
     with bars.running():
-        result = run_generate(out_dir, users=users, days=days, seed=seed, start=first_day,
-                              requests_per_user_day=rate,
-                              progress=lambda done, total: bars.update("users", done / total))
+        result = run_generate(
+            out_dir,
+            users=users,
+            days=days,
+            seed=seed,
+            start=first_day,
+            requests_per_user_day=rate,
+            progress=lambda done, total: bars.update("users", done / total),
+        )
     for name, rows in sorted(result.files.items()):
         render.note(f"wrote {out_dir / name}: {rows:,} rows")
     render.note(f"ground truth in {result.truth_dir}")
@@ -229,11 +285,16 @@ def generate(
 
 QueriesDirOption = Annotated[
     list[Path] | None,
-    typer.Option("--queries-dir", envvar=None, help="A folder of your own .sql queries to add "
-                 "to the pack (also $WARROOM_QUERIES)."),
+    typer.Option(
+        "--queries-dir",
+        envvar=None,
+        help="A folder of your own .sql queries to add to the pack (also $WARROOM_QUERIES).",
+    ),
 ]
-SinceOption = Annotated[str | None, typer.Option("--since", help="Only rows at or after this "
-                                                 "time (ISO-8601, UTC unless it says).")]
+SinceOption = Annotated[
+    str | None,
+    typer.Option("--since", help="Only rows at or after this time (ISO-8601, UTC unless it says)."),
+]
 UntilOption = Annotated[str | None, typer.Option("--until", help="Only rows before this time.")]
 
 
@@ -276,8 +337,9 @@ def list_queries(
 @app.command("run")
 def run_query(
     name: Annotated[str, typer.Argument(help="The query to run (see `warroom queries`).")],
-    param: Annotated[list[str] | None, typer.Option("--param", "-p",
-                     help="A query parameter, K=V (repeatable).")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="A query parameter, K=V (repeatable).")
+    ] = None,
     since: SinceOption = None,
     until: UntilOption = None,
     queries_dir: QueriesDirOption = None,
@@ -304,8 +366,12 @@ def run_query(
 
 @app.command("detect")
 def detect_cmd(
-    fail_on: Annotated[Severity | None, typer.Option("--fail-on", help="Exit 5 when a "
-                       "detection of this severity or above finds anything.")] = None,
+    fail_on: Annotated[
+        Severity | None,
+        typer.Option(
+            "--fail-on", help="Exit 5 when a detection of this severity or above finds anything."
+        ),
+    ] = None,
     since: SinceOption = None,
     until: UntilOption = None,
     queries_dir: QueriesDirOption = None,
@@ -330,13 +396,17 @@ def detect_cmd(
         emit(table, fmt, out)
     if result.shared:
         slowest = max(result.shared, key=lambda s: s[1])
-        render.note(f"{sum(s for _, s in result.shared):.1f}s of it building the shared "
-                    f"relations (slowest: {slowest[0]} {slowest[1]:.1f}s)")
+        render.note(
+            f"{sum(s for _, s in result.shared):.1f}s of it building the shared "
+            f"relations (slowest: {slowest[0]} {slowest[1]:.1f}s)"
+        )
     if fail_on is not None:
         hits = result.worst_at_or_above(fail_on.value)
         if hits:
-            render.note(f"{sum(h.rows for h in hits):,} finding(s) at or above {fail_on.value}: "
-                        + ", ".join(h.name for h in hits))
+            render.note(
+                f"{sum(h.rows for h in hits):,} finding(s) at or above {fail_on.value}: "
+                + ", ".join(h.name for h in hits)
+            )
             raise typer.Exit(int(ExitCode.FINDINGS))
 
 
@@ -361,8 +431,10 @@ def user_cmd(
     emit(table, fmt, out, title=f"user {user_id}")
 
 
-PolicyOption = Annotated[Path | None, typer.Option("--policy", help="Credit policy (TOML); "
-                         "default: DESIGN.md's default policy.")]
+PolicyOption = Annotated[
+    Path | None,
+    typer.Option("--policy", help="Credit policy (TOML); default: DESIGN.md's default policy."),
+]
 
 
 @app.command("impact")
@@ -409,8 +481,15 @@ def export_cmd(
     what: Annotated[ExportWhat, typer.Argument(help="What to export.")],
     policy: PolicyOption = None,
     queries_dir: QueriesDirOption = None,
-    fmt: Annotated[ExportFormat | None, typer.Option("--format", "-f", help="csv (default), "
-                   "json, jsonl or parquet; with --out, taken from the file's extension.")] = None,
+    fmt: Annotated[
+        ExportFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="csv (default), "
+            "json, jsonl or parquet; with --out, taken from the file's extension.",
+        ),
+    ] = None,
     out: OutOption = None,
     db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
@@ -435,16 +514,30 @@ class ReportFormat(str, Enum):
     html = "html"
 
 
-_REPORT_SUFFIXES = {".md": ReportFormat.markdown, ".markdown": ReportFormat.markdown,
-                    ".html": ReportFormat.html, ".htm": ReportFormat.html}
+_REPORT_SUFFIXES = {
+    ".md": ReportFormat.markdown,
+    ".markdown": ReportFormat.markdown,
+    ".html": ReportFormat.html,
+    ".htm": ReportFormat.html,
+}
 
 
 @app.command("report")
 def report_cmd(
-    fmt: Annotated[ReportFormat | None, typer.Option("--format", "-f", help="markdown or html "
-                   "(default: from --out's extension, else markdown).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report to this "
-                   "file (.md or .html) instead of stdout.")] = None,
+    fmt: Annotated[
+        ReportFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="markdown or html (default: from --out's extension, else markdown).",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Write the report to this file (.md or .html) instead of stdout."
+        ),
+    ] = None,
     policy: PolicyOption = None,
     queries_dir: QueriesDirOption = None,
     db_path: DbOption = DEFAULT_DB,
@@ -458,8 +551,10 @@ def report_cmd(
     if fmt is None and out is not None:
         fmt = _REPORT_SUFFIXES.get(out.suffix.lower())
         if fmt is None:
-            raise UsageError(f"--out {out}: cannot tell the format from the extension; "
-                             "name it .md or .html, or give --format")
+            raise UsageError(
+                f"--out {out}: cannot tell the format from the extension; "
+                "name it .md or .html, or give --format"
+            )
     chosen = fmt or ReportFormat.markdown
     pol = load_policy(policy)
     pack = load_pack(queries_dir)
@@ -477,15 +572,29 @@ def report_cmd(
 
 @app.command("investigate")
 def investigate_cmd(
-    paths: Annotated[list[str], typer.Argument(help="Files, folders or globs to load "
-                     "(as for ingest; files already loaded are skipped).")],
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where to write report.md, "
-                       "report.html and affected-users.csv.")] = Path("warroom-out"),
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="Files, folders or globs to load "
+            "(as for ingest; files already loaded are skipped)."
+        ),
+    ],
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            "--out-dir", help="Where to write report.md, report.html and affected-users.csv."
+        ),
+    ] = Path("warroom-out"),
     policy: PolicyOption = None,
     queries_dir: QueriesDirOption = None,
-    db_path: Annotated[Path | None, typer.Option(
-        "--db", envvar="WARROOM_DB",
-        help="The DuckDB file to use (default: OUT_DIR/warroom.duckdb).")] = None,
+    db_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            envvar="WARROOM_DB",
+            help="The DuckDB file to use (default: OUT_DIR/warroom.duckdb).",
+        ),
+    ] = None,
     memory_limit: MemoryOption = None,
 ) -> None:
     """Ingest, detect, impact and report in one go: the main job. Writes files, prints
@@ -510,19 +619,24 @@ def investigate_cmd(
         _ingest_summary(loaded)
         with render.ProgressBars().running() as bars:
             found = detect(con, pack, progress=bars.update)
-        render.note(f"{sum(d.rows for d in found.detectors):,} findings from "
-                    f"{len(found.detectors)} detections in {found.seconds:.1f}s")
+        render.note(
+            f"{sum(d.rows for d in found.detectors):,} findings from "
+            f"{len(found.detectors)} detections in {found.seconds:.1f}s"
+        )
         with render.ProgressBars().running() as bars:
-            built = build_report(con, pack, pol, progress=bars.update,
-                                 stored_findings=True)
+            built = build_report(con, pack, pol, progress=bars.update, stored_findings=True)
     bundle = write_bundle(built, out_dir)
     render.note("")
     for line in summary_lines(built):
         render.note(_plain(line))
-    render.note(_plain(f"report: {bundle.markdown}, {bundle.html}\n"
-                       f"refund list: {bundle.affected_users} ({bundle.affected_rows:,} rows)\n"
-                       f"database: {db_file}\n"
-                       f"done in {time.monotonic() - started:.1f}s"))
+    render.note(
+        _plain(
+            f"report: {bundle.markdown}, {bundle.html}\n"
+            f"refund list: {bundle.affected_users} ({bundle.affected_rows:,} rows)\n"
+            f"database: {db_file}\n"
+            f"done in {time.monotonic() - started:.1f}s"
+        )
+    )
 
 
 def _plain(text: str) -> str:
@@ -560,6 +674,8 @@ def main() -> None:
     except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
         if _state["debug"]:
             raise
-        render.error(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug "
-                     "for the traceback, and please report it)")
+        render.error(
+            f"internal error: {type(exc).__name__}: {exc} (rerun with --debug "
+            "for the traceback, and please report it)"
+        )
         sys.exit(int(ExitCode.ERROR))

@@ -57,15 +57,21 @@ def _typed(f: Field) -> str:
     v = f"v_{f.name}"
     match f.type:
         case FieldType.TIMESTAMP:
-            return (f"CASE WHEN {v} LIKE '____-__-__%' "
-                    f"THEN TRY_CAST(TRY_CAST({v} AS TIMESTAMPTZ) AS TIMESTAMP) "
-                    f"ELSE wr_epoch({v}) END")
+            return (
+                f"CASE WHEN {v} LIKE '____-__-__%' "
+                f"THEN TRY_CAST(TRY_CAST({v} AS TIMESTAMPTZ) AS TIMESTAMP) "
+                f"ELSE wr_epoch({v}) END"
+            )
         case FieldType.INT:
-            return (f"CASE WHEN regexp_full_match({v}, '-?[0-9]{{1,9}}') "
-                    f"THEN TRY_CAST({v} AS INTEGER) END")
+            return (
+                f"CASE WHEN regexp_full_match({v}, '-?[0-9]{{1,9}}') "
+                f"THEN TRY_CAST({v} AS INTEGER) END"
+            )
         case FieldType.BIGINT:
-            return (f"CASE WHEN regexp_full_match({v}, '-?[0-9]{{1,18}}') "
-                    f"THEN TRY_CAST({v} AS BIGINT) END")
+            return (
+                f"CASE WHEN regexp_full_match({v}, '-?[0-9]{{1,18}}') "
+                f"THEN TRY_CAST({v} AS BIGINT) END"
+            )
         case FieldType.MONEY:
             return f"wr_dec({v})"
         case FieldType.DOUBLE:
@@ -89,82 +95,128 @@ def _checks(f: Field, containers: bool = False) -> list[tuple[str, str]]:
     present = f"{v} IS NOT NULL"
     match f.type:
         case FieldType.TIMESTAMP:
-            out.append((f"{present} AND {t} IS NULL",
-                        f"{n} || ': not a timestamp: ' || wr_quote({v})"))
-            out.append((f"{t} < TIMESTAMP '{TS_MIN}' OR {t} >= TIMESTAMP '{TS_MAX}'",
-                        f"{n} || ': out of range: ' || wr_quote({v})"))
+            out.append(
+                (f"{present} AND {t} IS NULL", f"{n} || ': not a timestamp: ' || wr_quote({v})")
+            )
+            out.append(
+                (
+                    f"{t} < TIMESTAMP '{TS_MIN}' OR {t} >= TIMESTAMP '{TS_MAX}'",
+                    f"{n} || ': out of range: ' || wr_quote({v})",
+                )
+            )
         case FieldType.INT | FieldType.BIGINT:
-            out.append((f"{present} AND {t} IS NULL",
-                        f"{n} || ': not an integer: ' || wr_quote({v})"))
+            out.append(
+                (f"{present} AND {t} IS NULL", f"{n} || ': not an integer: ' || wr_quote({v})")
+            )
             if f.name == "status":
-                out.append((f"{t} NOT BETWEEN 100 AND 599",
-                            f"{n} || ': not an HTTP status: ' || wr_quote({v})"))
+                out.append(
+                    (
+                        f"{t} NOT BETWEEN 100 AND 599",
+                        f"{n} || ': not an HTTP status: ' || wr_quote({v})",
+                    )
+                )
             else:
                 out.append((f"{t} < 0", f"{n} || ': negative: ' || wr_quote({v})"))
         case FieldType.MONEY:
-            out.append((f"{present} AND {t} IS NULL",
-                        f"{n} || ': not a number: ' || wr_quote({v})"))
+            out.append(
+                (f"{present} AND {t} IS NULL", f"{n} || ': not a number: ' || wr_quote({v})")
+            )
             # the typed value holds 12 places: digits past them are caught in the
             # text, and for an exponent form (1e-13) by a wider cast
-            out.append((f"{t} <> CAST({t} AS DECIMAL(38,6)) "
-                        rf"OR regexp_matches({v}, '\.[0-9]{{12}}[0-9]*[1-9]') "
-                        f"OR (contains(lower({v}), 'e') AND "
-                        f"(TRY_CAST(trim({v}) AS DECIMAL(38,30)) <> "
-                        f"CAST(TRY_CAST(trim({v}) AS DECIMAL(38,30)) AS DECIMAL(38,6)) "
-                        f"OR ({t} = 0 AND TRY_CAST(trim({v}) AS DOUBLE) <> 0)))",
-                        f"{n} || ': more than 6 decimal places: ' || wr_quote({v})"))
-            out.append((f"abs({t}) >= 1000000000000",
-                        f"{n} || ': out of range: ' || wr_quote({v})"))
-            out.append((f"n_{f.name} AND abs({t}) >= 1000000000",
-                        f"{n} || ': too large for an exact binary number; quote it as a string'"))
+            out.append(
+                (
+                    f"{t} <> CAST({t} AS DECIMAL(38,6)) "
+                    rf"OR regexp_matches({v}, '\.[0-9]{{12}}[0-9]*[1-9]') "
+                    f"OR (contains(lower({v}), 'e') AND "
+                    f"(TRY_CAST(trim({v}) AS DECIMAL(38,30)) <> "
+                    f"CAST(TRY_CAST(trim({v}) AS DECIMAL(38,30)) AS DECIMAL(38,6)) "
+                    f"OR ({t} = 0 AND TRY_CAST(trim({v}) AS DOUBLE) <> 0)))",
+                    f"{n} || ': more than 6 decimal places: ' || wr_quote({v})",
+                )
+            )
+            out.append(
+                (f"abs({t}) >= 1000000000000", f"{n} || ': out of range: ' || wr_quote({v})")
+            )
+            out.append(
+                (
+                    f"n_{f.name} AND abs({t}) >= 1000000000",
+                    f"{n} || ': too large for an exact binary number; quote it as a string'",
+                )
+            )
         case FieldType.DOUBLE:
-            out.append((f"{present} AND ({t} IS NULL OR NOT isfinite({t}))",
-                        f"{n} || ': not a number: ' || wr_quote({v})"))
+            out.append(
+                (
+                    f"{present} AND ({t} IS NULL OR NOT isfinite({t}))",
+                    f"{n} || ': not a number: ' || wr_quote({v})",
+                )
+            )
         case FieldType.STRING if containers:
-            out.append((f"c_{f.name} IS NOT NULL",
-                        f"{n} || ': expected a string, got ' || c_{f.name}"))
+            out.append(
+                (f"c_{f.name} IS NOT NULL", f"{n} || ': expected a string, got ' || c_{f.name}")
+            )
         case FieldType.STRING:
-            out.append((f"left({v}, 1) IN ('{{', '[') AND coalesce(json_valid({v}), false)",
-                        f"{n} || ': expected a string, got ' || CASE WHEN left({v}, 1) = '{{' "
-                        "THEN 'an object' ELSE 'an array' END"))
+            out.append(
+                (
+                    f"left({v}, 1) IN ('{{', '[') AND coalesce(json_valid({v}), false)",
+                    f"{n} || ': expected a string, got ' || CASE WHEN left({v}, 1) = '{{' "
+                    "THEN 'an object' ELSE 'an array' END",
+                )
+            )
     if f.type is FieldType.STRING and f.choices:
         allowed = ", ".join(f"'{c}'" for c in f.choices)
-        out.append((f"{t} NOT IN ({allowed})",
-                    f"{n} || ': unknown value ' || wr_quote({v}) || "
-                    f"' (expected one of {'|'.join(f.choices)})'"))
+        out.append(
+            (
+                f"{t} NOT IN ({allowed})",
+                f"{n} || ': unknown value ' || wr_quote({v}) || "
+                f"' (expected one of {'|'.join(f.choices)})'",
+            )
+        )
     return out
 
 
 _ROW_RULES: dict[Kind, list[tuple[str, str]]] = {
     Kind.requests: [
-        ("t_cached_tokens > coalesce(t_input_tokens, 0)",
-         "'cached_tokens: more than input_tokens'"),
+        (
+            "t_cached_tokens > coalesce(t_input_tokens, 0)",
+            "'cached_tokens: more than input_tokens'",
+        ),
     ],
     Kind.ledger: [
         ("v_amount IS NULL AND t_kind IS DISTINCT FROM 'reset'", "'amount: missing'"),
-        ("t_kind = 'reset' AND v_balance_after IS NULL",
-         "'balance_after: missing (required for a reset)'"),
-        ("t_kind = 'charge' AND (v_request_id IS NULL OR trim(v_request_id) = '')",
-         "'request_id: missing (required for a charge)'"),
+        (
+            "t_kind = 'reset' AND v_balance_after IS NULL",
+            "'balance_after: missing (required for a reset)'",
+        ),
+        (
+            "t_kind = 'charge' AND (v_request_id IS NULL OR trim(v_request_id) = '')",
+            "'request_id: missing (required for a charge)'",
+        ),
         ("t_kind = 'charge' AND t_amount > 0", "'amount: a charge must not be positive'"),
-        ("t_kind IN ('refund', 'topup', 'grant') AND t_amount < 0",
-         "'amount: a ' || t_kind || ' must not be negative'"),
-        ("t_cached_tokens > coalesce(t_input_tokens, 0)",
-         "'cached_tokens: more than input_tokens'"),
+        (
+            "t_kind IN ('refund', 'topup', 'grant') AND t_amount < 0",
+            "'amount: a ' || t_kind || ' must not be negative'",
+        ),
+        (
+            "t_cached_tokens > coalesce(t_input_tokens, 0)",
+            "'cached_tokens: more than input_tokens'",
+        ),
     ],
     Kind.abuse: [
         ("t_until < t_ts", "'until: before ts'"),
         ("t_multiplier <= 0", "'multiplier: not positive'"),
     ],
     Kind.prices: [
-        ("t_input_per_mtok < 0 OR t_cached_per_mtok < 0 OR t_output_per_mtok < 0",
-         "'price: negative'"),
+        (
+            "t_input_per_mtok < 0 OR t_cached_per_mtok < 0 OR t_output_per_mtok < 0",
+            "'price: negative'",
+        ),
     ],
 }
 
 
-def typed_select(kind: Kind, source: str, *, extra: tuple[str, ...] = (),
-                 containers: bool = False) -> str:
+def typed_select(
+    kind: Kind, source: str, *, extra: tuple[str, ...] = (), containers: bool = False
+) -> str:
     """The SELECT turning ``source`` into ``line``, ``extra``, the canonical
     columns of ``kind`` and ``reason`` (NULL for a good row).
 
@@ -188,8 +240,7 @@ def typed_select(kind: Kind, source: str, *, extra: tuple[str, ...] = (),
     # coalesce(cond, false): a NULL condition (a comparison with a missing
     # optional value) is not a failure
     bad = " OR ".join(f"coalesce({cond}, false)" for cond, _ in checks)
-    reasons = ", ".join(f"CASE WHEN coalesce({cond}, false) THEN {why} END"
-                        for cond, why in checks)
+    reasons = ", ".join(f"CASE WHEN coalesce({cond}, false) THEN {why} END" for cond, why in checks)
     cols = []
     for f in fields:
         expr = f"t_{f.name}"
@@ -202,8 +253,10 @@ def typed_select(kind: Kind, source: str, *, extra: tuple[str, ...] = (),
             expr = f"coalesce({expr}, {f.default})"
         cols.append(f"{expr} AS {f.name}")
     extra_cols = "".join(f", {c}" for c in extra)
-    reason = (f"CASE WHEN pre_reason IS NOT NULL THEN pre_reason "
-              f"WHEN {bad} THEN concat_ws('; ', {reasons}) END")
+    reason = (
+        f"CASE WHEN pre_reason IS NOT NULL THEN pre_reason "
+        f"WHEN {bad} THEN concat_ws('; ', {reasons}) END"
+    )
     return (
         f"SELECT line{extra_cols}, {', '.join(cols)}, {reason} AS reason "
         f"FROM (SELECT *, {typed} FROM {source})"

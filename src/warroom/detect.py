@@ -18,8 +18,16 @@ import pyarrow as pa
 
 from warroom.queries import SEVERITIES, Pack, Query, QueryError, bind, prepare, run
 
-FINDING_COLUMNS = ("detector", "user_id", "currency", "ts", "request_id", "entry_id",
-                   "amount", "detail")
+FINDING_COLUMNS = (
+    "detector",
+    "user_id",
+    "currency",
+    "ts",
+    "request_id",
+    "entry_id",
+    "amount",
+    "detail",
+)
 
 FINDINGS_DDL = """CREATE TABLE IF NOT EXISTS findings (
     detector VARCHAR NOT NULL,
@@ -56,16 +64,21 @@ class DetectResult:
 
     def worst_at_or_above(self, severity: str) -> list[DetectorSummary]:
         floor = SEVERITIES.index(severity)
-        return [d for d in self.detectors
-                if d.rows and SEVERITIES.index(d.severity) >= floor]
+        return [d for d in self.detectors if d.rows and SEVERITIES.index(d.severity) >= floor]
 
 
 def _uses_findings(query: Query) -> bool:
     return "findings" in query.headers.get("uses", "").split()
 
 
-def run_one(con: duckdb.DuckDBPyConnection, pack: Pack, name: str, given: dict[str, str],
-            since: str | None = None, until: str | None = None) -> pa.Table:
+def run_one(
+    con: duckdb.DuckDBPyConnection,
+    pack: Pack,
+    name: str,
+    given: dict[str, str],
+    since: str | None = None,
+    until: str | None = None,
+) -> pa.Table:
     """Run one query of the pack and return its rows.
 
     The shared relations it reads are built first, as temporary tables (a view
@@ -82,24 +95,30 @@ def run_one(con: duckdb.DuckDBPyConnection, pack: Pack, name: str, given: dict[s
     return run(con, query, params)
 
 
-def detect(con: duckdb.DuckDBPyConnection, pack: Pack, *, since: str | None = None,
-           until: str | None = None,
-           progress: Callable[[str, float], None] | None = None) -> DetectResult:
+def detect(
+    con: duckdb.DuckDBPyConnection,
+    pack: Pack,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    progress: Callable[[str, float], None] | None = None,
+) -> DetectResult:
     """Run every detection and replace the ``findings`` table with what they found."""
     started = time.monotonic()
     # the shared relations are most of the work: they count as steps of the bar
     steps = len(pack.shared) + sum(1 for q in pack.queries.values() if q.findings)
-    shared = prepare(con, pack,
-                     on_step=(lambda done: progress("detect", done / steps)) if progress
-                     else None)
+    shared = prepare(
+        con, pack, on_step=(lambda done: progress("detect", done / steps)) if progress else None
+    )
     # a fresh computation (run/impact) may have left a temp findings shadowing ours
     con.execute("DROP TABLE IF EXISTS temp.findings")
     con.execute(FINDINGS_DDL)
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("DELETE FROM findings")
-        summaries = _run_detectors(con, pack, "findings", since, until, progress,
-                                   already=len(shared), steps=steps)
+        summaries = _run_detectors(
+            con, pack, "findings", since, until, progress, already=len(shared), steps=steps
+        )
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -107,19 +126,29 @@ def detect(con: duckdb.DuckDBPyConnection, pack: Pack, *, since: str | None = No
     return DetectResult(summaries, time.monotonic() - started, shared)
 
 
-def _compute_findings(con: duckdb.DuckDBPyConnection, pack: Pack, *, table: str,
-                      temp: bool) -> None:
+def _compute_findings(
+    con: duckdb.DuckDBPyConnection, pack: Pack, *, table: str, temp: bool
+) -> None:
     if temp:
         con.execute(f"DROP TABLE IF EXISTS temp.{table}")
-    ddl = FINDINGS_DDL.replace("CREATE TABLE IF NOT EXISTS findings",
-                               f"CREATE {'TEMP ' if temp else ''}TABLE {table}")
+    ddl = FINDINGS_DDL.replace(
+        "CREATE TABLE IF NOT EXISTS findings", f"CREATE {'TEMP ' if temp else ''}TABLE {table}"
+    )
     con.execute(ddl)
     _run_detectors(con, pack, table, None, None, None)
 
 
-def _run_detectors(con: duckdb.DuckDBPyConnection, pack: Pack, table: str, since: str | None,
-                   until: str | None, progress: Callable[[str, float], None] | None, *,
-                   already: int = 0, steps: int = 0) -> list[DetectorSummary]:
+def _run_detectors(
+    con: duckdb.DuckDBPyConnection,
+    pack: Pack,
+    table: str,
+    since: str | None,
+    until: str | None,
+    progress: Callable[[str, float], None] | None,
+    *,
+    already: int = 0,
+    steps: int = 0,
+) -> list[DetectorSummary]:
     detectors = [q for q in sorted(pack.queries.values(), key=lambda q: q.name) if q.findings]
     steps = max(steps, already + len(detectors), 1)
     summaries = []
@@ -132,20 +161,31 @@ def _run_detectors(con: duckdb.DuckDBPyConnection, pack: Pack, table: str, since
         con.register("wr_rows", rows)
         try:
             # provenance, where the detection returns it
-            tail = ", ".join(f"CAST({c} AS {t})" if c in rows.column_names else "NULL"
-                             for c, t in (("source_id", "INTEGER"), ("line", "BIGINT")))
+            tail = ", ".join(
+                f"CAST({c} AS {t})" if c in rows.column_names else "NULL"
+                for c, t in (("source_id", "INTEGER"), ("line", "BIGINT"))
+            )
             con.execute(
                 f"INSERT INTO {table} SELECT detector, ?, user_id, currency, ts, request_id, "
                 f"entry_id, CAST(amount AS DECIMAL(18,6)), detail, {tail} FROM wr_rows",
-                [q.severity])
+                [q.severity],
+            )
             amounts = con.execute(
                 "SELECT coalesce(currency, ''), sum(CAST(amount AS DECIMAL(38,6))) FROM wr_rows "
-                "WHERE amount IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall()
+                "WHERE amount IS NOT NULL GROUP BY 1 ORDER BY 1"
+            ).fetchall()
         finally:
             con.unregister("wr_rows")
-        summaries.append(DetectorSummary(
-            q.name, q.title, q.severity, rows.num_rows, time.monotonic() - t0,
-            {str(c): Decimal(a) for c, a in amounts if a is not None}))
+        summaries.append(
+            DetectorSummary(
+                q.name,
+                q.title,
+                q.severity,
+                rows.num_rows,
+                time.monotonic() - t0,
+                {str(c): Decimal(a) for c, a in amounts if a is not None},
+            )
+        )
     if progress:
         progress("detect", 1.0)
     return summaries
@@ -154,20 +194,29 @@ def _run_detectors(con: duckdb.DuckDBPyConnection, pack: Pack, table: str, since
 def _check_columns(q: Query, rows: pa.Table) -> None:
     missing = [c for c in FINDING_COLUMNS if c not in rows.column_names]
     if missing:
-        raise QueryError(f"{q.path.name}: a detection must return the finding columns; "
-                         f"missing {', '.join(missing)} (or mark it '-- findings: no')")
+        raise QueryError(
+            f"{q.path.name}: a detection must return the finding columns; "
+            f"missing {', '.join(missing)} (or mark it '-- findings: no')"
+        )
 
 
 def queries_table(pack: Pack) -> pa.Table:
     """The pack as rows: name, title, severity, parameters."""
-    rows: dict[str, list[Any]] = {"name": [], "title": [], "severity": [], "parameters": [],
-                                  "source": []}
+    rows: dict[str, list[Any]] = {
+        "name": [],
+        "title": [],
+        "severity": [],
+        "parameters": [],
+        "source": [],
+    }
     for q in sorted(pack.queries.values(), key=lambda q: q.name):
         rows["name"].append(q.name)
         rows["title"].append(q.title)
         rows["severity"].append(q.severity)
-        params = [f"{p.name} {p.type} = {p.default if p.default is not None else 'NULL'}"
-                  for p in q.params]
+        params = [
+            f"{p.name} {p.type} = {p.default if p.default is not None else 'NULL'}"
+            for p in q.params
+        ]
         rows["parameters"].append("; ".join(["since", "until"] + params))
         rows["source"].append(str(q.path))
     return pa.table(rows)
@@ -175,14 +224,20 @@ def queries_table(pack: Pack) -> pa.Table:
 
 def summary_table(result: DetectResult) -> pa.Table:
     """One row per detector: severity, rows, amount per currency, seconds."""
-    rows: dict[str, list[Any]] = {"detector": [], "severity": [], "rows": [], "amounts": [],
-                                  "seconds": []}
+    rows: dict[str, list[Any]] = {
+        "detector": [],
+        "severity": [],
+        "rows": [],
+        "amounts": [],
+        "seconds": [],
+    }
     for d in result.detectors:
         rows["detector"].append(d.name)
         rows["severity"].append(d.severity)
         rows["rows"].append(d.rows)
-        rows["amounts"].append("; ".join(f"{a} {c or ''}".strip()
-                                         for c, a in sorted(d.amounts.items())))
+        rows["amounts"].append(
+            "; ".join(f"{a} {c or ''}".strip() for c, a in sorted(d.amounts.items()))
+        )
         rows["seconds"].append(round(d.seconds, 3))
     return pa.table(rows)
 

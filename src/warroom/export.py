@@ -78,11 +78,16 @@ def _iso(col: pa.ChunkedArray) -> pa.ChunkedArray:
     us = pc.cast(col, pa.timestamp("us"))
     seconds = pc.cast(pc.floor_temporal(us, unit="second"), pa.timestamp("s"))
     whole = pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%S")
-    micros = pc.subtract(pc.cast(us, pa.int64()),
-                         pc.multiply(pc.cast(seconds, pa.int64()), 1_000_000))
-    frac = pc.if_else(pc.equal(micros, 0), "",
-                      pc.binary_join_element_wise(".", pc.utf8_lpad(
-                          pc.cast(micros, pa.string()), width=6, padding="0"), ""))
+    micros = pc.subtract(
+        pc.cast(us, pa.int64()), pc.multiply(pc.cast(seconds, pa.int64()), 1_000_000)
+    )
+    frac = pc.if_else(
+        pc.equal(micros, 0),
+        "",
+        pc.binary_join_element_wise(
+            ".", pc.utf8_lpad(pc.cast(micros, pa.string()), width=6, padding="0"), ""
+        ),
+    )
     frac = pc.utf8_rtrim(frac, characters="0")
     return pc.binary_join_element_wise(whole, frac, "Z", "")
 
@@ -127,8 +132,10 @@ def _md_cell(value: object) -> str:
 
 
 def write_markdown(table: pa.Table, out: BinaryIO) -> None:
-    numeric = [pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
-               for t in table.schema.types]
+    numeric = [
+        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+        for t in table.schema.types
+    ]
     table = defuse_formulas(_text_columns(table), _text_names(table))
     header = "| " + " | ".join(_md_cell(n) for n in table.column_names) + " |"
     rule = "|" + "|".join("---:" if num else "---" for num in numeric) + "|"

@@ -340,7 +340,8 @@ class _Timeline:
         for k in range(days - 1, 0, -1):
             lo = start + k * DAY + 3 * HOUR
             if lo + 2 * HOUR <= end and not any(
-                    lo - OUTAGE_LEAD - HOUR < b_hi and b_lo < lo + 2 * HOUR for b_lo, b_hi in busy):
+                lo - OUTAGE_LEAD - HOUR < b_hi and b_lo < lo + 2 * HOUR for b_lo, b_hi in busy
+            ):
                 outage = (lo, lo + HOUR)
                 break
         return cls(
@@ -713,8 +714,11 @@ class _Sim:
         self.reimbursable: dict[str, Decimal] = {}
         self.windows: dict[str, tuple[int, int]] = {}
         # when requests fail for the billing outage (never, without one)
-        self.outage = ((tl.outage[0] - OUTAGE_LEAD, tl.outage[1]) if tl.outage is not None
-                       else (1 << 62, 1 << 62))
+        self.outage = (
+            (tl.outage[0] - OUTAGE_LEAD, tl.outage[1])
+            if tl.outage is not None
+            else (1 << 62, 1 << 62)
+        )
 
     # -- scheduling helpers
 
@@ -2233,10 +2237,21 @@ def _finish(out: Path, cfg: _Config, total: _Sink, rate: float) -> dict[str, int
             with open(tmp, "rb") as fh:
                 if d == "coverage_gaps":
                     for h, detail in _coverage_gaps(stats):
-                        out_fh.write(orjson.dumps({
-                            "detector": d, "user_id": None, "currency": None,
-                            "ts": _iso(h * HOUR), "request_id": None, "entry_id": None,
-                            "amount": None, "detail": detail}) + b"\n")
+                        out_fh.write(
+                            orjson.dumps(
+                                {
+                                    "detector": d,
+                                    "user_id": None,
+                                    "currency": None,
+                                    "ts": _iso(h * HOUR),
+                                    "request_id": None,
+                                    "entry_id": None,
+                                    "amount": None,
+                                    "detail": detail,
+                                }
+                            )
+                            + b"\n"
+                        )
                         stats.finding(d, h * HOUR, detail)
                 elif d != "unbilled_requests":
                     shutil.copyfileobj(fh, out_fh, 1 << 20)
@@ -2246,8 +2261,11 @@ def _finish(out: Path, cfg: _Config, total: _Sink, rate: float) -> dict[str, int
                     for line in fh:
                         row = orjson.loads(line)
                         ts = _us(datetime.fromisoformat(row["ts"]))
-                        if (cover is not None and cover[0] <= ts <= cover[1]
-                                and ts // HOUR in stats.led_hours):
+                        if (
+                            cover is not None
+                            and cover[0] <= ts <= cover[1]
+                            and ts // HOUR in stats.led_hours
+                        ):
                             out_fh.write(line)
                             stats.finding(d, ts, row["detail"])
             tmp.unlink()

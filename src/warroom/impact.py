@@ -29,15 +29,40 @@ from warroom.detect import _compute_findings
 from warroom.errors import WarroomError
 from warroom.queries import Pack, QueryError, parse_timestamp, prepare
 
-COMPONENTS = ("duplicate_excess", "failed_request_charges", "abuse_penalty_excess",
-              "overbilled", "topup_reimbursement")
+COMPONENTS = (
+    "duplicate_excess",
+    "failed_request_charges",
+    "abuse_penalty_excess",
+    "overbilled",
+    "topup_reimbursement",
+)
 
-IMPACT_COLUMNS = ("user_id", "plan", "currency", "duplicate_excess", "failed_request_charges",
-                  "abuse_penalty_excess", "overbilled", "credit_amount", "topup_reimbursement",
-                  "wrongful_429s", "restricted_minutes", "review", "credit_id", "reasons")
+IMPACT_COLUMNS = (
+    "user_id",
+    "plan",
+    "currency",
+    "duplicate_excess",
+    "failed_request_charges",
+    "abuse_penalty_excess",
+    "overbilled",
+    "credit_amount",
+    "topup_reimbursement",
+    "wrongful_429s",
+    "restricted_minutes",
+    "review",
+    "credit_id",
+    "reasons",
+)
 
-EXPORT_COLUMNS = ("user_id", "plan", "currency", "credit_amount", "topup_reimbursement",
-                  "credit_id", "reasons")
+EXPORT_COLUMNS = (
+    "user_id",
+    "plan",
+    "currency",
+    "credit_amount",
+    "topup_reimbursement",
+    "credit_id",
+    "reasons",
+)
 
 
 class PolicyError(WarroomError):
@@ -50,8 +75,7 @@ class Policy:
     start: datetime | None = None
     end: datetime | None = None
     exclude_plans: tuple[str, ...] = ()
-    components: dict[str, bool] = field(
-        default_factory=lambda: {c: True for c in COMPONENTS})
+    components: dict[str, bool] = field(default_factory=lambda: {c: True for c in COMPONENTS})
     goodwill_percent: Decimal = Decimal(0)
     #: currency -> smallest credit given to a row that is owed anything
     minimum_credit: dict[str, Decimal] = field(default_factory=dict)
@@ -60,9 +84,11 @@ class Policy:
     def as_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
-            "incident": {"id": self.incident_id,
-                         "start": self.start.isoformat() + "Z" if self.start else None,
-                         "end": self.end.isoformat() + "Z" if self.end else None},
+            "incident": {
+                "id": self.incident_id,
+                "start": self.start.isoformat() + "Z" if self.start else None,
+                "end": self.end.isoformat() + "Z" if self.end else None,
+            },
             "exclude_plans": list(self.exclude_plans),
             "components": dict(self.components),
             "goodwill_percent": str(self.goodwill_percent),
@@ -90,14 +116,17 @@ def load_policy(path: Path | None) -> Policy:
         raise PolicyError(f"{path}: not valid TOML: {exc}") from None
     for section, body in data.items():
         if section not in _SCHEMA:
-            raise PolicyError(f"{path}: unknown section [{section}] "
-                              f"(known: {', '.join(sorted(_SCHEMA))})")
+            raise PolicyError(
+                f"{path}: unknown section [{section}] (known: {', '.join(sorted(_SCHEMA))})"
+            )
         if not isinstance(body, dict):
             raise PolicyError(f"{path}: {section} must be a table, like [{section}]")
         for key in body:
             if key not in _SCHEMA[section]:
-                raise PolicyError(f"{path}: unknown key {key!r} in [{section}] "
-                                  f"(known: {', '.join(sorted(_SCHEMA[section]))})")
+                raise PolicyError(
+                    f"{path}: unknown key {key!r} in [{section}] "
+                    f"(known: {', '.join(sorted(_SCHEMA[section]))})"
+                )
     incident = data.get("incident", {})
     credits = data.get("credits", {})
 
@@ -113,7 +142,7 @@ def load_policy(path: Path | None) -> Policy:
         if isinstance(value, datetime):
             from datetime import UTC
 
-            return (value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value)
+            return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
         try:
             return parse_timestamp(text("incident", key, value))
         except QueryError as exc:
@@ -121,8 +150,10 @@ def load_policy(path: Path | None) -> Policy:
 
     def money(key: str, value: Any) -> Decimal:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise PolicyError(f"{path}: [credits] {key} must be a number written as a "
-                              "string (\"0.50\") or an integer, never a float")
+            raise PolicyError(
+                f"{path}: [credits] {key} must be a number written as a "
+                'string ("0.50") or an integer, never a float'
+            )
         try:
             d = Decimal(str(value))
         except InvalidOperation:
@@ -145,11 +176,14 @@ def load_policy(path: Path | None) -> Policy:
         raise PolicyError(f"{path}: [credits] exclude_plans must be a list of plan names")
     minimum = credits.get("minimum_credit", {})
     if not isinstance(minimum, dict):
-        raise PolicyError(f"{path}: [credits] minimum_credit must be a table of "
-                          "currency = amount, e.g. minimum_credit = {{ usd = \"1.00\" }}")
+        raise PolicyError(
+            f"{path}: [credits] minimum_credit must be a table of "
+            'currency = amount, e.g. minimum_credit = {{ usd = "1.00" }}'
+        )
     return Policy(
         incident_id=text("incident", "id", incident.get("id", "incident")),
-        start=start, end=end,
+        start=start,
+        end=end,
         exclude_plans=tuple(p.lower() for p in plans),
         components=components,
         goodwill_percent=money("goodwill_percent", credits.get("goodwill_percent", 0)),
@@ -161,7 +195,8 @@ def load_policy(path: Path | None) -> Policy:
 def credit_id(incident_id: str, user_id: str, currency: str | None) -> str:
     """A stable id for one credit: applying the same credit file twice is detectable."""
     digest = hashlib.sha256(
-        "\x1f".join([incident_id, user_id, currency or ""]).encode()).hexdigest()
+        "\x1f".join([incident_id, user_id, currency or ""]).encode()
+    ).hexdigest()
     return "cr_" + digest[:24]
 
 
@@ -283,8 +318,9 @@ def _plural(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
-def impact(con: duckdb.DuckDBPyConnection, pack: Pack, policy: Policy, *,
-           stored_findings: bool = False) -> pa.Table:
+def impact(
+    con: duckdb.DuckDBPyConnection, pack: Pack, policy: Policy, *, stored_findings: bool = False
+) -> pa.Table:
     """Per-user impact under ``policy``.
 
     By default the findings are computed afresh from the data on ``con`` (so the
@@ -295,8 +331,9 @@ def impact(con: duckdb.DuckDBPyConnection, pack: Pack, policy: Policy, *,
         # one name for the findings either way: temp.findings
         row = con.execute("SELECT current_database()").fetchone()
         catalog = str(row[0]) if row else "main"
-        con.execute(f'CREATE OR REPLACE TEMP TABLE findings AS '
-                    f'SELECT * FROM "{catalog}".main.findings')
+        con.execute(
+            f'CREATE OR REPLACE TEMP TABLE findings AS SELECT * FROM "{catalog}".main.findings'
+        )
     else:
         prepare(con, pack)
         _compute_findings(con, pack, table="findings", temp=True)
@@ -308,8 +345,11 @@ def impact(con: duckdb.DuckDBPyConnection, pack: Pack, policy: Policy, *,
     out: dict[str, list[Any]] = {c: [] for c in IMPACT_COLUMNS}
     for values in raw:
         r = dict(zip(names, values, strict=True))
-        r["restricted_minutes"] = int((Decimal(r["restricted_micros"]) / 60_000_000).quantize(
-            Decimal(1), rounding=ROUND_HALF_UP))
+        r["restricted_minutes"] = int(
+            (Decimal(r["restricted_micros"]) / 60_000_000).quantize(
+                Decimal(1), rounding=ROUND_HALF_UP
+            )
+        )
         plan = (r["plan"] or "").lower()
         excluded = plan in policy.exclude_plans
         comp = {c: Decimal(r[c] or 0) for c in COMPONENTS}
@@ -320,28 +360,57 @@ def impact(con: duckdb.DuckDBPyConnection, pack: Pack, policy: Policy, *,
             floor = policy.minimum_credit.get((r["currency"] or "").lower())
             if floor is not None and credit < floor:
                 credit = floor
-        reimbursement = (comp["topup_reimbursement"]
-                         if policy.components["topup_reimbursement"] and not excluded
-                         else Decimal(0))
-        has_anything = (any(comp[c] > 0 for c in COMPONENTS) or r["wrongful_429s"] > 0
-                        or r["restricted_minutes"] > 0 or r["review"])
+        reimbursement = (
+            comp["topup_reimbursement"]
+            if policy.components["topup_reimbursement"] and not excluded
+            else Decimal(0)
+        )
+        has_anything = (
+            any(comp[c] > 0 for c in COMPONENTS)
+            or r["wrongful_429s"] > 0
+            or r["restricted_minutes"] > 0
+            or r["review"]
+        )
         if not has_anything:
             continue
-        reasons = [text for n, text in (
-            (r["n_duplicates"], _plural(r["n_duplicates"], "duplicate charge")),
-            (r["n_failed"], _plural(r["n_failed"], "failed request charged",
-                                    "failed requests charged")),
-            (r["n_penalty"], _plural(r["n_penalty"], "charge under a false-positive penalty",
-                                     "charges under a false-positive penalty")),
-            (r["n_overbilled"], _plural(r["n_overbilled"], "overbilled charge")),
-            (r["n_topups"], _plural(r["n_topups"], "top-up to cure a wrong negative balance",
-                                    "top-ups to cure a wrong negative balance")),
-            (r["wrongful_429s"], _plural(r["wrongful_429s"], "wrongful 429")),
-            (r["restricted_minutes"], f"{r['restricted_minutes']} min wrongly restricted"),
-            (r["n_orphans"], _plural(r["n_orphans"], "orphan charge") + " (review)"),
-            (r["n_unreviewed"], _plural(r["n_unreviewed"], "restriction of a new user",
-                                        "restrictions of a new user") + " (review)"),
-        ) if n]
+        reasons = [
+            text
+            for n, text in (
+                (r["n_duplicates"], _plural(r["n_duplicates"], "duplicate charge")),
+                (
+                    r["n_failed"],
+                    _plural(r["n_failed"], "failed request charged", "failed requests charged"),
+                ),
+                (
+                    r["n_penalty"],
+                    _plural(
+                        r["n_penalty"],
+                        "charge under a false-positive penalty",
+                        "charges under a false-positive penalty",
+                    ),
+                ),
+                (r["n_overbilled"], _plural(r["n_overbilled"], "overbilled charge")),
+                (
+                    r["n_topups"],
+                    _plural(
+                        r["n_topups"],
+                        "top-up to cure a wrong negative balance",
+                        "top-ups to cure a wrong negative balance",
+                    ),
+                ),
+                (r["wrongful_429s"], _plural(r["wrongful_429s"], "wrongful 429")),
+                (r["restricted_minutes"], f"{r['restricted_minutes']} min wrongly restricted"),
+                (r["n_orphans"], _plural(r["n_orphans"], "orphan charge") + " (review)"),
+                (
+                    r["n_unreviewed"],
+                    _plural(
+                        r["n_unreviewed"], "restriction of a new user", "restrictions of a new user"
+                    )
+                    + " (review)",
+                ),
+            )
+            if n
+        ]
         if excluded:
             reasons.append(f"plan {plan} excluded by policy")
         out["user_id"].append(r["user_id"])
@@ -357,22 +426,34 @@ def impact(con: duckdb.DuckDBPyConnection, pack: Pack, policy: Policy, *,
         out["credit_id"].append(credit_id(policy.incident_id, r["user_id"], r["currency"]))
         out["reasons"].append("; ".join(reasons))
     money = pa.decimal128(18, 6)
-    schema = pa.schema([
-        ("user_id", pa.string()), ("plan", pa.string()), ("currency", pa.string()),
-        ("duplicate_excess", money), ("failed_request_charges", money),
-        ("abuse_penalty_excess", money), ("overbilled", money), ("credit_amount", money),
-        ("topup_reimbursement", money), ("wrongful_429s", pa.int64()),
-        ("restricted_minutes", pa.int64()), ("review", pa.bool_()), ("credit_id", pa.string()),
-        ("reasons", pa.string()),
-    ])
+    schema = pa.schema(
+        [
+            ("user_id", pa.string()),
+            ("plan", pa.string()),
+            ("currency", pa.string()),
+            ("duplicate_excess", money),
+            ("failed_request_charges", money),
+            ("abuse_penalty_excess", money),
+            ("overbilled", money),
+            ("credit_amount", money),
+            ("topup_reimbursement", money),
+            ("wrongful_429s", pa.int64()),
+            ("restricted_minutes", pa.int64()),
+            ("review", pa.bool_()),
+            ("credit_id", pa.string()),
+            ("reasons", pa.string()),
+        ]
+    )
     return pa.table(out, schema=schema)
 
 
 def affected_users(impact_rows: pa.Table) -> pa.Table:
     """The refund job's list: rows owed a credit or a reimbursement, export columns only."""
     zero = pa.scalar(Decimal(0), type=impact_rows.schema.field("credit_amount").type)
-    owed = pc.or_(pc.greater(impact_rows.column("credit_amount"), zero),
-                  pc.greater(impact_rows.column("topup_reimbursement"), zero))
+    owed = pc.or_(
+        pc.greater(impact_rows.column("credit_amount"), zero),
+        pc.greater(impact_rows.column("topup_reimbursement"), zero),
+    )
     return impact_rows.filter(owed).select(list(EXPORT_COLUMNS))
 
 
@@ -380,14 +461,20 @@ def totals(rows: pa.Table) -> list[str]:
     """Human summary lines: users and amounts per currency."""
     by: dict[str, list[Decimal]] = {}
     users: dict[str, set[str]] = {}
-    for r in rows.select([c for c in ("user_id", "currency", "credit_amount",
-                                      "topup_reimbursement") if c in rows.column_names]
-                         ).to_pylist():
+    for r in rows.select(
+        [
+            c
+            for c in ("user_id", "currency", "credit_amount", "topup_reimbursement")
+            if c in rows.column_names
+        ]
+    ).to_pylist():
         cur = r["currency"] or "(none)"
         acc = by.setdefault(cur, [Decimal(0), Decimal(0)])
         acc[0] += r["credit_amount"]
         acc[1] += r["topup_reimbursement"]
         users.setdefault(cur, set()).add(r["user_id"])
-    lines = [f"{len(users[c])} user(s) in {c}: credits {a[0]}, top-up reimbursements {a[1]}"
-             for c, a in sorted(by.items())]
+    lines = [
+        f"{len(users[c])} user(s) in {c}: credits {a[0]}, top-up reimbursements {a[1]}"
+        for c, a in sorted(by.items())
+    ]
     return lines or ["no user is owed anything"]

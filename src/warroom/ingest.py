@@ -61,8 +61,14 @@ RAW_LIMIT = 4096
 _CHUNK = 16 * 1024 * 1024
 
 DATA_SUFFIXES = {".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet"}
-_FORMATS = {".jsonl": "json", ".ndjson": "json", ".json": "json", ".csv": "csv",
-            ".tsv": "tsv", ".parquet": "parquet"}
+_FORMATS = {
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+}
 #: control bytes a line may not hold: all but TAB and LF, and CR unless it ends
 #: the line (CRLF); DuckDB's line reader would split a line at a lone CR
 _CONTROL = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
@@ -126,8 +132,10 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
         if p.is_dir():
             found = sorted(_walk(p))
             if not found:
-                raise InputError(f"{p}: no data files in this folder "
-                                 f"(looked for {', '.join(sorted(DATA_SUFFIXES))}, optionally .gz)")
+                raise InputError(
+                    f"{p}: no data files in this folder "
+                    f"(looked for {', '.join(sorted(DATA_SUFFIXES))}, optionally .gz)"
+                )
             out.extend(found)
         elif p.exists():
             out.append(p)
@@ -257,8 +265,9 @@ def _csv_fields(line: str, delim: str) -> list[str]:
     return [c.strip().lower() for c in row]
 
 
-def plan_file(con: duckdb.DuckDBPyConnection, p: Path, kind: Kind | None,
-              profile: Profile | None = None) -> _Plan:
+def plan_file(
+    con: duckdb.DuckDBPyConnection, p: Path, kind: Kind | None, profile: Profile | None = None
+) -> _Plan:
     """Decide format, compression and kind of one file, reading only its head."""
     if not p.is_file():
         raise InputError(f"{p}: not a file")
@@ -272,8 +281,7 @@ def plan_file(con: duckdb.DuckDBPyConnection, p: Path, kind: Kind | None,
     named = kind or _kind_from_name(p)
     if fmt == "parquet":
         try:
-            described = con.execute(
-                "DESCRIBE SELECT * FROM read_parquet(?)", [str(p)]).fetchall()
+            described = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(p)]).fetchall()
         except duckdb.Error as exc:
             raise InputError(f"{p}: not a readable Parquet file: {_one_line(exc)}") from None
         plan.parquet_types = {str(r[0]).lower(): str(r[1]) for r in described}
@@ -310,7 +318,8 @@ def plan_file(con: duckdb.DuckDBPyConnection, p: Path, kind: Kind | None,
         if plan.json_array:
             obj = con.execute(
                 "SELECT json_keys(json_extract(?::JSON, '$[0]'))",
-                [_first_array_element(p, compression)]).fetchone()
+                [_first_array_element(p, compression)],
+            ).fetchone()
             keys = set(obj[0] or []) if obj else set()
         else:
             parsed = orjson.loads(lines[first_idx])
@@ -533,8 +542,9 @@ def _sanitize(p: Path, compression: str | None, tmpdir: str) -> tuple[Path, list
                         return
                     yield out
                 if not d.eof:
-                    truncated = ("gzip stream truncated: the file ends before the compressed "
-                                 "data does")
+                    truncated = (
+                        "gzip stream truncated: the file ends before the compressed data does"
+                    )
         else:
             with open(p, "rb") as raw:
                 while chunk := raw.read(_CHUNK):
@@ -572,8 +582,9 @@ def _sanitize(p: Path, compression: str | None, tmpdir: str) -> tuple[Path, list
             lineno += 1
             carry = _unterminate(carry)
             if truncated:
-                bad.append(_BadLine(lineno, _clip(carry, dropped),
-                                    f"{truncated}; the line is incomplete"))
+                bad.append(
+                    _BadLine(lineno, _clip(carry, dropped), f"{truncated}; the line is incomplete")
+                )
                 out.write(b"\n")
             else:
                 reason = _bad_reason(carry, dropped)
@@ -632,10 +643,11 @@ def _json_values(kind: Kind, src: str) -> str:
         f"CASE WHEN left(v[{i + 1}], 1) IN ('{{', '[') THEN CASE json_type(json_extract("
         f"raw, '$.\"{f.name}\"')) WHEN 'OBJECT' THEN 'an object' WHEN 'ARRAY' THEN 'an array' "
         f"END END AS c_{f.name}"
-        for i, f in enumerate(fields) if f.type is FieldType.STRING
+        for i, f in enumerate(fields)
+        if f.type is FieldType.STRING
     ]
     return f"""
-        SELECT line, raw, pre_reason, {', '.join(cols)} FROM (
+        SELECT line, raw, pre_reason, {", ".join(cols)} FROM (
             SELECT line, raw, pre_reason,
                 CASE WHEN pre_reason IS NULL THEN json_extract_string(raw, [{paths}]) END AS v,
                 CASE WHEN pre_reason IS NULL THEN json_extract(raw, [{money_paths}]) END AS j
@@ -656,10 +668,8 @@ def _json_values(kind: Kind, src: str) -> str:
 def _csv_split(fmt: str) -> tuple[str, str]:
     """SQL splitting ``raw`` into its fields ``fs``, and SQL telling it is well-formed."""
     if fmt == "csv":
-        split = (
-            "regexp_extract_all(',' || raw, ',(\"(?:[^\"]|\"\")*\"|[^,\"]*)', 1)"
-        )
-        wellformed = "regexp_full_match(',' || raw, '(,(\"(?:[^\"]|\"\")*\"|[^,\"]*))*')"
+        split = 'regexp_extract_all(\',\' || raw, \',("(?:[^"]|"")*"|[^,"]*)\', 1)'
+        wellformed = 'regexp_full_match(\',\' || raw, \'(,("(?:[^"]|"")*"|[^,"]*))*\')'
         return split, wellformed
     return "string_split(raw, '\t')", "true"
 
@@ -681,7 +691,7 @@ def _csv_values(plan: _Plan, src: str) -> str:
         SELECT line, raw, CASE
                 WHEN NOT {wellformed} THEN 'malformed CSV: unbalanced or misplaced quotes'
                 WHEN len(fs) <> {n} THEN 'expected {n} fields, got ' || len(fs)
-            END AS pre_reason, {', '.join(cols)}
+            END AS pre_reason, {", ".join(cols)}
         FROM (SELECT line, raw, {split} AS fs FROM ({src}) WHERE line > {plan.header_line})"""
 
 
@@ -701,10 +711,18 @@ def _parquet_values(plan: _Plan) -> str:
             cols.append(f"{via_double} AS n_{f.name}")
         elif f.type is FieldType.STRING:
             t = plan.parquet_types.get(f.name, "")
-            shape = ("an object" if t.startswith(("STRUCT", "MAP", "UNION")) else
-                     "an array" if t.endswith("]") else None)
-            cols.append(f"CASE WHEN \"{f.name}\" IS NOT NULL THEN '{shape}' END AS c_{f.name}"
-                        if shape else f"NULL::VARCHAR AS c_{f.name}")
+            shape = (
+                "an object"
+                if t.startswith(("STRUCT", "MAP", "UNION"))
+                else "an array"
+                if t.endswith("]")
+                else None
+            )
+            cols.append(
+                f"CASE WHEN \"{f.name}\" IS NOT NULL THEN '{shape}' END AS c_{f.name}"
+                if shape
+                else f"NULL::VARCHAR AS c_{f.name}"
+            )
     raw = f"CAST(to_json({{{', '.join(raw_parts)}}}) AS VARCHAR)" if raw_parts else "'{}'"
     return (
         f"SELECT file_row_number + 1 AS line, {raw} AS raw, NULL::VARCHAR AS pre_reason, "
@@ -727,8 +745,7 @@ _NOT_OBJECT = """CASE
 
 def _json_rows(src: str) -> str:
     """(line, raw) of JSON lines -> profile rows."""
-    return (f"SELECT line, raw, raw AS d, {_NOT_OBJECT.format(d='raw')} AS pre_reason "
-            f"FROM ({src})")
+    return f"SELECT line, raw, raw AS d, {_NOT_OBJECT.format(d='raw')} AS pre_reason FROM ({src})"
 
 
 def _csv_rows(plan: _Plan, src: str) -> str:
@@ -738,7 +755,8 @@ def _csv_rows(plan: _Plan, src: str) -> str:
     split, wellformed = _csv_split(plan.format)
     pairs = ", ".join(
         f"{_sql_text(name)}, NULLIF(wr_csv_unquote(trim(fs[{i + 1}])), '')"
-        for i, name in enumerate(plan.header))
+        for i, name in enumerate(plan.header)
+    )
     return f"""
         SELECT line, raw, CASE WHEN pre_reason IS NULL THEN CAST(json_object({pairs}) AS VARCHAR)
                           END AS d, pre_reason
@@ -753,26 +771,29 @@ def _document_rows(plan: _Plan) -> str:
     """A .json array (its elements) or pretty-printed documents -> profile rows; the
     "line" is the element's or document's number."""
     fmt = "array" if plan.json_array else "unstructured"
-    return (f"SELECT ordinality AS line, CAST(json AS VARCHAR) AS raw, "
-            f"CAST(json AS VARCHAR) AS d, {_NOT_OBJECT.format(d='json')} AS pre_reason "
-            f"FROM read_json_objects($path, format = '{fmt}', "
-            f"maximum_object_size = {LINE_LIMIT}) WITH ORDINALITY")
+    return (
+        f"SELECT ordinality AS line, CAST(json AS VARCHAR) AS raw, "
+        f"CAST(json AS VARCHAR) AS d, {_NOT_OBJECT.format(d='json')} AS pre_reason "
+        f"FROM read_json_objects($path, format = '{fmt}', "
+        f"maximum_object_size = {LINE_LIMIT}) WITH ORDINALITY"
+    )
 
 
 def _parquet_rows() -> str:
     """Parquet -> profile rows: each row as a JSON object, numbered from 1."""
     row = "json_merge_patch(to_json(t), '{\"file_row_number\": null}')"
-    return (f"SELECT file_row_number + 1 AS line, CAST({row} AS VARCHAR) AS raw, "
-            f"CAST({row} AS VARCHAR) AS d, NULL::VARCHAR AS pre_reason "
-            "FROM read_parquet($path, file_row_number = true) t")
+    return (
+        f"SELECT file_row_number + 1 AS line, CAST({row} AS VARCHAR) AS raw, "
+        f"CAST({row} AS VARCHAR) AS d, NULL::VARCHAR AS pre_reason "
+        "FROM read_parquet($path, file_row_number = true) t"
+    )
 
 
 def _sql_text(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _load_profile(con: duckdb.DuckDBPyConnection, plan: _Plan,
-                  source_id: int) -> tuple[int, int]:
+def _load_profile(con: duckdb.DuckDBPyConnection, plan: _Plan, source_id: int) -> tuple[int, int]:
     """A file read through an import profile: its rows as JSON text, then mapped in
     SQL by ``profiles.apply`` (which also writes its rejects)."""
     assert plan.profile is not None
@@ -787,8 +808,10 @@ def _load_profile(con: duckdb.DuckDBPyConnection, plan: _Plan,
             rows = _document_rows(plan)
         else:
             path, bad, _ = _sanitize(plan.path, plan.compression, tmp)
-            lines = (f"SELECT line, raw FROM ({_lines_relation(path)}) "
-                     "WHERE NOT regexp_full_match(coalesce(raw, ''), '[ \\t]*')")
+            lines = (
+                f"SELECT line, raw FROM ({_lines_relation(path)}) "
+                "WHERE NOT regexp_full_match(coalesce(raw, ''), '[ \\t]*')"
+            )
             rows = _json_rows(lines) if plan.format == "json" else _csv_rows(plan, lines)
         try:
             con.execute(f"CREATE OR REPLACE TEMP TABLE wr_prow AS {rows}", {"path": str(path)})
@@ -796,8 +819,9 @@ def _load_profile(con: duckdb.DuckDBPyConnection, plan: _Plan,
             what = {"parquet": "Parquet"}.get(plan.format, "JSON")
             raise InputError(f"{plan.path}: cannot read {what}: {_one_line(exc)}") from None
         try:
-            return profiles.apply(con, plan.profile, source_id, _insert_good,
-                                  [(b.line, b.raw, b.reason) for b in bad])
+            return profiles.apply(
+                con, plan.profile, source_id, _insert_good, [(b.line, b.raw, b.reason) for b in bad]
+            )
         finally:
             con.execute("DROP TABLE IF EXISTS wr_prow")
 
@@ -817,8 +841,9 @@ def _canonical_cols(kind: Kind) -> list[str]:
     return [f.name for f in FIELDS[kind]]
 
 
-def _insert_good(con: duckdb.DuckDBPyConnection, kind: Kind, typed_sql: str,
-                 params: dict[str, object]) -> int:
+def _insert_good(
+    con: duckdb.DuckDBPyConnection, kind: Kind, typed_sql: str, params: dict[str, object]
+) -> int:
     """Insert the good rows of ``typed_sql`` into the kind's table; returns the count."""
     table = TABLES[kind]
     names = _canonical_cols(kind)
@@ -832,20 +857,22 @@ def _insert_good(con: duckdb.DuckDBPyConnection, kind: Kind, typed_sql: str,
         sql = f"""
             INSERT INTO {table} (source_id, line, canonical, {cols})
             SELECT $source_id, g.line, prev.{key} IS NULL,
-                   {', '.join('g.' + n for n in names)}
+                   {", ".join("g." + n for n in names)}
             FROM ({typed_sql}) g
             LEFT JOIN (SELECT {key} FROM {table} WHERE canonical) prev
                 ON prev.{key} = g.{key}
             WHERE g.reason IS NULL"""
         row = con.execute(sql, params).fetchone()
-        con.execute(f"""
+        con.execute(
+            f"""
             UPDATE {table} SET canonical = false
             FROM (SELECT {key} AS k, min(line) AS first_line FROM {table}
                   WHERE source_id = $source_id AND canonical
                   GROUP BY {key} HAVING count(*) > 1) AS repeated
             WHERE {table}.source_id = $source_id AND {table}.canonical
               AND {table}.{key} = repeated.k AND {table}.line > repeated.first_line""",
-                    {"source_id": params["source_id"]})
+            {"source_id": params["source_id"]},
+        )
         return int(row[0]) if row else 0
     sql = f"""
         INSERT INTO {table} (source_id, line, {cols})
@@ -854,29 +881,35 @@ def _insert_good(con: duckdb.DuckDBPyConnection, kind: Kind, typed_sql: str,
     return int(row[0]) if row else 0
 
 
-def _load_json_fast(con: duckdb.DuckDBPyConnection, plan: _Plan, source_id: int,
-                    scan: Future[_Scan]) -> tuple[int, int]:
+def _load_json_fast(
+    con: duckdb.DuckDBPyConnection, plan: _Plan, source_id: int, scan: Future[_Scan]
+) -> tuple[int, int]:
     fields = FIELDS[plan.kind]
     # money is read as JSON to tell numbers from strings; so are the strings of
     # an array file, to tell objects from strings (lines go the careful way)
-    as_json = {f.name for f in fields if f.type is FieldType.MONEY
-               or (plan.json_array and f.type is FieldType.STRING)}
-    spec = ", ".join(
-        f"'{f.name}': '{'JSON' if f.name in as_json else 'VARCHAR'}'" for f in fields
-    )
+    as_json = {
+        f.name
+        for f in fields
+        if f.type is FieldType.MONEY or (plan.json_array and f.type is FieldType.STRING)
+    }
+    spec = ", ".join(f"'{f.name}': '{'JSON' if f.name in as_json else 'VARCHAR'}'" for f in fields)
     vals, unsure = [], []
     for f in fields:
         col = f'"{f.name}"'
         if f.name in as_json:
-            vals.append(f"CASE WHEN left({col}, 1) = '\"' THEN {col}->>'$' "
-                        f"ELSE CAST({col} AS VARCHAR) END AS v_{f.name}")
+            vals.append(
+                f"CASE WHEN left({col}, 1) = '\"' THEN {col}->>'$' "
+                f"ELSE CAST({col} AS VARCHAR) END AS v_{f.name}"
+            )
         else:
             vals.append(f"{col} AS v_{f.name}")
         if f.type is FieldType.MONEY:
             vals.append(f"coalesce(left({col}, 1) <> '\"', false) AS n_{f.name}")
         elif f.type is FieldType.STRING and plan.json_array:
-            vals.append(f"CASE left({col}, 1) WHEN '{{' THEN 'an object' "
-                        f"WHEN '[' THEN 'an array' END AS c_{f.name}")
+            vals.append(
+                f"CASE left({col}, 1) WHEN '{{' THEN 'an object' "
+                f"WHEN '[' THEN 'an array' END AS c_{f.name}"
+            )
         elif f.type is FieldType.STRING:
             # read as text, an object and a string holding JSON text look alike
             vals.append(f"NULL::VARCHAR AS c_{f.name}")
@@ -884,8 +917,10 @@ def _load_json_fast(con: duckdb.DuckDBPyConnection, plan: _Plan, source_id: int,
         if f.type is not FieldType.DOUBLE and not plan.json_array:
             # a JSON number in exponent form reads as DuckDB prints a double
             # ('1e+20'), not as its text: the careful path would see another text
-            unsure.append(f"((contains({col}, 'e+') OR contains({col}, 'e-')) AND "
-                          f"regexp_full_match({col}, '-?[0-9]+(\\.[0-9]+)?e[+-][0-9]+'))")
+            unsure.append(
+                f"((contains({col}, 'e+') OR contains({col}, 'e-')) AND "
+                f"regexp_full_match({col}, '-?[0-9]+(\\.[0-9]+)?e[+-][0-9]+'))"
+            )
     unsure_sql = f"CASE WHEN {' OR '.join(unsure)} THEN '{_UNSURE}' END" if unsure else "NULL"
     fmt = "array" if plan.json_array else "newline_delimited"
     src = (
@@ -910,14 +945,18 @@ def _load_json_fast(con: duckdb.DuckDBPyConnection, plan: _Plan, source_id: int,
         return loaded, 0
     # Some rows were rejected (or the file has blank lines): find them; the
     # numbering holds only if every physical line was a row.
-    con.execute(f"CREATE OR REPLACE TEMP TABLE wr_bad AS SELECT line, reason FROM ({typed}) "
-                "WHERE reason IS NOT NULL", {"path": str(plan.path)})
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE wr_bad AS SELECT line, reason FROM ({typed}) "
+        "WHERE reason IS NOT NULL",
+        {"path": str(plan.path)},
+    )
     bad = _count(con, "SELECT count(*) FROM wr_bad")
     if plan.json_array:
         # rows of an array have no line of their own: keep the element as text
         con.execute(
             """INSERT INTO rejects SELECT $source_id, b.line, NULL, b.reason FROM wr_bad b""",
-            {"source_id": source_id})
+            {"source_id": source_id},
+        )
         return loaded, bad
     if loaded + bad != total:
         raise _Fallback("blank lines: ordinality is not the line number")
@@ -931,13 +970,19 @@ def _load_json_fast(con: duckdb.DuckDBPyConnection, plan: _Plan, source_id: int,
                 CASE WHEN regexp_full_match(l.raw, '[ \\t]*null[ \\t]*')
                      THEN 'not a JSON object: a JSON null' ELSE b.reason END
             FROM wr_bad b LEFT JOIN ({_lines_relation(plan.path)}) l USING (line)""",
-        {"source_id": source_id, "path": str(plan.path)})
+        {"source_id": source_id, "path": str(plan.path)},
+    )
     return loaded, bad
 
 
-def _load_staged(con: duckdb.DuckDBPyConnection, plan: _Plan, source_id: int,
-                 values_sql: str, params: dict[str, object],
-                 pre_bad: Sequence[_BadLine] = ()) -> tuple[int, int]:
+def _load_staged(
+    con: duckdb.DuckDBPyConnection,
+    plan: _Plan,
+    source_id: int,
+    values_sql: str,
+    params: dict[str, object],
+    pre_bad: Sequence[_BadLine] = (),
+) -> tuple[int, int]:
     """Type ``values_sql`` once into a temp table, then split good rows from rejects."""
     typed = typed_select(plan.kind, f"({values_sql})", extra=("raw",), containers=True)
     con.execute(f"CREATE OR REPLACE TEMP TABLE wr_stage AS {typed}", params)
@@ -945,11 +990,14 @@ def _load_staged(con: duckdb.DuckDBPyConnection, plan: _Plan, source_id: int,
     bad = _count(con, "SELECT count(*) FROM wr_stage WHERE reason IS NOT NULL")
     con.execute(
         "INSERT INTO rejects SELECT $source_id, line, raw, reason FROM wr_stage "
-        "WHERE reason IS NOT NULL", {"source_id": source_id})
+        "WHERE reason IS NOT NULL",
+        {"source_id": source_id},
+    )
     if pre_bad:
         con.executemany(
             "INSERT INTO rejects VALUES (?, ?, ?, ?)",
-            [[source_id, b.line, b.raw, b.reason] for b in pre_bad])
+            [[source_id, b.line, b.raw, b.reason] for b in pre_bad],
+        )
     con.execute("DROP TABLE wr_stage")
     return loaded, bad + len(pre_bad)
 
@@ -983,8 +1031,10 @@ def _load_lines(con: duckdb.DuckDBPyConnection, plan: _Plan, source_id: int) -> 
     """The careful path for text files: every physical line, scanned first."""
     with _scratch_dir() as tmp:
         clean, bad, _ = _sanitize(plan.path, plan.compression, tmp)
-        lines = (f"SELECT line, raw FROM ({_lines_relation(clean)}) "
-                 "WHERE NOT regexp_full_match(coalesce(raw, ''), '[ \\t]*')")
+        lines = (
+            f"SELECT line, raw FROM ({_lines_relation(clean)}) "
+            "WHERE NOT regexp_full_match(coalesce(raw, ''), '[ \\t]*')"
+        )
         if plan.format == "json":
             values = _json_values(plan.kind, lines)
         else:
@@ -1042,21 +1092,29 @@ def ingest(
         con.execute(f"SET preserve_insertion_order = {str(keep_order).lower()}")
 
 
-def _ingest_all(con: duckdb.DuckDBPyConnection, paths: Sequence[str | Path],
-                kind: Kind | None, prof: profiles.Profile | None, force: bool, strict: bool,
-                progress: ProgressFn | None) -> IngestReport:
+def _ingest_all(
+    con: duckdb.DuckDBPyConnection,
+    paths: Sequence[str | Path],
+    kind: Kind | None,
+    prof: profiles.Profile | None,
+    force: bool,
+    strict: bool,
+    progress: ProgressFn | None,
+) -> IngestReport:
     con.execute(
         "CREATE OR REPLACE TEMP MACRO wr_csv_unquote(x) AS CASE WHEN left(x, 1) = '\"' "
         "AND right(x, 1) = '\"' AND length(x) >= 2 "
-        "THEN replace(x[2:length(x) - 1], '\"\"', '\"') ELSE x END")
+        "THEN replace(x[2:length(x) - 1], '\"\"', '\"') ELSE x END"
+    )
     files = expand_paths(paths)
     plans = [plan_file(con, p, kind, prof) for p in files]
     report = IngestReport()
     strict_failures: list[FileResult] = []
     with ThreadPoolExecutor(max_workers=1) as pool:
         for plan in plans:
-            result = _ingest_one(con, plan, force=force, strict=strict, pool=pool,
-                                 progress=progress)
+            result = _ingest_one(
+                con, plan, force=force, strict=strict, pool=pool, progress=progress
+            )
             report.files.append(result)
             if result.status == "strict-rejected":
                 strict_failures.append(result)
@@ -1068,12 +1126,26 @@ def _ingest_all(con: duckdb.DuckDBPyConnection, paths: Sequence[str | Path],
     return report
 
 
-def _ingest_one(con: duckdb.DuckDBPyConnection, plan: _Plan, *, force: bool, strict: bool,
-                pool: ThreadPoolExecutor, progress: ProgressFn | None) -> FileResult:
+def _ingest_one(
+    con: duckdb.DuckDBPyConnection,
+    plan: _Plan,
+    *,
+    force: bool,
+    strict: bool,
+    pool: ThreadPoolExecutor,
+    progress: ProgressFn | None,
+) -> FileResult:
     started = time.monotonic()
     kind_label = plan.profile.kind_label if plan.profile else plan.kind.value
-    result = FileResult(str(plan.path), kind_label, plan.format, plan.compression, "",
-                        plan.size, profile=plan.profile.name if plan.profile else None)
+    result = FileResult(
+        str(plan.path),
+        kind_label,
+        plan.format,
+        plan.compression,
+        "",
+        plan.size,
+        profile=plan.profile.name if plan.profile else None,
+    )
     scan: Future[_Scan] = pool.submit(_hash_and_count, plan.path, plan.compression)
     # Hashing overlaps the load; only a file the size of one already loaded could
     # be a repeat, and for that one the hash comes first.
@@ -1105,12 +1177,15 @@ def _ingest_one(con: duckdb.DuckDBPyConnection, plan: _Plan, *, force: bool, str
             result.status = "replaced" if previous else "loaded"
             result.rows_loaded, result.rows_rejected = loaded, rejected
             if plan.profile is not None and rejected:
-                first = con.execute("SELECT line, reason FROM rejects WHERE source_id = ? "
-                                    "ORDER BY line LIMIT 1", [source_id]).fetchone()
+                first = con.execute(
+                    "SELECT line, reason FROM rejects WHERE source_id = ? ORDER BY line LIMIT 1",
+                    [source_id],
+                ).fetchone()
                 result.first_reject = f"{first[0]}: {first[1]}" if first else ""
             # the rows of a JSON array or document are elements, not lines
-            if plan.format != "parquet" and not (plan.profile and plan.json_array
-                                                 or plan.json_document):
+            if plan.format != "parquet" and not (
+                plan.profile and plan.json_array or plan.json_document
+            ):
                 header = 1 if plan.header else 0
                 result.blank_lines = max(scan.result().lines - loaded - rejected - header, 0)
             if strict and rejected:
@@ -1120,16 +1195,29 @@ def _ingest_one(con: duckdb.DuckDBPyConnection, plan: _Plan, *, force: bool, str
                 return result
             con.execute(
                 "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [source_id, result.path, kind_label, plan.format, plan.compression,
-                 result.profile, sha,
-                 plan.size, loaded, rejected, result.blank_lines,
-                 datetime.now(UTC).replace(tzinfo=None)])
+                [
+                    source_id,
+                    result.path,
+                    kind_label,
+                    plan.format,
+                    plan.compression,
+                    result.profile,
+                    sha,
+                    plan.size,
+                    loaded,
+                    rejected,
+                    result.blank_lines,
+                    datetime.now(UTC).replace(tzinfo=None),
+                ],
+            )
             con.execute("COMMIT")
         except _Fallback:
             con.execute("ROLLBACK")
             if plan.json_array:
-                raise InputError(f"{plan.path}: not a well-formed JSON array of objects; "
-                                 "use one JSON object per line (.jsonl)") from None
+                raise InputError(
+                    f"{plan.path}: not a well-formed JSON array of objects; "
+                    "use one JSON object per line (.jsonl)"
+                ) from None
             continue
         except BaseException:
             try:
@@ -1143,27 +1231,29 @@ def _ingest_one(con: duckdb.DuckDBPyConnection, plan: _Plan, *, force: bool, str
 
 
 def _previous(con: duckdb.DuckDBPyConnection, sha: str) -> list[tuple[int, str]]:
-    rows = con.execute("SELECT source_id, path FROM sources WHERE sha256 = ? ORDER BY 1",
-                       [sha]).fetchall()
+    rows = con.execute(
+        "SELECT source_id, path FROM sources WHERE sha256 = ? ORDER BY 1", [sha]
+    ).fetchall()
     return [(int(r[0]), str(r[1])) for r in rows]
 
 
 def _skipped(result: FileResult, con: duckdb.DuckDBPyConnection, sha: str) -> FileResult:
     result.sha256 = sha
     result.status = "skipped"
-    result.note = (f"already ingested as {_previous(con, sha)[0][1]}; nothing loaded "
-                   "(--force replaces it)")
+    result.note = (
+        f"already ingested as {_previous(con, sha)[0][1]}; nothing loaded (--force replaces it)"
+    )
     return result
 
 
-def _load_careful(con: duckdb.DuckDBPyConnection, plan: _Plan,
-                  source_id: int) -> tuple[int, int]:
+def _load_careful(con: duckdb.DuckDBPyConnection, plan: _Plan, source_id: int) -> tuple[int, int]:
     if plan.size == 0:
         return 0, 0
     if plan.format == "parquet":
         try:
-            return _load_staged(con, plan, source_id, _parquet_values(plan),
-                                {"path": str(plan.path)})
+            return _load_staged(
+                con, plan, source_id, _parquet_values(plan), {"path": str(plan.path)}
+            )
         except duckdb.Error as exc:
             raise InputError(f"{plan.path}: cannot read Parquet: {_one_line(exc)}") from None
     return _load_lines(con, plan, source_id)
@@ -1174,8 +1264,11 @@ def _delete_source(con: duckdb.DuckDBPyConnection, source_id: int) -> None:
     for kind, table in TABLES.items():
         if kind in IDENTITY:
             key = IDENTITY[kind]
-            con.execute(f"CREATE OR REPLACE TEMP TABLE wr_lost AS SELECT DISTINCT {key} "
-                        f"FROM {table} WHERE source_id = ? AND canonical", [source_id])
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE wr_lost AS SELECT DISTINCT {key} "
+                f"FROM {table} WHERE source_id = ? AND canonical",
+                [source_id],
+            )
             con.execute(f"DELETE FROM {table} WHERE source_id = ?", [source_id])
             con.execute(f"""
                 UPDATE {table} SET canonical = true FROM (

@@ -58,8 +58,24 @@ _LEVEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 #: ISO 4217 currencies whose minor unit is not 1/100, as Stripe counts them:
 #: zero-decimal currencies and three-decimal ones
-ZERO_DECIMAL = ("bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx",
-                "vnd", "vuv", "xaf", "xof", "xpf")
+ZERO_DECIMAL = (
+    "bif",
+    "clp",
+    "djf",
+    "gnf",
+    "jpy",
+    "kmf",
+    "krw",
+    "mga",
+    "pyg",
+    "rwf",
+    "ugx",
+    "vnd",
+    "vuv",
+    "xaf",
+    "xof",
+    "xpf",
+)
 THREE_DECIMAL = ("bhd", "jod", "kwd", "omr", "tnd")
 
 _NUMBER = r"'[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?'"
@@ -175,8 +191,10 @@ class Profile:
         """
         kept = tuple(m for m in self.mappings if m.kind is kind)
         if not kept:
-            raise ProfileError(f"profile {self.name} produces no {kind.value} rows "
-                               f"(it produces {', '.join(k.value for k in self.kinds)})")
+            raise ProfileError(
+                f"profile {self.name} produces no {kind.value} rows "
+                f"(it produces {', '.join(k.value for k in self.kinds)})"
+            )
         return replace(self, mappings=kept)
 
 
@@ -192,11 +210,12 @@ def builtin_names() -> list[str]:
 def builtin(name: str) -> Profile:
     """The shipped profile ``name``; raises ProfileError listing them if there is none."""
     if name not in builtin_names():
-        raise ProfileError(f"unknown profile {name!r}; built-in profiles: "
-                           f"{', '.join(builtin_names())} (or pass a .toml mapping file)")
+        raise ProfileError(
+            f"unknown profile {name!r}; built-in profiles: "
+            f"{', '.join(builtin_names())} (or pass a .toml mapping file)"
+        )
     text = resources.files("warroom").joinpath(_DEFS, f"{name}.toml").read_text("utf-8")
-    return parse(text, source=f"built-in profile {name}", default_name=name,
-                 origin="built-in")
+    return parse(text, source=f"built-in profile {name}", default_name=name, origin="built-in")
 
 
 def load_file(path: str | Path) -> Profile:
@@ -216,8 +235,13 @@ def resolve(spec: str | Path | Profile) -> Profile:
     if isinstance(spec, Profile):
         return spec
     text = str(spec)
-    if isinstance(spec, Path) or text.lower().endswith(".toml") or "/" in text \
-            or "\\" in text or Path(text).is_file():
+    if (
+        isinstance(spec, Path)
+        or text.lower().endswith(".toml")
+        or "/" in text
+        or "\\" in text
+        or Path(text).is_file()
+    ):
         return load_file(text)
     return builtin(text)
 
@@ -225,12 +249,14 @@ def resolve(spec: str | Path | Profile) -> Profile:
 def profiles_table() -> pa.Table:
     """``warroom profiles``: name, kinds produced, description and what to export."""
     rows = [builtin(n) for n in builtin_names()]
-    return pa.table({
-        "name": [p.name for p in rows],
-        "kinds": [", ".join(k.value for k in p.kinds) for p in rows],
-        "description": [p.description for p in rows],
-        "export": [p.export for p in rows],
-    })
+    return pa.table(
+        {
+            "name": [p.name for p in rows],
+            "kinds": [", ".join(k.value for k in p.kinds) for p in rows],
+            "description": [p.description for p in rows],
+            "export": [p.export for p in rows],
+        }
+    )
 
 
 # --------------------------------------------------------------------------- parsing
@@ -238,8 +264,18 @@ def profiles_table() -> pa.Table:
 
 _TOP_KEYS = ("name", "description", "export", "mapping")
 _MAPPING_KEYS = ("name", "kind", "when", "each", "fields")
-_FIELD_KEYS = ("path", "const", "template", "map", "default", "scale", "minor_units",
-               "negate", "round", "epoch")
+_FIELD_KEYS = (
+    "path",
+    "const",
+    "template",
+    "map",
+    "default",
+    "scale",
+    "minor_units",
+    "negate",
+    "round",
+    "epoch",
+)
 _COND_OPS = ("equals", "in", "not_in", "present", "nonzero", "matches")
 
 
@@ -268,12 +304,12 @@ def parse(text: str, *, source: str, default_name: str, origin: str) -> Profile:
     name = doc.get("name", default_name)
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise where.at("name").error(
-            f"{name!r} is not a profile name (lower-case letters, digits, - and _)")
+            f"{name!r} is not a profile name (lower-case letters, digits, - and _)"
+        )
     mappings_raw = doc.get("mapping")
     if not isinstance(mappings_raw, list) or not mappings_raw:
         raise where.error("no [[mapping]]: a profile needs at least one")
-    mappings = tuple(_mapping(m, where.at(f"mapping[{i + 1}]"))
-                     for i, m in enumerate(mappings_raw))
+    mappings = tuple(_mapping(m, where.at(f"mapping[{i + 1}]")) for i, m in enumerate(mappings_raw))
     names = [m.name for m in mappings]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -299,7 +335,8 @@ def _mapping(raw: object, where: _Where) -> Mapping:
         kind = Kind(raw.get("kind"))
     except ValueError:
         raise where.at("kind").error(
-            f"{raw.get('kind')!r} is not a kind (requests, ledger, abuse or prices)") from None
+            f"{raw.get('kind')!r} is not a kind (requests, ledger, abuse or prices)"
+        ) from None
     name = raw.get("name", kind.value)
     if not isinstance(name, str) or not name:
         raise where.at("name").error("expected a non-empty string")
@@ -309,8 +346,7 @@ def _mapping(raw: object, where: _Where) -> Mapping:
     when_list = [when_raw] if isinstance(when_raw, dict) else when_raw
     if not isinstance(when_list, list):
         raise where.at("when").error("expected a table or a list of tables")
-    when = tuple(_condition(c, where.at(f"when[{i + 1}]"), levels)
-                 for i, c in enumerate(when_list))
+    when = tuple(_condition(c, where.at(f"when[{i + 1}]"), levels) for i, c in enumerate(when_list))
     fields_raw = raw.get("fields")
     if not isinstance(fields_raw, dict) or not fields_raw:
         raise where.at("fields").error("missing: map at least the required canonical fields")
@@ -319,13 +355,15 @@ def _mapping(raw: object, where: _Where) -> Mapping:
     for fname, spec in fields_raw.items():
         if fname not in by_name:
             raise where.at(f"fields.{fname}").error(
-                f"not a field of {kind.value} (fields: {', '.join(by_name)})")
+                f"not a field of {kind.value} (fields: {', '.join(by_name)})"
+            )
         specs[fname] = _field(by_name[fname], spec, where.at(f"fields.{fname}"), levels)
     missing = [f.name for f in FIELDS[kind] if f.required and f.name not in specs]
     if missing:
         raise where.at("fields").error(
             f"required field(s) {', '.join(missing)} of {kind.value} not mapped "
-            "(give a path, or const = ...)")
+            "(give a path, or const = ...)"
+        )
     return Mapping(name, kind, specs, when, each)
 
 
@@ -333,7 +371,7 @@ def _each(raw: object, where: _Where) -> tuple[tuple[str, tuple[JsonPath, ...]],
     if raw is None:
         return ()
     if not isinstance(raw, dict) or not raw:
-        raise where.error("expected a table of level = path (e.g. { item = \"$.data\" })")
+        raise where.error('expected a table of level = path (e.g. { item = "$.data" })')
     out: list[tuple[str, tuple[JsonPath, ...]]] = []
     for lvl, paths in raw.items():
         if not _LEVEL.fullmatch(lvl):
@@ -343,17 +381,19 @@ def _each(raw: object, where: _Where) -> tuple[tuple[str, tuple[JsonPath, ...]],
     return tuple(out)
 
 
-def _paths(raw: object, where: _Where, levels: tuple[str, ...], *,
-           relative: bool = False) -> tuple[JsonPath, ...]:
+def _paths(
+    raw: object, where: _Where, levels: tuple[str, ...], *, relative: bool = False
+) -> tuple[JsonPath, ...]:
     items = raw if isinstance(raw, list) else [raw]
     texts = [p for p in items if isinstance(p, str)]
     if not items or len(texts) != len(items):
-        raise where.error("expected a JSON path (\"$.a.b\") or a list of them")
+        raise where.error('expected a JSON path ("$.a.b") or a list of them')
     return tuple(parse_path(p, where, () if relative else levels) for p in texts)
 
 
 _SEGMENT = re.compile(
-    r"""\.(?:"((?:[^"\\]|\\.)*)"|([^.\[\]"']+))|\[(?:(\d+)|"([^"]*)"|'([^']*)')\]""")
+    r"""\.(?:"((?:[^"\\]|\\.)*)"|([^.\[\]"']+))|\[(?:(\d+)|"([^"]*)"|'([^']*)')\]"""
+)
 
 
 def parse_path(text: str, where: _Where, levels: tuple[str, ...] = ()) -> JsonPath:
@@ -378,8 +418,10 @@ def parse_path(text: str, where: _Where, levels: tuple[str, ...] = ()) -> JsonPa
         pos = m.end()
     if levels:
         if not segs or segs[0] not in levels:
-            raise where.error(f"{text!r}: with each, a path starts with a level "
-                              f"({', '.join('$.' + lvl for lvl in levels)})")
+            raise where.error(
+                f"{text!r}: with each, a path starts with a level "
+                f"({', '.join('$.' + lvl for lvl in levels)})"
+            )
         return JsonPath(text, tuple(segs[1:]), str(segs[0]))
     return JsonPath(text, tuple(segs))
 
@@ -418,7 +460,7 @@ def _scalar(value: object, where: _Where) -> str:
     if isinstance(value, (str, int)):
         return str(value)
     if isinstance(value, float):
-        raise where.error("write decimal numbers as strings (\"0.01\"), so they stay exact")
+        raise where.error('write decimal numbers as strings ("0.01"), so they stay exact')
     raise where.error("expected a string or an integer")
 
 
@@ -440,8 +482,9 @@ def _field(f: Field, raw: object, where: _Where, levels: tuple[str, ...]) -> Fie
     if "map" in raw:
         if not isinstance(raw["map"], dict) or not raw["map"]:
             raise where.at("map").error("expected a table of source value = canonical value")
-        spec["map"] = tuple((str(k), _scalar(v, where.at(f"map.{k}")))
-                            for k, v in raw["map"].items())
+        spec["map"] = tuple(
+            (str(k), _scalar(v, where.at(f"map.{k}"))) for k, v in raw["map"].items()
+        )
     if "default" in raw:
         spec["default"] = _scalar(raw["default"], where.at("default"))
     money = f.type is FieldType.MONEY
@@ -469,7 +512,7 @@ def _field(f: Field, raw: object, where: _Where, levels: tuple[str, ...]) -> Fie
         spec["round"] = r
     if "epoch" in raw:
         if raw["epoch"] not in ("s", "ms"):
-            raise where.at("epoch").error("expected \"s\" or \"ms\"")
+            raise where.at("epoch").error('expected "s" or "ms"')
         spec["epoch"] = raw["epoch"]
     return FieldSpec(f, **spec)
 
@@ -482,7 +525,7 @@ def _scale_exp(raw: object, where: _Where) -> int:
     except InvalidOperation:
         raise where.error(f"{text!r} is not a number") from None
     if d <= 0 or d.normalize().as_tuple().digits != (1,):
-        raise where.error(f"{text!r}: scale is a power of ten, e.g. \"0.01\" for cents")
+        raise where.error(f'{text!r}: scale is a power of ten, e.g. "0.01" for cents')
     exp = int(d.normalize().as_tuple().exponent)
     if not -12 <= exp <= 6:
         raise where.error(f"{text!r}: scale must lie between 1e-12 and 1e6")
@@ -492,15 +535,16 @@ def _scale_exp(raw: object, where: _Where) -> int:
 _PLACEHOLDER = re.compile(r"\{(\$[^{}]*?)(\?)?\}")
 
 
-def _template(raw: object, where: _Where,
-              levels: tuple[str, ...]) -> tuple[str | tuple[JsonPath, bool], ...]:
+def _template(
+    raw: object, where: _Where, levels: tuple[str, ...]
+) -> tuple[str | tuple[JsonPath, bool], ...]:
     if not isinstance(raw, str):
-        raise where.error("expected a string such as \"{$.source}/{$.id}\"")
+        raise where.error('expected a string such as "{$.source}/{$.id}"')
     parts: list[str | tuple[JsonPath, bool]] = []
     pos = 0
     for m in _PLACEHOLDER.finditer(raw):
         if m.start() > pos:
-            parts.append(raw[pos:m.start()])
+            parts.append(raw[pos : m.start()])
         parts.append((parse_path(m.group(1), where, levels), m.group(2) == "?"))
         pos = m.end()
     if pos < len(raw):
@@ -572,9 +616,10 @@ class _Docs:
         held = f"{py} = 'VARCHAR' AND left(ltrim({pt}), 1) IN ('{{', '[')"
         inner, rest = f"TRY_CAST({pt} AS JSON)", _lit(_duck(p.segments[1:]))
         ok = _set(t, y)
-        return (f"CASE WHEN {ok} THEN {t} "
-                f"WHEN {held} THEN json_extract_string({inner}, {rest}) END",
-                f"CASE WHEN {ok} THEN {y} WHEN {held} THEN json_type({inner}, {rest}) END")
+        return (
+            f"CASE WHEN {ok} THEN {t} WHEN {held} THEN json_extract_string({inner}, {rest}) END",
+            f"CASE WHEN {ok} THEN {y} WHEN {held} THEN json_type({inner}, {rest}) END",
+        )
 
     def reads(self) -> str:
         """Stage 2: the p<k>_t / p<k>_y columns of every registered path."""
@@ -591,8 +636,10 @@ class _Docs:
             if self.paths[lvl]:
                 lst = ", ".join(_lit(p) for p in self.paths[lvl])
                 es, ey = self._lists(lvl)
-                cols.append(f"json_extract_string({doc}, [{lst}]) AS {es}, "
-                            f"json_type({doc}, [{lst}]) AS {ey}")
+                cols.append(
+                    f"json_extract_string({doc}, [{lst}]) AS {es}, "
+                    f"json_type({doc}, [{lst}]) AS {ey}"
+                )
         return ", ".join(cols)
 
 
@@ -618,8 +665,10 @@ def _condition_sql(c: Condition, text: str) -> str:
         case "present":
             return f"({text} IS {'NOT ' if c.flag else ''}NULL)"
         case "nonzero":
-            zero = (f"coalesce(regexp_full_match(trim({text}), {_NUMBER}) AND "
-                    f"TRY_CAST(trim({text}) AS DOUBLE) = 0, false)")
+            zero = (
+                f"coalesce(regexp_full_match(trim({text}), {_NUMBER}) AND "
+                f"TRY_CAST(trim({text}) AS DOUBLE) = 0, false)"
+            )
             nonzero = f"({text} IS NOT NULL AND NOT {zero})"
             return nonzero if c.flag else f"NOT {nonzero}"
         case _:
@@ -632,7 +681,7 @@ def _money_sql(spec: FieldSpec, s: str, d: str, cur: str) -> str:
     through scale or minor units, sign flip and rounding, in exact DECIMAL arithmetic."""
     # |d| is bounded by the CASE below, so the DECIMAL products cannot overflow
     limit = 15 - max(spec.scale_exp or 0, 0)
-    bound = f"CAST('{10 ** limit}' AS DECIMAL(38,18))"
+    bound = f"CAST('{10**limit}' AS DECIMAL(38,18))"
     y = f"greatest(least({d}, {bound}), -{bound})"
     if spec.scale_exp is not None:
         e = spec.scale_exp
@@ -642,8 +691,10 @@ def _money_sql(spec: FieldSpec, s: str, d: str, cur: str) -> str:
     if spec.minor_units is not None:
         zero = ", ".join(map(_lit, ZERO_DECIMAL))
         three = ", ".join(map(_lit, THREE_DECIMAL))
-        factor = (f"CAST(CASE WHEN {cur} IN ({zero}) THEN '1' WHEN {cur} IN ({three}) "
-                  "THEN '0.001' ELSE '0.01' END AS DECIMAL(4,3))")
+        factor = (
+            f"CAST(CASE WHEN {cur} IN ({zero}) THEN '1' WHEN {cur} IN ({three}) "
+            "THEN '0.001' ELSE '0.01' END AS DECIMAL(4,3))"
+        )
         y = f"({y} * {factor})"
     if spec.negate:
         y = f"(-{y})"
@@ -654,9 +705,11 @@ def _money_sql(spec: FieldSpec, s: str, d: str, cur: str) -> str:
         # Digits past the 18th decimal place (or an exponent form not exact there)
         # cannot be converted without rounding: without an explicit `round` the text
         # goes through as it is, and is rejected for its decimal places.
-        keep += (rf" OR regexp_matches({s}, '\.[0-9]{{18}}[0-9]*[1-9]') OR "
-                 f"(contains(lower({s}), 'e') AND TRY_CAST(trim({s}) AS DOUBLE) <> "
-                 f"CAST({d} AS DOUBLE))")
+        keep += (
+            rf" OR regexp_matches({s}, '\.[0-9]{{18}}[0-9]*[1-9]') OR "
+            f"(contains(lower({s}), 'e') AND TRY_CAST(trim({s}) AS DOUBLE) <> "
+            f"CAST({d} AS DOUBLE))"
+        )
     return f"CASE WHEN {keep} THEN {s} ELSE wr_dtext({y}) END"
 
 
@@ -666,21 +719,30 @@ def _epoch_sql(spec: FieldSpec, s: str, d: str) -> str:
     assert spec.epoch is not None
     secs = d if spec.epoch == "s" else f"({d} * CAST('0.001' AS DECIMAL(4,3)))"
     clamped = f"greatest(least({secs}, 4102444800), 0)"
-    iso = (f"strftime(make_timestamp(CAST(round({clamped} * 1000000) AS BIGINT)), "
-           "'%Y-%m-%dT%H:%M:%S.%fZ')")
-    return (f"CASE WHEN {d} IS NULL THEN {s} "
-            f"WHEN {secs} >= 0 AND {secs} < 4102444800 THEN {iso} "
-            f"ELSE {s} || ' (epoch {spec.epoch}, out of range)' END")
+    iso = (
+        f"strftime(make_timestamp(CAST(round({clamped} * 1000000) AS BIGINT)), "
+        "'%Y-%m-%dT%H:%M:%S.%fZ')"
+    )
+    return (
+        f"CASE WHEN {d} IS NULL THEN {s} "
+        f"WHEN {secs} >= 0 AND {secs} < 4102444800 THEN {iso} "
+        f"ELSE {s} || ' (epoch {spec.epoch}, out of range)' END"
+    )
 
 
 def _converts(spec: FieldSpec | None) -> bool:
     return spec is not None and (
-        spec.epoch is not None or spec.scale_exp is not None or spec.minor_units is not None
-        or spec.negate or spec.round is not None)
+        spec.epoch is not None
+        or spec.scale_exp is not None
+        or spec.minor_units is not None
+        or spec.negate
+        or spec.round is not None
+    )
 
 
-def mapping_values(m: Mapping, source: str, keys: Sequence[str],
-                   doc_cols: dict[str | None, str]) -> str:
+def mapping_values(
+    m: Mapping, source: str, keys: Sequence[str], doc_cols: dict[str | None, str]
+) -> str:
     """SELECT ``line``, ``keys``, ``pos``, ``pre_reason`` and the ``v_/n_/c_`` columns
     ``convert.typed_select`` reads, for the rows of ``source`` that ``m`` applies to.
 
@@ -713,30 +775,40 @@ def mapping_values(m: Mapping, source: str, keys: Sequence[str],
         spec, name = specs[f.name], f.name
         carry_cur = f", cur_{name}" if spec is not None and spec.minor_units else ""
         if spec is None:
-            base.append(f"NULL::VARCHAR AS b_{name}, false AS n0_{name}, "
-                        f"NULL::VARCHAR AS c_{name}")
+            base.append(f"NULL::VARCHAR AS b_{name}, false AS n0_{name}, NULL::VARCHAR AS c_{name}")
             mapped.append(f"b_{name} AS s_{name}, n0_{name} AS n_{name}, c_{name}")
             continue
         if spec.paths:
             y = f"x_{name}_y"
-            base.append(f"x_{name}_t AS b_{name}, "
-                        f"coalesce({y} NOT IN ('VARCHAR', 'NULL'), false) AS n0_{name}, "
-                        f"CASE {y} WHEN 'OBJECT' THEN 'an object' "
-                        f"WHEN 'ARRAY' THEN 'an array' END AS c_{name}" + carry_cur)
+            base.append(
+                f"x_{name}_t AS b_{name}, "
+                f"coalesce({y} NOT IN ('VARCHAR', 'NULL'), false) AS n0_{name}, "
+                f"CASE {y} WHEN 'OBJECT' THEN 'an object' "
+                f"WHEN 'ARRAY' THEN 'an array' END AS c_{name}" + carry_cur
+            )
         elif spec.const is not None:
-            base.append(f"{_lit(spec.const)} AS b_{name}, false AS n0_{name}, "
-                        f"NULL::VARCHAR AS c_{name}" + carry_cur)
+            base.append(
+                f"{_lit(spec.const)} AS b_{name}, false AS n0_{name}, "
+                f"NULL::VARCHAR AS c_{name}" + carry_cur
+            )
         else:
             assert spec.template is not None
-            texts = [_lit(p) if isinstance(p, str) else
-                     (f"coalesce(t_{name}_{i}, '')" if p[1] else f"t_{name}_{i}")
-                     for i, p in enumerate(spec.template)]
-            required = [f"t_{name}_{i}" for i, p in enumerate(spec.template)
-                        if not isinstance(p, str) and not p[1]]
+            texts = [
+                _lit(p)
+                if isinstance(p, str)
+                else (f"coalesce(t_{name}_{i}, '')" if p[1] else f"t_{name}_{i}")
+                for i, p in enumerate(spec.template)
+            ]
+            required = [
+                f"t_{name}_{i}"
+                for i, p in enumerate(spec.template)
+                if not isinstance(p, str) and not p[1]
+            ]
             missing = " OR ".join(f"{r} IS NULL" for r in required) or "false"
-            base.append(f"CASE WHEN {missing} THEN NULL ELSE concat({', '.join(texts)}) END "
-                        f"AS b_{name}, false AS n0_{name}, NULL::VARCHAR AS c_{name}"
-                        + carry_cur)
+            base.append(
+                f"CASE WHEN {missing} THEN NULL ELSE concat({', '.join(texts)}) END "
+                f"AS b_{name}, false AS n0_{name}, NULL::VARCHAR AS c_{name}" + carry_cur
+            )
         b, n = f"b_{name}", f"n0_{name}"
         text = b
         if spec.map:
@@ -747,8 +819,10 @@ def mapping_values(m: Mapping, source: str, keys: Sequence[str],
             if wild is not None:
                 n = "false"
             elif explicit:
-                n = f"CASE WHEN {b} IN ({', '.join(_lit(k) for k, _ in explicit)}) " \
+                n = (
+                    f"CASE WHEN {b} IN ({', '.join(_lit(k) for k, _ in explicit)}) "
                     f"THEN false ELSE {n} END"
+                )
             text = f"CASE WHEN {b} IS NULL THEN NULL{whens} ELSE {other} END"
         if spec.default is not None:
             n = f"CASE WHEN {b} IS NULL THEN false ELSE {n} END"
@@ -761,9 +835,11 @@ def mapping_values(m: Mapping, source: str, keys: Sequence[str],
         v = f"s_{name}"
         if spec is not None and _converts(spec):
             scale = 6 if f.type is FieldType.TIMESTAMP else 18
-            numbers.append(f"CASE WHEN regexp_full_match(trim(s_{name}), {_NUMBER}) "
-                           f"THEN TRY_CAST(trim(s_{name}) AS DECIMAL(38,{scale})) END "
-                           f"AS d_{name}")
+            numbers.append(
+                f"CASE WHEN regexp_full_match(trim(s_{name}), {_NUMBER}) "
+                f"THEN TRY_CAST(trim(s_{name}) AS DECIMAL(38,{scale})) END "
+                f"AS d_{name}"
+            )
             if f.type is FieldType.TIMESTAMP:
                 v = _epoch_sql(spec, f"s_{name}", f"d_{name}")
             else:
@@ -773,8 +849,7 @@ def mapping_values(m: Mapping, source: str, keys: Sequence[str],
             final.append(f"n_{name}")
         if f.type is FieldType.STRING:
             final.append(f"c_{name}")
-    where = " AND ".join(_condition_sql(cond, f"w_{i}")
-                         for i, cond in enumerate(m.when)) or "true"
+    where = " AND ".join(_condition_sql(cond, f"w_{i}") for i, cond in enumerate(m.when)) or "true"
     carry = ", ".join(["line", *keys, "pos"])
     reads = docs.reads()  # registers the documents' paths: before the extraction
     extraction = docs.extraction()
@@ -795,12 +870,16 @@ def _relabel(m: Mapping, reason: str) -> str:
         if label is None or label == name:
             continue
         prefix = f"{name}: "
-        cases.append(f"WHEN starts_with(p, {_lit(prefix)}) THEN {_lit(label + ': ')} || "
-                     f"p[{len(prefix) + 1}:]")
+        cases.append(
+            f"WHEN starts_with(p, {_lit(prefix)}) THEN {_lit(label + ': ')} || "
+            f"p[{len(prefix) + 1}:]"
+        )
     if not cases:
         return reason
-    return (f"array_to_string(list_transform(string_split({reason}, '; '), "
-            f"lambda p: CASE {' '.join(cases)} ELSE p END), '; ')")
+    return (
+        f"array_to_string(list_transform(string_split({reason}, '; '), "
+        f"lambda p: CASE {' '.join(cases)} ELSE p END), '; ')"
+    )
 
 
 # --------------------------------------------------------------------------- loading
@@ -824,10 +903,15 @@ class _Spec:
 def _level_items(prev: str, paths: Sequence[JsonPath]) -> str:
     """The items of one level: the array found first (its elements), or an object."""
     vals = [f"json_extract({prev}, {_lit(_duck(p.segments))})" for p in paths]
-    chosen = "coalesce(" + ", ".join(
-        f"CASE WHEN json_type({v}) IN ('ARRAY', 'OBJECT') THEN {v} END" for v in vals) + ")"
-    return (f"CASE json_type({chosen}) WHEN 'ARRAY' THEN json_extract({chosen}, '$[*]') "
-            f"WHEN 'OBJECT' THEN [{chosen}] END")
+    chosen = (
+        "coalesce("
+        + ", ".join(f"CASE WHEN json_type({v}) IN ('ARRAY', 'OBJECT') THEN {v} END" for v in vals)
+        + ")"
+    )
+    return (
+        f"CASE json_type({chosen}) WHEN 'ARRAY' THEN json_extract({chosen}, '$[*]') "
+        f"WHEN 'OBJECT' THEN [{chosen}] END"
+    )
 
 
 def _expand(con: duckdb.DuckDBPyConnection, spec: _Spec) -> None:
@@ -838,19 +922,25 @@ def _expand(con: duckdb.DuckDBPyConnection, spec: _Spec) -> None:
     prev_doc = "l_row"
     for lvl, paths in spec.levels:
         carry = ", ".join(prev_cols)
-        sql = (f"SELECT {carry}, unnest(items) AS l_{lvl}, "
-               f"unnest(range(1, len(items) + 1)) AS k_{lvl} FROM ("
-               f"SELECT {carry}, {_level_items(prev_doc, paths)} AS items FROM ({sql}))")
+        sql = (
+            f"SELECT {carry}, unnest(items) AS l_{lvl}, "
+            f"unnest(range(1, len(items) + 1)) AS k_{lvl} FROM ("
+            f"SELECT {carry}, {_level_items(prev_doc, paths)} AS items FROM ({sql}))"
+        )
         prev_cols += [f"l_{lvl}", f"k_{lvl}"]
         prev_doc = f"l_{lvl}"
     pos = " || ', ' || ".join(f"'{lvl} ' || k_{lvl}" for lvl, _ in spec.levels)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {spec.table} AS SELECT *, "
-                f"CASE WHEN count(*) OVER (PARTITION BY line) > 1 THEN {pos} END AS pos "
-                f"FROM ({sql})")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {spec.table} AS SELECT *, "
+        f"CASE WHEN count(*) OVER (PARTITION BY line) > 1 THEN {pos} END AS pos "
+        f"FROM ({sql})"
+    )
     first_paths = spec.levels[0][1]
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {spec.table}_rows AS SELECT line FROM wr_prow "
-                f"WHERE pre_reason IS NULL AND "
-                f"{_level_items('d::JSON', first_paths)} IS NOT NULL")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {spec.table}_rows AS SELECT line FROM wr_prow "
+        f"WHERE pre_reason IS NULL AND "
+        f"{_level_items('d::JSON', first_paths)} IS NOT NULL"
+    )
 
 
 def install_macros(con: duckdb.DuckDBPyConnection) -> None:
@@ -858,9 +948,13 @@ def install_macros(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(stmt)
 
 
-def apply(con: duckdb.DuckDBPyConnection, profile: Profile, source_id: int,
-          insert_good: InsertGood,
-          pre_bad: Sequence[tuple[int, str, str]] = ()) -> tuple[int, int]:
+def apply(
+    con: duckdb.DuckDBPyConnection,
+    profile: Profile,
+    source_id: int,
+    insert_good: InsertGood,
+    pre_bad: Sequence[tuple[int, str, str]] = (),
+) -> tuple[int, int]:
     """Map the rows of the temp table ``wr_prow`` through ``profile`` into the
     canonical tables; returns (rows loaded, rows rejected).
 
@@ -882,10 +976,10 @@ def apply(con: duckdb.DuckDBPyConnection, profile: Profile, source_id: int,
     for spec in specs.values():
         _expand(con, spec)
     # parts of the reasons of bad rows: (line, order, text)
-    con.execute("CREATE OR REPLACE TEMP TABLE wr_pparts "
-                "(line BIGINT, ord INTEGER, reason VARCHAR)")
-    con.execute("INSERT INTO wr_pparts SELECT line, 0, pre_reason FROM wr_prow "
-                "WHERE pre_reason IS NOT NULL")
+    con.execute("CREATE OR REPLACE TEMP TABLE wr_pparts (line BIGINT, ord INTEGER, reason VARCHAR)")
+    con.execute(
+        "INSERT INTO wr_pparts SELECT line, 0, pre_reason FROM wr_prow WHERE pre_reason IS NOT NULL"
+    )
     spec_of: dict[int, _Spec] = {i: s for s in specs.values() for i in s.mappings}
     for i, m in enumerate(profile.mappings):
         spec_or_none = spec_of.get(i)
@@ -901,45 +995,62 @@ def apply(con: duckdb.DuckDBPyConnection, profile: Profile, source_id: int,
         typed = typed_select(m.kind, f"({values})", extra=(*keys, "pos"), containers=True)
         con.execute(f"CREATE OR REPLACE TEMP TABLE wr_pm{i} AS {typed}")
         reason = _relabel(m, "reason")
-        con.execute(f"INSERT INTO wr_pparts SELECT line, {i + 1}, "
-                    f"coalesce(pos || ': ', '') || {reason} FROM wr_pm{i} "
-                    "WHERE reason IS NOT NULL")
+        con.execute(
+            f"INSERT INTO wr_pparts SELECT line, {i + 1}, "
+            f"coalesce(pos || ': ', '') || {reason} FROM wr_pm{i} "
+            "WHERE reason IS NOT NULL"
+        )
     # rows and items no mapping took
     for n, spec in enumerate(specs.values()):
-        taken = " UNION ".join(f"SELECT line, {', '.join(spec.keys)} FROM wr_pm{i}"
-                               for i in spec.mappings)
+        taken = " UNION ".join(
+            f"SELECT line, {', '.join(spec.keys)} FROM wr_pm{i}" for i in spec.mappings
+        )
         desc = "; ".join(profile.mappings[i].describe() for i in spec.mappings)
         on = " AND ".join(f"t.{k} = e.{k}" for k in ["line", *spec.keys])
         con.execute(
             f"INSERT INTO wr_pparts SELECT e.line, {1000 + n}, coalesce(e.pos || ': ', '') || "
             f"{_lit('no mapping applies (' + desc + ')')} FROM {spec.table} e "
-            f"WHERE NOT EXISTS (SELECT 1 FROM ({taken}) t WHERE {on})")
+            f"WHERE NOT EXISTS (SELECT 1 FROM ({taken}) t WHERE {on})"
+        )
     handled = [f"SELECT line FROM {s.table}_rows" for s in specs.values()]
     handled += [f"SELECT line FROM wr_pm{i}" for i in plain]
     desc = "; ".join(m.describe() for m in profile.mappings)
-    unhandled = f"NOT IN (SELECT line FROM ({' UNION '.join(handled)}))" if handled else \
-        "IS NOT NULL"
-    con.execute(f"INSERT INTO wr_pparts SELECT line, 2000, "
-                f"{_lit('no mapping applies (' + desc + ')')} FROM wr_prow "
-                f"WHERE pre_reason IS NULL AND line {unhandled}")
+    unhandled = (
+        f"NOT IN (SELECT line FROM ({' UNION '.join(handled)}))" if handled else "IS NOT NULL"
+    )
+    con.execute(
+        f"INSERT INTO wr_pparts SELECT line, 2000, "
+        f"{_lit('no mapping applies (' + desc + ')')} FROM wr_prow "
+        f"WHERE pre_reason IS NULL AND line {unhandled}"
+    )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE wr_pbad AS
-            SELECT line, {_lit(profile.name + ': ')} || string_agg(reason, '; '
+            SELECT line, {_lit(profile.name + ": ")} || string_agg(reason, '; '
                 ORDER BY ord, reason) AS reason
             FROM (SELECT line, reason, min(ord) AS ord FROM wr_pparts GROUP BY line, reason)
-            GROUP BY line""")
+            GROUP BY line"""
+    )
     params: dict[str, object] = {"source_id": source_id}
     for i, m in enumerate(profile.mappings):
-        insert_good(con, m.kind, f"SELECT * FROM wr_pm{i} "
-                    "WHERE line NOT IN (SELECT line FROM wr_pbad)", params)
-    con.execute("INSERT INTO rejects SELECT $source_id, b.line, r.raw, b.reason "
-                "FROM wr_pbad b JOIN wr_prow r USING (line)", params)
+        insert_good(
+            con,
+            m.kind,
+            f"SELECT * FROM wr_pm{i} WHERE line NOT IN (SELECT line FROM wr_pbad)",
+            params,
+        )
+    con.execute(
+        "INSERT INTO rejects SELECT $source_id, b.line, r.raw, b.reason "
+        "FROM wr_pbad b JOIN wr_prow r USING (line)",
+        params,
+    )
     if pre_bad:
-        con.executemany("INSERT INTO rejects VALUES (?, ?, ?, ?)",
-                        [[source_id, line, raw, f"{profile.name}: {why}"]
-                         for line, raw, why in pre_bad])
-    row = con.execute("SELECT count(*), count(*) FILTER (WHERE line IN "
-                      "(SELECT line FROM wr_pbad)) FROM wr_prow").fetchone()
+        con.executemany(
+            "INSERT INTO rejects VALUES (?, ?, ?, ?)",
+            [[source_id, line, raw, f"{profile.name}: {why}"] for line, raw, why in pre_bad],
+        )
+    row = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE line IN (SELECT line FROM wr_pbad)) FROM wr_prow"
+    ).fetchone()
     total, bad = (int(row[0]), int(row[1])) if row else (0, 0)
     for i in range(len(profile.mappings)):
         con.execute(f"DROP TABLE wr_pm{i}")

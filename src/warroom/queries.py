@@ -186,17 +186,29 @@ def parse_query(path: Path) -> Query:
             raise QueryError(f"{path}: header lacks '-- {key}: ...'")
     severity = headers["severity"].lower()
     if severity not in SEVERITIES:
-        raise QueryError(f"{path}: severity {headers['severity']!r} is not one of "
-                         f"{', '.join(SEVERITIES)}")
+        raise QueryError(
+            f"{path}: severity {headers['severity']!r} is not one of {', '.join(SEVERITIES)}"
+        )
     declared = {p.name for p in params} | set(COMMON)
     used = set(_PARAM_REF.findall(_strip_comments(sql)))
     if used - declared:
-        raise QueryError(f"{path}: uses undeclared parameter(s) "
-                         f"{', '.join('$' + u for u in sorted(used - declared))}; "
-                         "declare each with '-- param: NAME TYPE DEFAULT'")
+        raise QueryError(
+            f"{path}: uses undeclared parameter(s) "
+            f"{', '.join('$' + u for u in sorted(used - declared))}; "
+            "declare each with '-- param: NAME TYPE DEFAULT'"
+        )
     findings = headers.get("findings", "yes").lower() not in ("no", "false")
-    return Query(path.stem, path, sql, headers["title"], headers["description"], severity,
-                 tuple(params), findings, headers)
+    return Query(
+        path.stem,
+        path,
+        sql,
+        headers["title"],
+        headers["description"],
+        severity,
+        tuple(params),
+        findings,
+        headers,
+    )
 
 
 def _parse_param(path: Path, lineno: int, value: str) -> Param:
@@ -205,12 +217,17 @@ def _parse_param(path: Path, lineno: int, value: str) -> Param:
         raise QueryError(f"{path}:{lineno}: a parameter needs 'NAME TYPE DEFAULT [help]'")
     name, typ, default = parts[0], parts[1].upper(), parts[2]
     if typ not in PARAM_TYPES:
-        raise QueryError(f"{path}:{lineno}: parameter type {typ} is not one of "
-                         f"{', '.join(PARAM_TYPES)}")
+        raise QueryError(
+            f"{path}:{lineno}: parameter type {typ} is not one of {', '.join(PARAM_TYPES)}"
+        )
     if name in COMMON:
         raise QueryError(f"{path}:{lineno}: ${name} is given to every query; do not declare it")
-    return Param(name, typ, None if default.upper() == "NULL" else default,
-                 parts[3] if len(parts) > 3 else "")
+    return Param(
+        name,
+        typ,
+        None if default.upper() == "NULL" else default,
+        parts[3] if len(parts) > 3 else "",
+    )
 
 
 def _strip_comments(sql: str) -> str:
@@ -253,22 +270,25 @@ def parse_timestamp(text: str) -> datetime:
     try:
         dt = datetime.fromisoformat(t)
     except ValueError:
-        raise QueryError(f"{text!r} is not a timestamp (use ISO-8601, e.g. "
-                         "2025-06-01T16:00:00Z)") from None
+        raise QueryError(
+            f"{text!r} is not a timestamp (use ISO-8601, e.g. 2025-06-01T16:00:00Z)"
+        ) from None
     if dt.tzinfo is not None:
         dt = dt.astimezone(UTC).replace(tzinfo=None)
     return dt
 
 
-def bind(query: Query, given: dict[str, str], since: str | None = None,
-         until: str | None = None) -> dict[str, Any]:
+def bind(
+    query: Query, given: dict[str, str], since: str | None = None, until: str | None = None
+) -> dict[str, Any]:
     """The named parameters ``query`` uses, from ``given`` texts or their defaults."""
     known = {p.name: p for p in query.params}
     unknown = set(given) - set(known)
     if unknown:
         names = ", ".join(sorted(known)) or "none besides --since/--until"
-        raise QueryError(f"query {query.name} has no parameter "
-                         f"{', '.join(sorted(unknown))} (it takes: {names})")
+        raise QueryError(
+            f"query {query.name} has no parameter {', '.join(sorted(unknown))} (it takes: {names})"
+        )
     values: dict[str, Any] = {
         "since": parse_timestamp(since) if since else None,
         "until": parse_timestamp(until) if until else None,
@@ -279,8 +299,13 @@ def bind(query: Query, given: dict[str, str], since: str | None = None,
     return {k: v for k, v in values.items() if k in used}
 
 
-def prepare(con: duckdb.DuckDBPyConnection, pack: Pack, *, only: list[str] | None = None,
-            on_step: Callable[[int], None] | None = None) -> list[tuple[str, float]]:
+def prepare(
+    con: duckdb.DuckDBPyConnection,
+    pack: Pack,
+    *,
+    only: list[str] | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> list[tuple[str, float]]:
     """Create the pack's shared relations on ``con`` as temporary tables (a view
     read by several queries would be computed once per read).
 
@@ -300,8 +325,9 @@ def prepare(con: duckdb.DuckDBPyConnection, pack: Pack, *, only: list[str] | Non
         con.execute(f"SET preserve_insertion_order = {str(keep_order).lower()}")
 
 
-def _create_shared(con: duckdb.DuckDBPyConnection, shared: list[Shared],
-                   on_step: Callable[[int], None] | None) -> list[tuple[str, float]]:
+def _create_shared(
+    con: duckdb.DuckDBPyConnection, shared: list[Shared], on_step: Callable[[int], None] | None
+) -> list[tuple[str, float]]:
     timings = []
     for i, s in enumerate(shared):
         started = time.monotonic()

@@ -32,8 +32,11 @@ def draw_table(table: pa.Table, *, title: str | None = None, limit: int = TABLE_
     out = Table(title=title, show_lines=False, header_style="bold")
     numeric = []
     for f in table.schema:
-        num = pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(
-            f.type)
+        num = (
+            pa.types.is_integer(f.type)
+            or pa.types.is_floating(f.type)
+            or pa.types.is_decimal(f.type)
+        )
         numeric.append(num)
         out.add_column(f.name, justify="right" if num else "left", overflow="fold")
     for row in shown.to_pylist():
@@ -81,8 +84,12 @@ class ProgressBars:
     def __init__(self) -> None:
         self.enabled = sys.stderr.isatty()
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(), console=stderr, transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=stderr,
+            transient=True,
         )
         self.tasks: dict[str, TaskID] = {}
 

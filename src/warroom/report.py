@@ -126,10 +126,15 @@ def default_generated_at() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
-def build_report(con: duckdb.DuckDBPyConnection, pack: Pack, policy: Policy, *,
-                 generated_at: datetime | None = None,
-                 progress: ProgressFn | None = None,
-                 stored_findings: bool = False) -> Report:
+def build_report(
+    con: duckdb.DuckDBPyConnection,
+    pack: Pack,
+    policy: Policy,
+    *,
+    generated_at: datetime | None = None,
+    progress: ProgressFn | None = None,
+    stored_findings: bool = False,
+) -> Report:
     """Compute the post-incident report on ``con`` under ``policy``.
 
     Findings are computed afresh from the loaded data (a stored ``findings``
@@ -140,6 +145,7 @@ def build_report(con: duckdb.DuckDBPyConnection, pack: Pack, policy: Policy, *,
     Raises QueryError when a query of the pack fails, ReportError when the
     pack's ``incident_window`` does not return the columns the report needs.
     """
+
     def step(fraction: float) -> None:
         if progress:
             progress("report", fraction)
@@ -171,9 +177,9 @@ def build_report(con: duckdb.DuckDBPyConnection, pack: Pack, policy: Policy, *,
     return report
 
 
-
-def _sql(con: duckdb.DuckDBPyConnection, what: str, sql: str,
-         params: dict[str, Any] | None = None) -> pa.Table:
+def _sql(
+    con: duckdb.DuckDBPyConnection, what: str, sql: str, params: dict[str, Any] | None = None
+) -> pa.Table:
     try:
         return con.sql(sql, params=params).to_arrow_table()
     except duckdb.Error as exc:
@@ -186,28 +192,50 @@ def _windows(con: duckdb.DuckDBPyConnection, pack: Pack) -> tuple[pa.Table, pa.T
     need = {"fault", "window_start", "window_end", "rows_total", "hour", "rows_in_hour"}
     missing = need - set(rows.column_names)
     if missing:
-        raise ReportError(f"{query.path.name}: the report needs the column(s) "
-                          f"{', '.join(sorted(missing))}")
+        raise ReportError(
+            f"{query.path.name}: the report needs the column(s) {', '.join(sorted(missing))}"
+        )
     severity = {q.name: q.severity for q in pack.queries.values()}
     per_fault: dict[str, dict[str, Any]] = {}
     hourly: list[tuple[datetime, str, int]] = []
     for r in rows.select(sorted(need)).to_pylist():
-        w = per_fault.setdefault(r["fault"], {
-            "fault": r["fault"], "detector": r["fault"].split(":", 1)[0],
-            "window_start": r["window_start"], "window_end": r["window_end"],
-            "rows": int(r["rows_total"]), "hours": 0})
+        w = per_fault.setdefault(
+            r["fault"],
+            {
+                "fault": r["fault"],
+                "detector": r["fault"].split(":", 1)[0],
+                "window_start": r["window_start"],
+                "window_end": r["window_end"],
+                "rows": int(r["rows_total"]),
+                "hours": 0,
+            },
+        )
         w["severity"] = severity.get(w["detector"], "info")
         w["hours"] += 1
         hourly.append((r["hour"], r["fault"], int(r["rows_in_hour"])))
     ordered = sorted(per_fault.values(), key=lambda w: (w["window_start"], w["fault"]))
-    windows = pa.Table.from_pylist(ordered, schema=pa.schema([
-        ("fault", pa.string()), ("detector", pa.string()), ("window_start", TS),
-        ("window_end", TS), ("rows", pa.int64()), ("hours", pa.int64()),
-        ("severity", pa.string())]))
+    windows = pa.Table.from_pylist(
+        ordered,
+        schema=pa.schema(
+            [
+                ("fault", pa.string()),
+                ("detector", pa.string()),
+                ("window_start", TS),
+                ("window_end", TS),
+                ("rows", pa.int64()),
+                ("hours", pa.int64()),
+                ("severity", pa.string()),
+            ]
+        ),
+    )
     hourly.sort()
-    timeline = pa.table({"hour": pa.array([h for h, _, _ in hourly], TS),
-                         "fault": pa.array([f for _, f, _ in hourly], pa.string()),
-                         "rows": pa.array([n for _, _, n in hourly], pa.int64())})
+    timeline = pa.table(
+        {
+            "hour": pa.array([h for h, _, _ in hourly], TS),
+            "fault": pa.array([f for _, f, _ in hourly], pa.string()),
+            "rows": pa.array([n for _, _, n in hourly], pa.int64()),
+        }
+    )
     return windows, timeline
 
 
@@ -239,24 +267,31 @@ def _detectors(con: duckdb.DuckDBPyConnection, pack: Pack) -> tuple[pa.Table, pa
             acc[1].add(user)
         if g["amount"] is not None:
             acc[2] = (acc[2] or Decimal(0)) + g["amount"]
-    queries = sorted((q for q in pack.queries.values() if q.findings),
-                     key=lambda q: (-SEVERITIES.index(q.severity), q.name))
-    detectors = pa.table({
-        "detector": [q.name for q in queries],
-        "title": [q.title for q in queries],
-        "severity": [q.severity for q in queries],
-        "description": [q.description for q in queries],
-        "rows": pa.array([rows.get(q.name, 0) for q in queries], pa.int64()),
-        "users": pa.array([len(users.get(q.name, ())) for q in queries], pa.int64()),
-    })
+    queries = sorted(
+        (q for q in pack.queries.values() if q.findings),
+        key=lambda q: (-SEVERITIES.index(q.severity), q.name),
+    )
+    detectors = pa.table(
+        {
+            "detector": [q.name for q in queries],
+            "title": [q.title for q in queries],
+            "severity": [q.severity for q in queries],
+            "description": [q.description for q in queries],
+            "rows": pa.array([rows.get(q.name, 0) for q in queries], pa.int64()),
+            "users": pa.array([len(users.get(q.name, ())) for q in queries], pa.int64()),
+        }
+    )
     keys = sorted(amounts)
-    detector_amounts = pa.table({
-        "detector": [k[0] for k in keys], "kind": [k[1] for k in keys],
-        "currency": [k[2] for k in keys],
-        "rows": pa.array([amounts[k][0] for k in keys], pa.int64()),
-        "users": pa.array([len(amounts[k][1]) for k in keys], pa.int64()),
-        "amount": pa.array([amounts[k][2] for k in keys], MONEY),
-    })
+    detector_amounts = pa.table(
+        {
+            "detector": [k[0] for k in keys],
+            "kind": [k[1] for k in keys],
+            "currency": [k[2] for k in keys],
+            "rows": pa.array([amounts[k][0] for k in keys], pa.int64()),
+            "users": pa.array([len(amounts[k][1]) for k in keys], pa.int64()),
+            "amount": pa.array([amounts[k][2] for k in keys], MONEY),
+        }
+    )
     return detectors, detector_amounts
 
 
@@ -291,9 +326,17 @@ def _owed(impact_rows: pa.Table) -> pa.Table:
     per: dict[str, dict[str, Any]] = {}
     for r in impact_rows.to_pylist():
         cur = r["currency"] or ""
-        acc = per.setdefault(cur, {"currency": cur, "users": set(), "owed": set(),
-                                   "review": set(), "credit_amount": Decimal(0),
-                                   "topup_reimbursement": Decimal(0)})
+        acc = per.setdefault(
+            cur,
+            {
+                "currency": cur,
+                "users": set(),
+                "owed": set(),
+                "review": set(),
+                "credit_amount": Decimal(0),
+                "topup_reimbursement": Decimal(0),
+            },
+        )
         acc["users"].add(r["user_id"])
         credit, reimb = _dec(r["credit_amount"]), _dec(r["topup_reimbursement"])
         if credit > 0 or reimb > 0:
@@ -303,23 +346,34 @@ def _owed(impact_rows: pa.Table) -> pa.Table:
         acc["credit_amount"] += credit
         acc["topup_reimbursement"] += reimb
     rows = [per[c] for c in sorted(per)]
-    return pa.table({
-        "currency": [r["currency"] for r in rows],
-        "users": pa.array([len(r["users"]) for r in rows], pa.int64()),
-        "users_owed": pa.array([len(r["owed"]) for r in rows], pa.int64()),
-        "users_review": pa.array([len(r["review"]) for r in rows], pa.int64()),
-        "credit_amount": pa.array([r["credit_amount"] for r in rows], MONEY),
-        "topup_reimbursement": pa.array([r["topup_reimbursement"] for r in rows], MONEY),
-        "total": pa.array([r["credit_amount"] + r["topup_reimbursement"] for r in rows], MONEY),
-    })
+    return pa.table(
+        {
+            "currency": [r["currency"] for r in rows],
+            "users": pa.array([len(r["users"]) for r in rows], pa.int64()),
+            "users_owed": pa.array([len(r["owed"]) for r in rows], pa.int64()),
+            "users_review": pa.array([len(r["review"]) for r in rows], pa.int64()),
+            "credit_amount": pa.array([r["credit_amount"] for r in rows], MONEY),
+            "topup_reimbursement": pa.array([r["topup_reimbursement"] for r in rows], MONEY),
+            "total": pa.array([r["credit_amount"] + r["topup_reimbursement"] for r in rows], MONEY),
+        }
+    )
 
 
 def _plans(impact_rows: pa.Table) -> pa.Table:
     per: dict[tuple[str, str], dict[str, Any]] = {}
     for r in impact_rows.to_pylist():
         key = (r["plan"] or "", r["currency"] or "")
-        acc = per.setdefault(key, {"users": set(), "owed": set(), "credit": Decimal(0),
-                                   "reimb": Decimal(0), "w429": 0, "minutes": 0})
+        acc = per.setdefault(
+            key,
+            {
+                "users": set(),
+                "owed": set(),
+                "credit": Decimal(0),
+                "reimb": Decimal(0),
+                "w429": 0,
+                "minutes": 0,
+            },
+        )
         acc["users"].add(r["user_id"])
         credit, reimb = _dec(r["credit_amount"]), _dec(r["topup_reimbursement"])
         if credit > 0 or reimb > 0:
@@ -329,22 +383,34 @@ def _plans(impact_rows: pa.Table) -> pa.Table:
         acc["w429"] += int(r["wrongful_429s"] or 0)
         acc["minutes"] += int(r["restricted_minutes"] or 0)
     keys = sorted(per)
-    return pa.table({
-        "plan": [k[0] for k in keys], "currency": [k[1] for k in keys],
-        "users": pa.array([len(per[k]["users"]) for k in keys], pa.int64()),
-        "users_owed": pa.array([len(per[k]["owed"]) for k in keys], pa.int64()),
-        "credit_amount": pa.array([per[k]["credit"] for k in keys], MONEY),
-        "topup_reimbursement": pa.array([per[k]["reimb"] for k in keys], MONEY),
-        "wrongful_429s": pa.array([per[k]["w429"] for k in keys], pa.int64()),
-        "restricted_minutes": pa.array([per[k]["minutes"] for k in keys], pa.int64()),
-    })
+    return pa.table(
+        {
+            "plan": [k[0] for k in keys],
+            "currency": [k[1] for k in keys],
+            "users": pa.array([len(per[k]["users"]) for k in keys], pa.int64()),
+            "users_owed": pa.array([len(per[k]["owed"]) for k in keys], pa.int64()),
+            "credit_amount": pa.array([per[k]["credit"] for k in keys], MONEY),
+            "topup_reimbursement": pa.array([per[k]["reimb"] for k in keys], MONEY),
+            "wrongful_429s": pa.array([per[k]["w429"] for k in keys], pa.int64()),
+            "restricted_minutes": pa.array([per[k]["minutes"] for k in keys], pa.int64()),
+        }
+    )
 
 
 def _top_users(impact_rows: pa.Table, limit: int) -> pa.Table:
-    owed = [r for r in impact_rows.to_pylist()
-            if _dec(r["credit_amount"]) > 0 or _dec(r["topup_reimbursement"]) > 0]
-    owed.sort(key=lambda r: (r["currency"] or "", -_dec(r["credit_amount"]),
-                             -_dec(r["topup_reimbursement"]), r["user_id"]))
+    owed = [
+        r
+        for r in impact_rows.to_pylist()
+        if _dec(r["credit_amount"]) > 0 or _dec(r["topup_reimbursement"]) > 0
+    ]
+    owed.sort(
+        key=lambda r: (
+            r["currency"] or "",
+            -_dec(r["credit_amount"]),
+            -_dec(r["topup_reimbursement"]),
+            r["user_id"],
+        )
+    )
     picked: list[dict[str, Any]] = []
     per_currency: dict[str, int] = {}
     for r in owed:
@@ -352,28 +418,37 @@ def _top_users(impact_rows: pa.Table, limit: int) -> pa.Table:
         per_currency[cur] = per_currency.get(cur, 0) + 1
         if per_currency[cur] <= limit:
             picked.append(r)
-    columns = ["user_id", "plan", "currency", "credit_amount", "topup_reimbursement",
-               "wrongful_429s", "restricted_minutes", "review", "reasons"]
+    columns = [
+        "user_id",
+        "plan",
+        "currency",
+        "credit_amount",
+        "topup_reimbursement",
+        "wrongful_429s",
+        "restricted_minutes",
+        "review",
+        "reasons",
+    ]
     schema = impact_rows.schema
-    return pa.table({c: pa.array([r[c] for r in picked], schema.field(c).type)
-                     for c in columns})
+    return pa.table({c: pa.array([r[c] for r in picked], schema.field(c).type) for c in columns})
 
 
 _HEADER_KEY = re.compile(r"^--\s?([a-z_]+)\s*:\s*(.*?)\s*$")
 _HEADER_MORE = re.compile(r"^--\s{2,}(\S.*?)\s*$")
 
 
-
 def _methodology(pack: Pack) -> pa.Table:
     queries = sorted(pack.queries.values(), key=lambda q: q.name)
-    return pa.table({
-        "name": [q.name for q in queries],
-        "title": [q.title for q in queries],
-        "severity": [q.severity for q in queries],
-        "description": [q.description for q in queries],
-        "file": [q.path.name for q in queries],
-        "sha256": [q.sha256 for q in queries],
-    })
+    return pa.table(
+        {
+            "name": [q.name for q in queries],
+            "title": [q.title for q in queries],
+            "severity": [q.severity for q in queries],
+            "description": [q.description for q in queries],
+            "file": [q.path.name for q in queries],
+            "sha256": [q.sha256 for q in queries],
+        }
+    )
 
 
 def _version(dist: str) -> str:
@@ -401,13 +476,22 @@ def _manifest(con: duckdb.DuckDBPyConnection, pack: Pack, policy: Policy) -> dic
             "rows_loaded": sum(int(s["rows_loaded"]) for s in srcs),
             "rows_rejected": sum(int(s["rows_rejected"]) for s in srcs),
         },
-        "sources": [{"path": s["path"], "kind": s["kind"], "sha256": s["sha256"],
-                     "size_bytes": int(s["size_bytes"]), "rows_loaded": int(s["rows_loaded"]),
-                     "rows_rejected": int(s["rows_rejected"])} for s in srcs],
-        "queries": [{"name": q.name, "file": q.path.name, "sha256": q.sha256}
-                    for q in sorted(pack.queries.values(), key=lambda q: q.name)],
-        "shared": [{"name": s.name, "file": s.path.name, "sha256": s.sha256}
-                   for s in pack.shared],
+        "sources": [
+            {
+                "path": s["path"],
+                "kind": s["kind"],
+                "sha256": s["sha256"],
+                "size_bytes": int(s["size_bytes"]),
+                "rows_loaded": int(s["rows_loaded"]),
+                "rows_rejected": int(s["rows_rejected"]),
+            }
+            for s in srcs
+        ],
+        "queries": [
+            {"name": q.name, "file": q.path.name, "sha256": q.sha256}
+            for q in sorted(pack.queries.values(), key=lambda q: q.name)
+        ],
+        "shared": [{"name": s.name, "file": s.path.name, "sha256": s.sha256} for s in pack.shared],
     }
 
 
@@ -432,8 +516,11 @@ def _duration(delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     days, rest = divmod(minutes, 24 * 60)
     hours, mins = divmod(rest, 60)
-    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "",
-             f"{mins} min" if mins or not (days or hours) else ""]
+    parts = [
+        f"{days} d" if days else "",
+        f"{hours} h" if hours else "",
+        f"{mins} min" if mins or not (days or hours) else "",
+    ]
     return " ".join(p for p in parts if p)
 
 
@@ -518,13 +605,26 @@ class _Cards:
 _Block = _Heading | _Para | _Facts | _Table | _Chart | _Cards
 
 
-def _table(columns: Sequence[str], rows: Iterable[Sequence[str]], *,
-           numeric: Iterable[str] = (), wrap: Iterable[str] = (), nowrap: Iterable[str] = (),
-           ids: Iterable[str] = (), css: str = "") -> _Table:
+def _table(
+    columns: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    numeric: Iterable[str] = (),
+    wrap: Iterable[str] = (),
+    nowrap: Iterable[str] = (),
+    ids: Iterable[str] = (),
+    css: str = "",
+) -> _Table:
     num, wr, nw, ident = set(numeric), set(wrap), set(nowrap), set(ids)
-    return _Table(list(columns), [list(r) for r in rows], [c in num for c in columns],
-                  [c in wr for c in columns], [c in nw or "UTC" in c for c in columns],
-                  [c in ident for c in columns], css)
+    return _Table(
+        list(columns),
+        [list(r) for r in rows],
+        [c in num for c in columns],
+        [c in wr for c in columns],
+        [c in nw or "UTC" in c for c in columns],
+        [c in ident for c in columns],
+        css,
+    )
 
 
 def _headline(report: Report) -> dict[str, int]:
@@ -542,9 +642,15 @@ def _headline(report: Report) -> dict[str, int]:
         w429 += int(r["wrongful_429s"] or 0)
         minutes[r["user_id"]] = max(minutes.get(r["user_id"], 0), int(r["restricted_minutes"] or 0))
     w429_users = {r["user_id"] for r in report.impact.to_pylist() if r["wrongful_429s"]}
-    return {"users": len(users), "owed": len(owed), "review": len(review), "w429": w429,
-            "w429_users": len(w429_users), "minutes": sum(minutes.values()),
-            "restricted_users": sum(1 for m in minutes.values() if m)}
+    return {
+        "users": len(users),
+        "owed": len(owed),
+        "review": len(review),
+        "w429": w429,
+        "w429_users": len(w429_users),
+        "minutes": sum(minutes.values()),
+        "restricted_users": sum(1 for m in minutes.values() if m),
+    }
 
 
 def _policy_items(d: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
@@ -571,43 +677,67 @@ def _outline(report: Report, *, charts: bool) -> list[_Block]:
     policy = m.get("policy", {})
     incident = policy.get("incident", {})
     blocks: list[_Block] = [_Heading(1, f"Post-incident report: {report.incident_id}")]
-    blocks.append(_Para(f"Generated at: {_iso(report.generated_at)} (the only line that "
-                        "differs between two reports of the same data and policy)",
-                        css="generated"))
-    span = (f"{data.get('start')} to {data.get('end')}" if data.get("start")
-            else "no rows loaded")
-    blocks.append(_Para(
-        f"warroom {m.get('warroom_version', '')} read {_num(data.get('rows_loaded', 0))} rows "
-        f"from {_num(data.get('files', 0))} file(s) ({_num(data.get('rows_rejected', 0))} "
-        f"rejected), spanning {span} (UTC). Every number below traces to the rows listed "
-        "with their file:line, and the run manifest at the end lets anyone reproduce it.",
-        css="lede"))
+    blocks.append(
+        _Para(
+            f"Generated at: {_iso(report.generated_at)} (the only line that "
+            "differs between two reports of the same data and policy)",
+            css="generated",
+        )
+    )
+    span = f"{data.get('start')} to {data.get('end')}" if data.get("start") else "no rows loaded"
+    blocks.append(
+        _Para(
+            f"warroom {m.get('warroom_version', '')} read {_num(data.get('rows_loaded', 0))} rows "
+            f"from {_num(data.get('files', 0))} file(s) ({_num(data.get('rows_rejected', 0))} "
+            f"rejected), spanning {span} (UTC). Every number below traces to the rows listed "
+            "with their file:line, and the run manifest at the end lets anyone reproduce it.",
+            css="lede",
+        )
+    )
 
     # ---- summary
     blocks.append(_Heading(2, "Summary", "summary"))
     owed = report.owed.to_pylist()
-    cards = [("Users affected", _num(head["users"]),
-              f"{_num(head['owed'])} owed, {_num(head['review'])} for review"),
-             ("Wrongful 429s", _num(head["w429"]), f"{_num(head['w429_users'])} user(s)"),
-             ("Minutes wrongly restricted", _num(head["minutes"]),
-              f"{_num(head['restricted_users'])} user(s)")]
+    cards = [
+        (
+            "Users affected",
+            _num(head["users"]),
+            f"{_num(head['owed'])} owed, {_num(head['review'])} for review",
+        ),
+        ("Wrongful 429s", _num(head["w429"]), f"{_num(head['w429_users'])} user(s)"),
+        (
+            "Minutes wrongly restricted",
+            _num(head["minutes"]),
+            f"{_num(head['restricted_users'])} user(s)",
+        ),
+    ]
     for r in owed:
         if r["users_owed"]:
-            cards.append((f"Owed in {r['currency'] or '(none)'}",
-                          credit_text(r["total"], r["currency"]),
-                          f"credits {credit_text(r['credit_amount'], r['currency'])} + "
-                          f"reimbursements {credit_text(r['topup_reimbursement'], r['currency'])}"))
-    window = (f"{incident.get('start') or 'the start of the data'} to "
-              f"{incident.get('end') or 'the end of the data'}")
+            cards.append(
+                (
+                    f"Owed in {r['currency'] or '(none)'}",
+                    credit_text(r["total"], r["currency"]),
+                    f"credits {credit_text(r['credit_amount'], r['currency'])} + "
+                    f"reimbursements {credit_text(r['topup_reimbursement'], r['currency'])}",
+                )
+            )
+    window = (
+        f"{incident.get('start') or 'the start of the data'} to "
+        f"{incident.get('end') or 'the end of the data'}"
+    )
     facts = [
-        ("Users affected", f"{_num(head['users'])} ({_num(head['owed'])} owed a credit or a "
-                           f"reimbursement, {_num(head['review'])} for review, never credited "
-                           "by default)"),
+        (
+            "Users affected",
+            f"{_num(head['users'])} ({_num(head['owed'])} owed a credit or a "
+            f"reimbursement, {_num(head['review'])} for review, never credited "
+            "by default)",
+        ),
         ("Wrongful 429s", f"{_num(head['w429'])} (for {_num(head['w429_users'])} user(s))"),
-        ("Minutes wrongly restricted", f"{_num(head['minutes'])} (for "
-                                       f"{_num(head['restricted_users'])} user(s))"),
-        ("Credit policy", f"{policy.get('source', 'default')}; credits for findings from "
-                          f"{window}"),
+        (
+            "Minutes wrongly restricted",
+            f"{_num(head['minutes'])} (for {_num(head['restricted_users'])} user(s))",
+        ),
+        ("Credit policy", f"{policy.get('source', 'default')}; credits for findings from {window}"),
     ]
     if charts:  # the cards say the rest
         blocks += [_Cards(cards), _Facts(facts[-1:])]
@@ -615,35 +745,87 @@ def _outline(report: Report, *, charts: bool) -> list[_Block]:
         blocks.append(_Facts(facts))
     blocks.append(_Heading(3, "Owed per currency", "owed"))
     if owed:
-        blocks.append(_table(
-            ["currency", "users", "users owed", "for review", "credits",
-             "top-up reimbursements", "total to give back"],
-            ([r["currency"], _num(r["users"]), _num(r["users_owed"]), _num(r["users_review"]),
-              credit_text(r["credit_amount"], r["currency"]),
-              credit_text(r["topup_reimbursement"], r["currency"]),
-              credit_text(r["total"], r["currency"])] for r in owed),
-            numeric=["users", "users owed", "for review", "credits", "top-up reimbursements",
-                     "total to give back"]))
-        blocks.append(_Para("Credits are restored to the balance; top-up reimbursements go "
-                            "back to the payment method. Both are rounded half-up once per "
-                            "user (cents for usd, 6 decimals for credits, whole units "
-                            "otherwise), so these totals are the exact sums of the "
-                            "affected-users export."))
+        blocks.append(
+            _table(
+                [
+                    "currency",
+                    "users",
+                    "users owed",
+                    "for review",
+                    "credits",
+                    "top-up reimbursements",
+                    "total to give back",
+                ],
+                (
+                    [
+                        r["currency"],
+                        _num(r["users"]),
+                        _num(r["users_owed"]),
+                        _num(r["users_review"]),
+                        credit_text(r["credit_amount"], r["currency"]),
+                        credit_text(r["topup_reimbursement"], r["currency"]),
+                        credit_text(r["total"], r["currency"]),
+                    ]
+                    for r in owed
+                ),
+                numeric=[
+                    "users",
+                    "users owed",
+                    "for review",
+                    "credits",
+                    "top-up reimbursements",
+                    "total to give back",
+                ],
+            )
+        )
+        blocks.append(
+            _Para(
+                "Credits are restored to the balance; top-up reimbursements go "
+                "back to the payment method. Both are rounded half-up once per "
+                "user (cents for usd, 6 decimals for credits, whole units "
+                "otherwise), so these totals are the exact sums of the "
+                "affected-users export."
+            )
+        )
     else:
         blocks.append(_Para("No user is owed anything under this policy."))
 
     blocks.append(_Heading(3, "Estimated incident window per fault", "windows"))
     windows = report.windows.to_pylist()
     if windows:
-        blocks.append(_table(
-            ["fault", "severity", "first (UTC)", "last (UTC)", "span", "rows",
-             "hours with rows"],
-            ([w["fault"], w["severity"], _iso(w["window_start"]), _iso(w["window_end"]),
-              _duration(w["window_end"] - w["window_start"]), _num(w["rows"]),
-              _num(w["hours"])] for w in windows),
-            numeric=["rows", "hours with rows"], nowrap=["span", "severity"]))
-        blocks.append(_Para("A fault's window runs from its first to its last erroneous "
-                            "row: an estimate from the logs, bounded by what they cover."))
+        blocks.append(
+            _table(
+                [
+                    "fault",
+                    "severity",
+                    "first (UTC)",
+                    "last (UTC)",
+                    "span",
+                    "rows",
+                    "hours with rows",
+                ],
+                (
+                    [
+                        w["fault"],
+                        w["severity"],
+                        _iso(w["window_start"]),
+                        _iso(w["window_end"]),
+                        _duration(w["window_end"] - w["window_start"]),
+                        _num(w["rows"]),
+                        _num(w["hours"]),
+                    ]
+                    for w in windows
+                ),
+                numeric=["rows", "hours with rows"],
+                nowrap=["span", "severity"],
+            )
+        )
+        blocks.append(
+            _Para(
+                "A fault's window runs from its first to its last erroneous "
+                "row: an estimate from the logs, bounded by what they cover."
+            )
+        )
     else:
         blocks.append(_Para("No erroneous rows were found."))
 
@@ -652,17 +834,44 @@ def _outline(report: Report, *, charts: bool) -> list[_Block]:
     plans = report.plans.to_pylist()
     if plans:
         if charts:
-            blocks.append(_Chart("plans", "Credits and top-up reimbursements by plan, "
-                                          "per currency"))
-        blocks.append(_table(
-            ["plan", "currency", "users", "users owed", "credits", "top-up reimbursements",
-             "wrongful 429s", "restricted minutes"],
-            ([p["plan"] or "(unknown)", p["currency"], _num(p["users"]),
-              _num(p["users_owed"]), credit_text(p["credit_amount"], p["currency"]),
-              credit_text(p["topup_reimbursement"], p["currency"]),
-              _num(p["wrongful_429s"]), _num(p["restricted_minutes"])] for p in plans),
-            numeric=["users", "users owed", "credits", "top-up reimbursements",
-                     "wrongful 429s", "restricted minutes"]))
+            blocks.append(
+                _Chart("plans", "Credits and top-up reimbursements by plan, per currency")
+            )
+        blocks.append(
+            _table(
+                [
+                    "plan",
+                    "currency",
+                    "users",
+                    "users owed",
+                    "credits",
+                    "top-up reimbursements",
+                    "wrongful 429s",
+                    "restricted minutes",
+                ],
+                (
+                    [
+                        p["plan"] or "(unknown)",
+                        p["currency"],
+                        _num(p["users"]),
+                        _num(p["users_owed"]),
+                        credit_text(p["credit_amount"], p["currency"]),
+                        credit_text(p["topup_reimbursement"], p["currency"]),
+                        _num(p["wrongful_429s"]),
+                        _num(p["restricted_minutes"]),
+                    ]
+                    for p in plans
+                ),
+                numeric=[
+                    "users",
+                    "users owed",
+                    "credits",
+                    "top-up reimbursements",
+                    "wrongful 429s",
+                    "restricted minutes",
+                ],
+            )
+        )
     else:
         blocks.append(_Para("No user was affected."))
 
@@ -671,19 +880,43 @@ def _outline(report: Report, *, charts: bool) -> list[_Block]:
     if top:
         if charts:
             blocks.append(_Chart("users", "Users owed the most, per currency"))
-        blocks.append(_Para(f"Up to {TOP_USERS} users per currency, by credit; the "
-                            "affected-users export lists all of them."))
-        blocks.append(_table(
-            ["user", "plan", "currency", "credit", "top-up reimbursement", "wrongful 429s",
-             "restricted minutes", "reasons"],
-            ([u["user_id"], u["plan"] or "", u["currency"] or "",
-              credit_text(u["credit_amount"], u["currency"]),
-              credit_text(u["topup_reimbursement"], u["currency"]),
-              _num(u["wrongful_429s"]), _num(u["restricted_minutes"]),
-              u["reasons"] + (" (review)" if u["review"] and "review" not in u["reasons"]
-                              else "")] for u in top),
-            numeric=["credit", "top-up reimbursement", "wrongful 429s",
-                     "restricted minutes"], ids=["user"], css="wide"))
+        blocks.append(
+            _Para(
+                f"Up to {TOP_USERS} users per currency, by credit; the "
+                "affected-users export lists all of them."
+            )
+        )
+        blocks.append(
+            _table(
+                [
+                    "user",
+                    "plan",
+                    "currency",
+                    "credit",
+                    "top-up reimbursement",
+                    "wrongful 429s",
+                    "restricted minutes",
+                    "reasons",
+                ],
+                (
+                    [
+                        u["user_id"],
+                        u["plan"] or "",
+                        u["currency"] or "",
+                        credit_text(u["credit_amount"], u["currency"]),
+                        credit_text(u["topup_reimbursement"], u["currency"]),
+                        _num(u["wrongful_429s"]),
+                        _num(u["restricted_minutes"]),
+                        u["reasons"]
+                        + (" (review)" if u["review"] and "review" not in u["reasons"] else ""),
+                    ]
+                    for u in top
+                ),
+                numeric=["credit", "top-up reimbursement", "wrongful 429s", "restricted minutes"],
+                ids=["user"],
+                css="wide",
+            )
+        )
     else:
         blocks.append(_Para("No user is owed anything under this policy."))
 
@@ -692,33 +925,61 @@ def _outline(report: Report, *, charts: bool) -> list[_Block]:
     if report.timeline.num_rows == 0:
         blocks.append(_Para("No erroneous rows were found."))
     elif charts:
-        blocks.append(_Chart("timeline", "Erroneous rows per clock hour (UTC), one strip per "
-                                         "fault; the shaded band is the fault's estimated "
-                                         "window"))
+        blocks.append(
+            _Chart(
+                "timeline",
+                "Erroneous rows per clock hour (UTC), one strip per "
+                "fault; the shaded band is the fault's estimated "
+                "window",
+            )
+        )
     else:
         by_hour: dict[datetime, list[tuple[str, int]]] = {}
         for t in report.timeline.to_pylist():
             by_hour.setdefault(t["hour"], []).append((t["fault"], t["rows"]))
         blocks.append(_Para("Erroneous rows per clock hour (UTC), for the hours that have any."))
-        blocks.append(_table(
-            ["hour (UTC)", "rows", "by fault"],
-            ([_hour(h), _num(sum(n for _, n in faults)),
-              ", ".join(f"{f} {_num(n)}" for f, n in faults)]
-             for h, faults in sorted(by_hour.items())),
-            numeric=["rows"]))
+        blocks.append(
+            _table(
+                ["hour (UTC)", "rows", "by fault"],
+                (
+                    [
+                        _hour(h),
+                        _num(sum(n for _, n in faults)),
+                        ", ".join(f"{f} {_num(n)}" for f, n in faults),
+                    ]
+                    for h, faults in sorted(by_hour.items())
+                ),
+                numeric=["rows"],
+            )
+        )
 
     # ---- detectors
     blocks.append(_Heading(2, "Findings by detector", "detectors"))
     dets = report.detectors.to_pylist()
     amounts = report.detector_amounts.to_pylist()
-    blocks.append(_table(
-        ["detector", "severity", "rows", "users", "amounts"],
-        ([d["detector"], d["severity"], _num(d["rows"]), _num(d["users"]),
-          _amounts_text(_by_currency(amounts, d["detector"]))] for d in dets),
-        numeric=["rows", "users"]))
-    blocks.append(_Para("Amounts are what the detections found, before the credit policy: "
-                        "an excess charge, a reimbursable top-up, a revenue leak or a balance "
-                        "difference, as each detector defines it (see Methodology)."))
+    blocks.append(
+        _table(
+            ["detector", "severity", "rows", "users", "amounts"],
+            (
+                [
+                    d["detector"],
+                    d["severity"],
+                    _num(d["rows"]),
+                    _num(d["users"]),
+                    _amounts_text(_by_currency(amounts, d["detector"])),
+                ]
+                for d in dets
+            ),
+            numeric=["rows", "users"],
+        )
+    )
+    blocks.append(
+        _Para(
+            "Amounts are what the detections found, before the credit policy: "
+            "an excess charge, a reimbursable top-up, a revenue leak or a balance "
+            "difference, as each detector defines it (see Methodology)."
+        )
+    )
     top_rows = report.top_rows.to_pylist()
     for d in dets:
         if not d["rows"]:
@@ -726,82 +987,164 @@ def _outline(report: Report, *, charts: bool) -> list[_Block]:
         name = d["detector"]
         blocks.append(_Heading(3, f"{d['title']} ({name}, {d['severity']})", f"d-{name}"))
         blocks.append(_Para(d["description"]))
-        blocks.append(_Para(f"{_num(d['rows'])} rows for {_num(d['users'])} user(s)"
-                            + (f"; amounts {_amounts_text(_by_currency(amounts, name))}"
-                               if _by_currency(amounts, name) else "") + "."))
+        blocks.append(
+            _Para(
+                f"{_num(d['rows'])} rows for {_num(d['users'])} user(s)"
+                + (
+                    f"; amounts {_amounts_text(_by_currency(amounts, name))}"
+                    if _by_currency(amounts, name)
+                    else ""
+                )
+                + "."
+            )
+        )
         kinds = [a for a in amounts if a["detector"] == name and a["kind"]]
         if kinds:
             with_amount = any(a["amount"] is not None for a in kinds)
-            blocks.append(_table(
-                ["kind", "currency", "rows", "users"] + (["amount"] if with_amount else []),
-                ([a["kind"], a["currency"], _num(a["rows"]), _num(a["users"])]
-                 + ([_plain(a["amount"])] if with_amount else []) for a in kinds),
-                numeric=["rows", "users", "amount"]))
+            blocks.append(
+                _table(
+                    ["kind", "currency", "rows", "users"] + (["amount"] if with_amount else []),
+                    (
+                        [a["kind"], a["currency"], _num(a["rows"]), _num(a["users"])]
+                        + ([_plain(a["amount"])] if with_amount else [])
+                        for a in kinds
+                    ),
+                    numeric=["rows", "users", "amount"],
+                )
+            )
         mine = [r for r in top_rows if r["detector"] == name]
-        columns = [("user", "user_id"), ("currency", "currency"), ("ts (UTC)", "ts"),
-                   ("request", "request_id"), ("entry", "entry_id"), ("amount", "amount"),
-                   ("detail", "detail"), ("file:line", "origin")]
-        shown = [(label, key) for label, key in columns
-                 if any(r[key] is not None and r[key] != "" for r in mine)]
-        order = ("largest amount first, then by time"
-                 if any(r["amount"] is not None for r in mine) else "by time")
-        blocks.append(_Para(f"{_num(len(mine))} of {_num(d['rows'])} rows ({order}):"
-                            if len(mine) < d["rows"] else
-                            f"All {_num(d['rows'])} rows ({order}):"))
-        blocks.append(_table(
-            [label for label, _ in shown],
-            ([_cell(r[key]) for _, key in shown] for r in mine),
-            numeric=["amount"], wrap=["file:line"], ids=["user", "request", "entry"],
-            css="rows wide"))
+        columns = [
+            ("user", "user_id"),
+            ("currency", "currency"),
+            ("ts (UTC)", "ts"),
+            ("request", "request_id"),
+            ("entry", "entry_id"),
+            ("amount", "amount"),
+            ("detail", "detail"),
+            ("file:line", "origin"),
+        ]
+        shown = [
+            (label, key)
+            for label, key in columns
+            if any(r[key] is not None and r[key] != "" for r in mine)
+        ]
+        order = (
+            "largest amount first, then by time"
+            if any(r["amount"] is not None for r in mine)
+            else "by time"
+        )
+        blocks.append(
+            _Para(
+                f"{_num(len(mine))} of {_num(d['rows'])} rows ({order}):"
+                if len(mine) < d["rows"]
+                else f"All {_num(d['rows'])} rows ({order}):"
+            )
+        )
+        blocks.append(
+            _table(
+                [label for label, _ in shown],
+                ([_cell(r[key]) for _, key in shown] for r in mine),
+                numeric=["amount"],
+                wrap=["file:line"],
+                ids=["user", "request", "entry"],
+                css="rows wide",
+            )
+        )
 
     # ---- methodology
     blocks.append(_Heading(2, "Methodology", "methodology"))
-    blocks.append(_Para(
-        "Every detection is one SQL file of the query pack, run on the loaded data; its "
-        "rows are the findings above. Each charge's excess is attributed to exactly one "
-        "cause (duplicate, then a charged failed request, then a penalty, then "
-        "overbilling), so nothing is credited twice. Credits are computed per user and "
-        "currency under the policy in the run manifest. The SHA-256 of each file proves "
-        "which SQL produced these numbers."))
-    blocks.append(_table(
-        ["query", "title", "severity", "what a row means", "SHA-256"],
-        ([q["name"], q["title"], q["severity"], q["description"], q["sha256"]]
-         for q in report.methodology.to_pylist()),
-        wrap=["SHA-256"], css="method wide"))
+    blocks.append(
+        _Para(
+            "Every detection is one SQL file of the query pack, run on the loaded data; its "
+            "rows are the findings above. Each charge's excess is attributed to exactly one "
+            "cause (duplicate, then a charged failed request, then a penalty, then "
+            "overbilling), so nothing is credited twice. Credits are computed per user and "
+            "currency under the policy in the run manifest. The SHA-256 of each file proves "
+            "which SQL produced these numbers."
+        )
+    )
+    blocks.append(
+        _table(
+            ["query", "title", "severity", "what a row means", "SHA-256"],
+            (
+                [q["name"], q["title"], q["severity"], q["description"], q["sha256"]]
+                for q in report.methodology.to_pylist()
+            ),
+            wrap=["SHA-256"],
+            css="method wide",
+        )
+    )
 
     # ---- manifest
     blocks.append(_Heading(2, "Run manifest", "manifest"))
-    blocks.append(_Facts([
-        ("warroom", str(m.get("warroom_version", ""))),
-        ("DuckDB", str(m.get("duckdb_version", ""))),
-        ("PyArrow", str(m.get("pyarrow_version", ""))),
-        ("matplotlib", str(m.get("matplotlib_version", ""))),
-        ("incident", str(m.get("incident_id", ""))),
-    ]))
+    blocks.append(
+        _Facts(
+            [
+                ("warroom", str(m.get("warroom_version", ""))),
+                ("DuckDB", str(m.get("duckdb_version", ""))),
+                ("PyArrow", str(m.get("pyarrow_version", ""))),
+                ("matplotlib", str(m.get("matplotlib_version", ""))),
+                ("incident", str(m.get("incident_id", ""))),
+            ]
+        )
+    )
     blocks.append(_Heading(3, "Policy as used", "policy"))
     blocks.append(_table(["setting", "value"], _policy_items(policy)))
     blocks.append(_Heading(3, "Input files", "sources"))
     srcs = report.sources.to_pylist()
     if srcs:
-        blocks.append(_table(
-            ["file", "kind", "format", "SHA-256", "bytes", "rows loaded", "rows rejected",
-             "ingested at (UTC)"],
-            ([s["path"], s["kind"], s["format"] + (f"+{s['compression']}" if s.get(
-                "compression") else ""), s["sha256"], _num(s["size_bytes"]),
-              _num(s["rows_loaded"]), _num(s["rows_rejected"]), _iso(s["ingested_at"])]
-             for s in srcs),
-            numeric=["bytes", "rows loaded", "rows rejected"], wrap=["file", "SHA-256"],
-            css="hashes wide"))
+        blocks.append(
+            _table(
+                [
+                    "file",
+                    "kind",
+                    "format",
+                    "SHA-256",
+                    "bytes",
+                    "rows loaded",
+                    "rows rejected",
+                    "ingested at (UTC)",
+                ],
+                (
+                    [
+                        s["path"],
+                        s["kind"],
+                        s["format"] + (f"+{s['compression']}" if s.get("compression") else ""),
+                        s["sha256"],
+                        _num(s["size_bytes"]),
+                        _num(s["rows_loaded"]),
+                        _num(s["rows_rejected"]),
+                        _iso(s["ingested_at"]),
+                    ]
+                    for s in srcs
+                ),
+                numeric=["bytes", "rows loaded", "rows rejected"],
+                wrap=["file", "SHA-256"],
+                css="hashes wide",
+            )
+        )
     else:
         blocks.append(_Para("No file was loaded."))
     blocks.append(_Heading(3, "Query files", "query-files"))
-    blocks.append(_table(
-        ["file", "role", "SHA-256"],
-        [[q["file"], "detection" if _is_detection(report, q["name"]) else "report table",
-          q["sha256"]] for q in m.get("queries", [])]
-        + [[f"shared/{s['file']}", f"shared relation {s['name']}", s["sha256"]]
-           for s in m.get("shared", [])],
-        wrap=["SHA-256"], css="hashes"))
+    blocks.append(
+        _table(
+            ["file", "role", "SHA-256"],
+            [
+                [
+                    q["file"],
+                    "detection" if _is_detection(report, q["name"]) else "report table",
+                    q["sha256"],
+                ]
+                for q in m.get("queries", [])
+            ]
+            + [
+                [f"shared/{s['file']}", f"shared relation {s['name']}", s["sha256"]]
+                for s in m.get("shared", [])
+            ],
+            wrap=["SHA-256"],
+            css="hashes",
+        )
+    )
     return blocks
 
 
@@ -837,8 +1180,9 @@ _MD_ENTITY = re.compile(r"&(?=#?[0-9A-Za-z]+;)")
 
 
 def _clean(text: str) -> str:
-    return _CONTROL.sub("\ufffd", text.replace("\r\n", " ").replace("\n", " ").replace(
-        "\r", " ").replace("\t", " "))
+    return _CONTROL.sub(
+        "\ufffd", text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ").replace("\t", " ")
+    )
 
 
 def md_escape(text: str) -> str:
@@ -859,19 +1203,23 @@ def render_markdown(report: Report) -> str:
         if isinstance(block, _Heading):
             out.append(f"{'#' * block.level} {md_escape(block.text)}")
         elif isinstance(block, _Para):
-            out.append(md_escape(block.text) if block.css != "generated"
-                       else f"**{md_escape(block.text)}**")
+            out.append(
+                md_escape(block.text)
+                if block.css != "generated"
+                else f"**{md_escape(block.text)}**"
+            )
         elif isinstance(block, _Facts):
-            out.append("\n".join(f"- **{md_escape(k)}:** {md_escape(v)}"
-                                 for k, v in block.items))
+            out.append("\n".join(f"- **{md_escape(k)}:** {md_escape(v)}" for k, v in block.items))
         elif isinstance(block, _Table):
             out.append(_md_table(block))
     return "\n\n".join(out) + "\n"
 
 
 def _md_table(t: _Table) -> str:
-    lines = ["| " + " | ".join(md_escape(c) for c in t.columns) + " |",
-             "|" + "|".join("---:" if n else "---" for n in t.numeric) + "|"]
+    lines = [
+        "| " + " | ".join(md_escape(c) for c in t.columns) + " |",
+        "|" + "|".join("---:" if n else "---" for n in t.numeric) + "|",
+    ]
     for row in t.rows:
         lines.append("| " + " | ".join(md_escape(v) for v in row) + " |")
     return "\n".join(lines)
@@ -879,8 +1227,13 @@ def _md_table(t: _Table) -> str:
 
 # --------------------------------------------------------------------------- HTML
 
-_SEVERITY_COLORS = {"critical": "#7f1d1d", "high": "#b91c1c", "medium": "#c2410c",
-                    "low": "#1d4ed8", "info": "#4b5563"}
+_SEVERITY_COLORS = {
+    "critical": "#7f1d1d",
+    "high": "#b91c1c",
+    "medium": "#c2410c",
+    "low": "#1d4ed8",
+    "info": "#4b5563",
+}
 _CREDIT_COLOR = "#1d4ed8"
 _REIMB_COLOR = "#0d9488"
 
@@ -910,22 +1263,34 @@ def render_html(report: Report) -> str:
             css = f' class="{block.css}"' if block.css else ""
             body.append(f"<p{css}>{_h(block.text)}</p>")
             if block.css == "lede":
-                body.append("<nav><ol>" + "".join(
-                    f'<li><a href="#{_h(a)}">{_h(t)}</a></li>' for a, t in toc)
-                    + "</ol></nav></header>")
+                body.append(
+                    "<nav><ol>"
+                    + "".join(f'<li><a href="#{_h(a)}">{_h(t)}</a></li>' for a, t in toc)
+                    + "</ol></nav></header>"
+                )
         elif isinstance(block, _Facts):
-            body.append("<dl>" + "".join(f"<dt>{_h(k)}</dt><dd>{_h(v)}</dd>"
-                                         for k, v in block.items) + "</dl>")
+            body.append(
+                "<dl>"
+                + "".join(f"<dt>{_h(k)}</dt><dd>{_h(v)}</dd>" for k, v in block.items)
+                + "</dl>"
+            )
         elif isinstance(block, _Cards):
-            body.append('<div class="cards">' + "".join(
-                f'<div class="card"><div class="label">{_h(label)}</div>'
-                f'<div class="value">{_h(value)}</div><div class="note">{_h(note)}</div></div>'
-                for label, value, note in block.items) + "</div>")
+            body.append(
+                '<div class="cards">'
+                + "".join(
+                    f'<div class="card"><div class="label">{_h(label)}</div>'
+                    f'<div class="value">{_h(value)}</div><div class="note">{_h(note)}</div></div>'
+                    for label, value, note in block.items
+                )
+                + "</div>"
+            )
         elif isinstance(block, _Table):
             body.append(_html_table(block))
         elif isinstance(block, _Chart):
-            body.append(f'<figure class="chart chart-{block.name}">{charts[block.name]}'
-                        f"<figcaption>{_h(block.caption)}</figcaption></figure>")
+            body.append(
+                f'<figure class="chart chart-{block.name}">{charts[block.name]}'
+                f"<figcaption>{_h(block.caption)}</figcaption></figure>"
+            )
     title = f"Post-incident report: {report.incident_id}"
     return (
         "<!DOCTYPE html>\n"
@@ -939,7 +1304,7 @@ def render_html(report: Report) -> str:
 
 def _html_table(t: _Table) -> str:
     severity = t.columns.index("severity") if "severity" in t.columns else -1
-    head = "".join(f'<th{_cls(t, i)}>{_h(c)}</th>' for i, c in enumerate(t.columns))
+    head = "".join(f"<th{_cls(t, i)}>{_h(c)}</th>" for i, c in enumerate(t.columns))
     rows = []
     for row in t.rows:
         cells = []
@@ -952,8 +1317,10 @@ def _html_table(t: _Table) -> str:
             cells.append(f"<td{_cls(t, i)}>{text}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     css = f' class="{t.css}"' if t.css else ""
-    return (f'<div class="table"><table{css}><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table></div>")
+    return (
+        f'<div class="table"><table{css}><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 _BREAKS = re.compile(r"([/_:\-])(?=[^\s/_:\-])|(?<=\d)(?=T\d)")
@@ -971,8 +1338,16 @@ def _wbr(escaped: str, *, times: bool = False) -> str:
 
 
 def _cls(t: _Table, i: int) -> str:
-    names = [n for n, on in (("num", t.numeric[i]), ("wrap", t.wrap[i]),
-                             ("nowrap", t.nowrap[i]), ("id", t.ids[i])) if on]
+    names = [
+        n
+        for n, on in (
+            ("num", t.numeric[i]),
+            ("wrap", t.wrap[i]),
+            ("nowrap", t.nowrap[i]),
+            ("id", t.ids[i]),
+        )
+        if on
+    ]
     return f' class="{" ".join(names)}"' if names else ""
 
 
@@ -1059,8 +1434,7 @@ def _charts(report: Report) -> dict[str, str]:
 
     matplotlib.use("Agg")
     return {
-        "timeline": _svg("timeline", _timeline_figure(report)) if report.timeline.num_rows
-        else "",
+        "timeline": _svg("timeline", _timeline_figure(report)) if report.timeline.num_rows else "",
         "plans": _svg("plans", _plans_figure(report)) if report.plans.num_rows else "",
         "users": _svg("users", _users_figure(report)) if report.top_users.num_rows else "",
     }
@@ -1070,10 +1444,17 @@ def _rc(name: str) -> Any:  # matplotlib types the keys as a Literal of every rc
     # hashsalt makes the ids in the SVG stable (and distinct per chart); text stays
     # text (searchable, small, quick to draw); parse_math off, or a "$" in a user
     # id would be read as TeX
-    return {"svg.hashsalt": f"warroom-{name}", "svg.fonttype": "none",
-            "text.parse_math": False, "font.family": "DejaVu Sans", "font.size": 9,
-            "axes.titlesize": 10, "axes.titleweight": "bold", "axes.spines.top": False,
-            "axes.spines.right": False}
+    return {
+        "svg.hashsalt": f"warroom-{name}",
+        "svg.fonttype": "none",
+        "text.parse_math": False,
+        "font.family": "DejaVu Sans",
+        "font.size": 9,
+        "axes.titlesize": 10,
+        "axes.titleweight": "bold",
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    }
 
 
 def _svg(name: str, fig: Any) -> str:
@@ -1091,8 +1472,12 @@ def _svg(name: str, fig: Any) -> str:
     text = re.sub(r'\bid="([^"]+)"', rf'id="{name}-\1"', text)
     text = re.sub(r'(xlink:href|href)="#([^"]+)"', rf'\1="#{name}-\2"', text)
     text = re.sub(r"url\(#([^)]+)\)", rf"url(#{name}-\1)", text)
-    text = re.sub(r'<svg ([^>]*?)\s*width="[^"]*"\s*height="[^"]*"',
-                  rf'<svg role="img" aria-label="{name} chart" \1', text, count=1)
+    text = re.sub(
+        r'<svg ([^>]*?)\s*width="[^"]*"\s*height="[^"]*"',
+        rf'<svg role="img" aria-label="{name} chart" \1',
+        text,
+        count=1,
+    )
     return text.strip()
 
 
@@ -1136,18 +1521,35 @@ def _timeline_figure(report: Report) -> Any:
             peak = max((c for _, c in series), default=0)
             base = n - 1 - i - 0.42
             ws, we = _x(w["window_start"]), _x(w["window_end"])
-            ax.add_patch(Rectangle(
-                (ws, base), max(we - ws, 1 / 96), 0.84, color=color, alpha=0.10, linewidth=0))
-            ax.bar([_x(h) for h, _ in series],
-                   [0.8 * c / max(peak, 1) for _, c in series], bottom=base,
-                   width=1 / 24, align="edge", color=color, linewidth=0)
+            ax.add_patch(
+                Rectangle(
+                    (ws, base), max(we - ws, 1 / 96), 0.84, color=color, alpha=0.10, linewidth=0
+                )
+            )
+            ax.bar(
+                [_x(h) for h, _ in series],
+                [0.8 * c / max(peak, 1) for _, c in series],
+                bottom=base,
+                width=1 / 24,
+                align="edge",
+                color=color,
+                linewidth=0,
+            )
             rows = "1 row" if w["rows"] == 1 else f"{w['rows']:,} rows"
-            ax.text(x1 + (x1 - x0) * 0.006, n - 1 - i, f"{rows}, peak {peak:,}/h",
-                    fontsize=7.5, va="center", ha="left", color="#374151")
+            ax.text(
+                x1 + (x1 - x0) * 0.006,
+                n - 1 - i,
+                f"{rows}, peak {peak:,}/h",
+                fontsize=7.5,
+                va="center",
+                ha="left",
+                color="#374151",
+            )
             if i:
                 ax.axhline(n - i - 0.5, color="#e5e7eb", linewidth=0.6)
-        ax.set_yticks(range(n), labels=[_label(w["fault"], 44) for w in reversed(windows)],
-                      fontsize=8.5)
+        ax.set_yticks(
+            range(n), labels=[_label(w["fault"], 44) for w in reversed(windows)], fontsize=8.5
+        )
         ax.tick_params(axis="y", length=0)
         ax.set_ylim(-0.5, n - 0.5)
         ax.set_xlim(x0, x1)
@@ -1155,8 +1557,7 @@ def _timeline_figure(report: Report) -> Any:
         ax.spines["bottom"].set_color("#9ca3af")
         locator = mdates.AutoDateLocator(minticks=6, maxticks=14)  # type: ignore[no-untyped-call]
         ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(
-            mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
         ax.tick_params(axis="x", labelsize=8, colors="#374151")
         ax.grid(axis="x", color="#eef0f3", linewidth=0.6)
         ax.set_axisbelow(True)
@@ -1175,8 +1576,11 @@ def _parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.rstrip("Z"))
 
 
-def _money_bars(name: str, groups: list[tuple[str, list[tuple[str, Decimal, Decimal]]]],
-                title_of: Callable[[str], str]) -> Any:
+def _money_bars(
+    name: str,
+    groups: list[tuple[str, list[tuple[str, Decimal, Decimal]]]],
+    title_of: Callable[[str], str],
+) -> Any:
     """One panel per currency (amounts in different currencies share no axis): a
     credit bar, and a reimbursement bar when there are any, per label.
 
@@ -1202,22 +1606,37 @@ def _money_bars(name: str, groups: list[tuple[str, list[tuple[str, Decimal, Deci
                 continue
             currency, items = groups[i]
             ys = list(range(len(items)))
-            top = max([float(c) for _, c, _ in items] + [float(r) for _, _, r in items]
-                      + [0.0]) or 1.0
+            top = (
+                max([float(c) for _, c, _ in items] + [float(r) for _, _, r in items] + [0.0])
+                or 1.0
+            )
             both = any(r > 0 for _, _, r in items)
             shift = bar / 2 if both else 0.0
             credits = [c for _, c, _ in items]
             reimbursements = [r for _, _, r in items]
             series = [(-shift, credits, _CREDIT_COLOR)] + (
-                [(shift, reimbursements, _REIMB_COLOR)] if both else [])
+                [(shift, reimbursements, _REIMB_COLOR)] if both else []
+            )
             for offset, values, color in series:
-                ax.barh([y + offset for y in ys], [float(v) for v in values], height=bar,
-                        color=color, linewidth=0)
+                ax.barh(
+                    [y + offset for y in ys],
+                    [float(v) for v in values],
+                    height=bar,
+                    color=color,
+                    linewidth=0,
+                )
                 for y, v in zip(ys, values, strict=True):
                     if values is reimbursements and not v:
                         continue  # no reimbursement: no bar, no label
-                    ax.text(float(v) + top * 0.012, y + offset, credit_text(v, currency),
-                            va="center", ha="left", fontsize=7.5, color="#111827")
+                    ax.text(
+                        float(v) + top * 0.012,
+                        y + offset,
+                        credit_text(v, currency),
+                        va="center",
+                        ha="left",
+                        fontsize=7.5,
+                        color="#111827",
+                    )
             ax.set_yticks(ys, labels=[_label(lab, 28) for lab, _, _ in items], fontsize=8)
             ax.tick_params(axis="y", length=0)
             ax.set_ylim(slots - 0.5, -0.5)  # the same bar thickness in every panel
@@ -1227,9 +1646,16 @@ def _money_bars(name: str, groups: list[tuple[str, list[tuple[str, Decimal, Deci
             ax.spines["left"].set_color("#9ca3af")
             ax.set_title(title_of(currency), loc="left", fontsize=9.5)
         if paired:
-            fig.legend(handles=[Patch(color=_CREDIT_COLOR, label="credit"),
-                                Patch(color=_REIMB_COLOR, label="top-up reimbursement")],
-                       loc="outside upper left", ncols=2, frameon=False, fontsize=8)
+            fig.legend(
+                handles=[
+                    Patch(color=_CREDIT_COLOR, label="credit"),
+                    Patch(color=_REIMB_COLOR, label="top-up reimbursement"),
+                ],
+                loc="outside upper left",
+                ncols=2,
+                frameon=False,
+                fontsize=8,
+            )
         fig.get_layout_engine().set(w_pad=0.12, wspace=0.06)
     return fig
 
@@ -1238,7 +1664,8 @@ def _plans_figure(report: Report) -> Any:
     per: dict[str, list[tuple[str, Decimal, Decimal]]] = {}
     for p in report.plans.to_pylist():
         per.setdefault(p["currency"] or "(none)", []).append(
-            (p["plan"] or "(unknown)", _dec(p["credit_amount"]), _dec(p["topup_reimbursement"])))
+            (p["plan"] or "(unknown)", _dec(p["credit_amount"]), _dec(p["topup_reimbursement"]))
+        )
     groups = sorted(per.items())
     return _money_bars("plans", groups, lambda c: f"in {c}")
 
@@ -1248,8 +1675,7 @@ def _users_figure(report: Report) -> Any:
     for u in report.top_users.to_pylist():
         items = per.setdefault(u["currency"] or "(none)", [])
         if len(items) < 10:
-            items.append((u["user_id"], _dec(u["credit_amount"]),
-                          _dec(u["topup_reimbursement"])))
+            items.append((u["user_id"], _dec(u["credit_amount"]), _dec(u["topup_reimbursement"])))
     groups = sorted(per.items())
     return _money_bars("users", groups, lambda c: f"in {c}")
 
@@ -1330,34 +1756,54 @@ def summary_lines(report: Report) -> list[str]:
             if last.microsecond:
                 last = last.replace(microsecond=0) + timedelta(seconds=1)
             rows = "1 row" if w["rows"] == 1 else f"{w['rows']:,} rows"
-            lines.append(f"  {w['fault']:<{width}}  {_iso(first)} -> {_iso(last)}  "
-                         f"({_duration(last - first)}, {rows})")
+            lines.append(
+                f"  {w['fault']:<{width}}  {_iso(first)} -> {_iso(last)}  "
+                f"({_duration(last - first)}, {rows})"
+            )
     else:
         lines.append("no erroneous rows found")
     # hours where one log has rows and the other none: the evidence, not the users,
     # is missing there, and every other answer is weaker for it
     gaps = [r for r in report.top_rows.to_pylist() if r["detector"] == "coverage_gaps"]
     if gaps:
-        total = sum(d["rows"] for d in report.detectors.to_pylist()
-                    if d["detector"] == "coverage_gaps")
+        total = sum(
+            d["rows"] for d in report.detectors.to_pylist() if d["detector"] == "coverage_gaps"
+        )
         lines.append(f"coverage gaps (a log is missing, not the users): {total:,} hour(s)")
         lines += [f"  {_iso(g['ts'])}  {g['detail']}" for g in gaps[:5]]
         if total > 5:
             lines.append(f"  ... and {total - 5:,} more: `warroom run coverage_gaps`")
-    lines.append(f"users affected: {head['users']:,} ({head['owed']:,} owed, "
-                 f"{head['review']:,} for review); wrongful 429s: {head['w429']:,}; "
-                 f"minutes wrongly restricted: {head['minutes']:,}")
+    lines.append(
+        f"users affected: {head['users']:,} ({head['owed']:,} owed, "
+        f"{head['review']:,} for review); wrongful 429s: {head['w429']:,}; "
+        f"minutes wrongly restricted: {head['minutes']:,}"
+    )
     for r in report.owed.to_pylist():
         if r["users_owed"]:
             cur = r["currency"] or "(none)"
-            lines.append(f"  {cur}: {r['users_owed']:,} user(s) owed, credits "
-                         f"{credit_text(r['credit_amount'], r['currency'])}, top-up "
-                         f"reimbursements {credit_text(r['topup_reimbursement'], r['currency'])}")
+            lines.append(
+                f"  {cur}: {r['users_owed']:,} user(s) owed, credits "
+                f"{credit_text(r['credit_amount'], r['currency'])}, top-up "
+                f"reimbursements {credit_text(r['topup_reimbursement'], r['currency'])}"
+            )
     if not any(r["users_owed"] for r in report.owed.to_pylist()):
         lines.append("  no user is owed anything under this policy")
     return lines
 
 
-__all__ = ["Bundle", "Report", "ReportError", "build_report", "credit_text",
-           "default_generated_at", "investigation_inputs", "md_escape", "render_html",
-           "render_markdown", "summary_lines", "write_atomic", "write_bundle", "RENDERERS"]
+__all__ = [
+    "Bundle",
+    "Report",
+    "ReportError",
+    "build_report",
+    "credit_text",
+    "default_generated_at",
+    "investigation_inputs",
+    "md_escape",
+    "render_html",
+    "render_markdown",
+    "summary_lines",
+    "write_atomic",
+    "write_bundle",
+    "RENDERERS",
+]

@@ -27,7 +27,7 @@ import json, resource, sys, time
 from warroom import db
 from warroom.detect import detect
 from warroom.impact import Policy, impact
-from warroom.queries import load_pack
+from warroom.pack import load_pack
 path, limit = sys.argv[1], (sys.argv[2] or None)
 con = db.connect(path, memory_limit=limit)
 pack = load_pack()

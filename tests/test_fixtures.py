@@ -15,7 +15,7 @@ from warroom import db
 from warroom.detect import detect, run_one
 from warroom.impact import Policy, impact
 from warroom.ingest import ingest
-from warroom.queries import load_pack
+from warroom.pack import load_pack
 
 D = Decimal
 PRICES = (

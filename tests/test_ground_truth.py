@@ -20,7 +20,7 @@ from warroom.detect import detect
 from warroom.generate import generate
 from warroom.impact import Policy, impact
 from warroom.ingest import ingest
-from warroom.queries import load_pack
+from warroom.pack import load_pack
 
 SIZES = [(1, 40, 9), (2, 70, 14), (5, 50, 12)]  # (seed, users, days)
 

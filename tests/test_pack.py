@@ -17,7 +17,8 @@ import pytest
 
 from tests.conftest import ROOT, SAMPLE, run_cli
 from tests.test_fixtures import charge, led, req, world
-from warroom.queries import QueryError, builtin_dir, load_pack
+from warroom.errors import QueryError
+from warroom.pack import builtin_dir, load_pack
 
 GOLDEN = Path(__file__).parent / "golden"
 EXPECTED = {
@@ -109,7 +110,7 @@ def test_every_query_runs_on_the_sample_logs(tmp_path: Path) -> None:
     from warroom import db
     from warroom.detect import detect
     from warroom.ingest import ingest
-    from warroom.queries import bind, run
+    from warroom.pack import bind, run
 
     path = tmp_path / "s.duckdb"
     con = db.connect(path)
@@ -166,7 +167,7 @@ def test_pack_loads_from_a_built_wheel(tmp_path: Path) -> None:
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     code = (
-        "import warroom.queries as q; p = q.load_pack(); "
+        "import warroom.pack as q; p = q.load_pack(); "
         "print(q.builtin_dir()); print(len(p.queries), len(p.shared))"
     )
     out = subprocess.run(

@@ -26,7 +26,7 @@ from warroom.detect import detect
 from warroom.errors import ProfileError, RejectedRowsError
 from warroom.ingest import ingest
 from warroom.model import Kind
-from warroom.queries import load_pack
+from warroom.pack import load_pack
 
 FIX = ROOT / "tests" / "fixtures" / "profiles"
 D = Decimal

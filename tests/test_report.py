@@ -33,7 +33,7 @@ from warroom.errors import UsageError
 from warroom.generate import generate
 from warroom.impact import Policy, impact
 from warroom.ingest import ingest
-from warroom.queries import load_pack
+from warroom.pack import load_pack
 from warroom.report import (
     Report,
     build_report,

@@ -5,11 +5,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from warroom.errors import WarroomError
-
-
-class QueryError(WarroomError):
-    """A query failed: bad SQL, an unknown table, or a write on a read-only database."""
+from warroom.errors import QueryError
 
 
 def sources(con: duckdb.DuckDBPyConnection) -> pa.Table:

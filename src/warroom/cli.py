@@ -166,9 +166,8 @@ def ingest(
                 profile=chosen,
             )
     except RejectedRowsError as exc:
-        report = getattr(exc, "report", None)
-        if report is not None:
-            _ingest_summary(report)
+        if exc.report is not None:
+            _ingest_summary(exc.report)
         raise
     _ingest_summary(report)
 
@@ -227,7 +226,7 @@ def sql(
     relations too (balance_timeline, charge_attribution, ...): the ones it names
     are built first."""
     from warroom import catalog
-    from warroom.queries import load_pack, prepare
+    from warroom.pack import load_pack, prepare
 
     pack = load_pack(queries_dir)
     with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
@@ -259,7 +258,7 @@ def generate(
     from datetime import UTC
 
     from warroom.generate import generate as run_generate
-    from warroom.queries import parse_timestamp
+    from warroom.pack import parse_timestamp
 
     first_day = parse_timestamp(start).replace(tzinfo=UTC)
     bars = render.ProgressBars()
@@ -328,7 +327,7 @@ def list_queries(
 ) -> None:
     """The query pack: names, titles, severity, parameters."""
     from warroom.detect import queries_table
-    from warroom.queries import load_pack
+    from warroom.pack import load_pack
 
     del db_path  # listing the pack needs no database
     emit(queries_table(load_pack(queries_dir)), fmt, out, title="query pack")
@@ -350,7 +349,7 @@ def run_query(
 ) -> None:
     """Run one query of the pack and print its rows."""
     from warroom.detect import run_one
-    from warroom.queries import load_pack
+    from warroom.pack import load_pack
 
     given: dict[str, str] = {}
     for item in param or []:
@@ -382,7 +381,7 @@ def detect_cmd(
 ) -> None:
     """Run every detection, store the findings, print a summary (stderr)."""
     from warroom.detect import detect, summary_table
-    from warroom.queries import load_pack
+    from warroom.pack import load_pack
 
     pack = load_pack(queries_dir)
     bars = render.ProgressBars()
@@ -422,7 +421,7 @@ def user_cmd(
     """One user's timeline: requests, ledger with replayed and counterfactual balance,
     abuse events, findings."""
     from warroom.detect import user_timeline
-    from warroom.queries import load_pack
+    from warroom.pack import load_pack
 
     with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
         table = user_timeline(con, load_pack(queries_dir), user_id)
@@ -448,7 +447,7 @@ def impact_cmd(
 ) -> None:
     """Per-user impact and suggested credits."""
     from warroom.impact import impact, load_policy
-    from warroom.queries import load_pack
+    from warroom.pack import load_pack
 
     pol = load_policy(policy)
     pack = load_pack(queries_dir)
@@ -496,7 +495,7 @@ def export_cmd(
 ) -> None:
     """The list a refund job or a support team consumes: users owed anything."""
     from warroom.impact import affected_users, impact, load_policy
-    from warroom.queries import load_pack
+    from warroom.pack import load_pack
 
     del what  # one export today: affected-users
     pol = load_policy(policy)
@@ -545,7 +544,7 @@ def report_cmd(
 ) -> None:
     """The post-incident report: Markdown, or one self-contained HTML file with charts."""
     from warroom.impact import load_policy
-    from warroom.queries import load_pack
+    from warroom.pack import load_pack
     from warroom.report import RENDERERS, build_report, write_atomic
 
     if fmt is None and out is not None:
@@ -603,7 +602,7 @@ def investigate_cmd(
 
     from warroom.detect import detect
     from warroom.impact import load_policy
-    from warroom.queries import load_pack
+    from warroom.pack import load_pack
     from warroom.report import build_report, investigation_inputs, summary_lines, write_bundle
 
     started = time.monotonic()

@@ -16,7 +16,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from warroom.queries import SEVERITIES, Pack, Query, QueryError, bind, prepare, run
+from warroom.errors import QueryError
+from warroom.pack import SEVERITIES, Pack, Query, bind, prepare, run
 
 FINDING_COLUMNS = (
     "detector",

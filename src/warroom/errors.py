@@ -7,6 +7,10 @@ exit codes of DESIGN.md section 5 and prints their message as one line.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from warroom.ingest import IngestReport
 
 
 class ExitCode(IntEnum):
@@ -35,9 +39,20 @@ class UsageError(WarroomError):
 
 
 class RejectedRowsError(WarroomError):
-    """Rows were rejected while ``--strict`` was set; nothing was loaded from the file."""
+    """Rows were rejected while ``--strict`` was set; nothing was loaded from those files.
+
+    ``report`` is the whole ingest's report (the files that did load are in it too).
+    """
 
     exit_code = ExitCode.REJECTED
+
+    def __init__(self, message: str, report: IngestReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class QueryError(WarroomError):
+    """An unknown query, a bad header or parameter, a query that failed, or bad ad-hoc SQL."""
 
 
 class DatabaseLockedError(WarroomError):

@@ -1744,9 +1744,9 @@ class _Stats:
         self.req_hi = _opt(max, self.req_hi, o.req_hi)
         self.led_lo = _opt(min, self.led_lo, o.led_lo)
         self.led_hi = _opt(max, self.led_hi, o.led_hi)
-        for mine, theirs in ((self.req_hours, o.req_hours), (self.led_hours, o.led_hours)):
-            for h, n in theirs.items():
-                mine[h] = mine.get(h, 0) + n
+        for hours, their_hours in ((self.req_hours, o.req_hours), (self.led_hours, o.led_hours)):
+            for h, n in their_hours.items():
+                hours[h] = hours.get(h, 0) + n
 
     def impact(self, row: dict[str, Any]) -> None:
         t = self.totals.setdefault(

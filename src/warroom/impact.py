@@ -26,8 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from warroom.detect import _compute_findings
-from warroom.errors import WarroomError
-from warroom.queries import Pack, QueryError, parse_timestamp, prepare
+from warroom.errors import QueryError, WarroomError
+from warroom.pack import Pack, parse_timestamp, prepare
 
 COMPONENTS = (
     "duplicate_excess",

@@ -1120,9 +1120,7 @@ def _ingest_all(
                 strict_failures.append(result)
     if strict_failures:
         names = ", ".join(f"{r.path} ({r.rows_rejected} rejected)" for r in strict_failures)
-        err = RejectedRowsError(f"--strict: nothing loaded from {names}")
-        err.report = report  # type: ignore[attr-defined]
-        raise err
+        raise RejectedRowsError(f"--strict: nothing loaded from {names}", report)
     return report
 
 

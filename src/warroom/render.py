@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date, datetime
 from decimal import Decimal
 
 import pyarrow as pa
@@ -65,8 +66,8 @@ def _cell(v: object) -> str:
         return ""
     if isinstance(v, Decimal):
         return format(v, "f")
-    if hasattr(v, "isoformat"):
-        return v.isoformat(sep=" ")
+    if isinstance(v, datetime | date):
+        return v.isoformat(sep=" ") if isinstance(v, datetime) else v.isoformat()
     return str(v).replace("[", r"\[")
 
 

@@ -42,10 +42,10 @@ import pyarrow as pa
 
 import warroom
 from warroom import catalog
-from warroom.errors import WarroomError
+from warroom.errors import QueryError, WarroomError
 from warroom.export import Format, write
 from warroom.impact import Policy, affected_users, impact, round_credit
-from warroom.queries import SEVERITIES, Pack, QueryError, bind, run
+from warroom.pack import SEVERITIES, Pack, bind, run
 
 #: rows shown per detector, and users shown per currency
 TOP_ROWS = 10

@@ -39,7 +39,7 @@ import duckdb
 import pyarrow as pa
 
 import warroom
-from warroom.errors import WarroomError
+from warroom.errors import QueryError
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 PARAM_TYPES = ("TIMESTAMP", "DECIMAL", "INTEGER", "DOUBLE", "VARCHAR", "BOOLEAN")
@@ -47,10 +47,6 @@ _HEADER = re.compile(r"^--\s?([a-z_]+)\s*:\s*(.*?)\s*$")
 #: a header value goes on over following lines indented by two or more spaces
 _HEADER_MORE = re.compile(r"^--\s{2,}(\S.*?)\s*$")
 _PARAM_REF = re.compile(r"\$([a-z_][a-z0-9_]*)")
-
-
-class QueryError(WarroomError):
-    """An unknown query, a bad header, a bad parameter, or a query that failed."""
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ def run_one(
     params = bind(query, given, since, until)
     if _uses_findings(query):
         prepare(con, pack)
-        _compute_findings(con, pack, table="findings", temp=True)
+        compute_findings(con, pack, table="findings", temp=True)
     else:
         prepare(con, pack, only=pack.needs(query.sql))
     return run(con, query, params)
@@ -127,9 +127,7 @@ def detect(
     return DetectResult(summaries, time.monotonic() - started, shared)
 
 
-def _compute_findings(
-    con: duckdb.DuckDBPyConnection, pack: Pack, *, table: str, temp: bool
-) -> None:
+def compute_findings(con: duckdb.DuckDBPyConnection, pack: Pack, *, table: str, temp: bool) -> None:
     if temp:
         con.execute(f"DROP TABLE IF EXISTS temp.{table}")
     ddl = FINDINGS_DDL.replace(
@@ -286,7 +284,7 @@ def user_timeline(con: duckdb.DuckDBPyConnection, pack: Pack, user_id: str) -> p
     counterfactual balance, abuse actions with their classification, and findings,
     each with the file:line it came from."""
     prepare(con, pack)
-    _compute_findings(con, pack, table="findings", temp=True)
+    compute_findings(con, pack, table="findings", temp=True)
     try:
         return con.sql(_USER_TIMELINE, params={"user_id": user_id}).to_arrow_table()
     except duckdb.Error as exc:

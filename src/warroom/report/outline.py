@@ -29,20 +29,20 @@ from warroom.report.text import (
 def outline(report: Report, *, charts: bool) -> list[Block]:
     """The blocks of the report in reading order; ``charts`` for the HTML's version."""
     return [
-        *_title(report),
-        *_summary(report, charts=charts),
-        *_owed(report),
-        *_windows(report),
-        *_plans(report, charts=charts),
-        *_top_users(report, charts=charts),
-        *_timeline(report, charts=charts),
-        *_detectors(report),
-        *_methodology(report),
-        *_manifest(report),
+        *_title_section(report),
+        *_summary_section(report, charts=charts),
+        *_owed_section(report),
+        *_windows_section(report),
+        *_plans_section(report, charts=charts),
+        *_top_users_section(report, charts=charts),
+        *_timeline_section(report, charts=charts),
+        *_detectors_section(report),
+        *_methodology_section(report),
+        *_manifest_section(report),
     ]
 
 
-def _title(report: Report) -> list[Block]:
+def _title_section(report: Report) -> list[Block]:
     data = report.manifest.get("data", {})
     span = f"{data.get('start')} to {data.get('end')}" if data.get("start") else "no rows loaded"
     return [
@@ -64,7 +64,7 @@ def _title(report: Report) -> list[Block]:
     ]
 
 
-def _summary(report: Report, *, charts: bool) -> list[Block]:
+def _summary_section(report: Report, *, charts: bool) -> list[Block]:
     head = headline_figures(report)
     policy = report.manifest.get("policy", {})
     incident = policy.get("incident", {})
@@ -129,7 +129,7 @@ def _summary_cards(report: Report, head: dict[str, int]) -> Cards:
     return Cards(cards)
 
 
-def _owed(report: Report) -> list[Block]:
+def _owed_section(report: Report) -> list[Block]:
     heading = Heading(3, "Owed per currency", "owed")
     owed = report.owed.to_pylist()
     if not owed:
@@ -164,7 +164,7 @@ def _owed(report: Report) -> list[Block]:
     ]
 
 
-def _windows(report: Report) -> list[Block]:
+def _windows_section(report: Report) -> list[Block]:
     heading = Heading(3, "Estimated incident window per fault", "windows")
     windows = report.windows.to_pylist()
     if not windows:
@@ -196,7 +196,7 @@ def _windows(report: Report) -> list[Block]:
     ]
 
 
-def _plans(report: Report, *, charts: bool) -> list[Block]:
+def _plans_section(report: Report, *, charts: bool) -> list[Block]:
     heading = Heading(2, "Impact by plan", "plans")
     plans = report.plans.to_pylist()
     if not plans:
@@ -230,7 +230,7 @@ def _plans(report: Report, *, charts: bool) -> list[Block]:
     ]
 
 
-def _top_users(report: Report, *, charts: bool) -> list[Block]:
+def _top_users_section(report: Report, *, charts: bool) -> list[Block]:
     heading = Heading(2, "Top affected users", "users")
     top = report.top_users.to_pylist()
     if not top:
@@ -267,7 +267,7 @@ def _top_users(report: Report, *, charts: bool) -> list[Block]:
     ]
 
 
-def _timeline(report: Report, *, charts: bool) -> list[Block]:
+def _timeline_section(report: Report, *, charts: bool) -> list[Block]:
     heading = Heading(2, "Timeline", "timeline")
     if report.timeline.num_rows == 0:
         return [heading, Paragraph("No erroneous rows were found.")]
@@ -296,7 +296,7 @@ def _timeline(report: Report, *, charts: bool) -> list[Block]:
     ]
 
 
-def _detectors(report: Report) -> list[Block]:
+def _detectors_section(report: Report) -> list[Block]:
     amounts = report.detector_amounts.to_pylist()
     top_rows = report.top_rows.to_pylist()
     detectors = report.detectors.to_pylist()
@@ -323,11 +323,13 @@ def _detectors(report: Report) -> list[Block]:
     ]
     for d in detectors:
         if d["rows"]:
-            blocks += _detector(d, amounts, [r for r in top_rows if r["detector"] == d["detector"]])
+            blocks += _detector_section(
+                d, amounts, [r for r in top_rows if r["detector"] == d["detector"]]
+            )
     return blocks
 
 
-def _detector(
+def _detector_section(
     d: dict[str, Any], amounts: list[dict[str, Any]], top_rows: list[dict[str, Any]]
 ) -> list[Block]:
     """One detector with rows: what it means, its totals, its faults, its largest rows."""
@@ -407,7 +409,7 @@ def _amount_per_currency(amounts: list[dict[str, Any]], detector: str) -> list[t
     return sorted(per.items())
 
 
-def _methodology(report: Report) -> list[Block]:
+def _methodology_section(report: Report) -> list[Block]:
     return [
         Heading(2, "Methodology", "methodology"),
         Paragraph(
@@ -430,7 +432,7 @@ def _methodology(report: Report) -> list[Block]:
     ]
 
 
-def _manifest(report: Report) -> list[Block]:
+def _manifest_section(report: Report) -> list[Block]:
     m = report.manifest
     versions = [
         ("warroom", str(m.get("warroom_version", ""))),
@@ -444,8 +446,8 @@ def _manifest(report: Report) -> list[Block]:
         Facts(versions),
         Heading(3, "Policy as used", "policy"),
         table(["setting", "value"], _policy_settings(m.get("policy", {}))),
-        *_input_files(report),
-        *_query_files(report),
+        *_input_files_section(report),
+        *_query_files_section(report),
     ]
 
 
@@ -467,7 +469,7 @@ def _policy_settings(d: dict[str, Any], prefix: str = "") -> list[tuple[str, str
     return items
 
 
-def _input_files(report: Report) -> list[Block]:
+def _input_files_section(report: Report) -> list[Block]:
     heading = Heading(3, "Input files", "sources")
     sources = report.sources.to_pylist()
     if not sources:
@@ -498,7 +500,7 @@ def _input_files(report: Report) -> list[Block]:
     ]
 
 
-def _query_files(report: Report) -> list[Block]:
+def _query_files_section(report: Report) -> list[Block]:
     detections = set(report.detectors.column("detector").to_pylist())
     queries = [
         [q["file"], "detection" if q["name"] in detections else "report table", q["sha256"]]

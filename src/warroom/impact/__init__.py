@@ -10,6 +10,7 @@ The policy itself is read in ``policy.py``.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
@@ -21,7 +22,14 @@ import pyarrow.compute as pc
 
 from warroom.detect import compute_findings
 from warroom.errors import QueryError
-from warroom.impact.policy import COMPONENTS, Policy, PolicyError, load_policy, round_credit
+from warroom.impact.policy import (
+    COMPONENTS,
+    Policy,
+    PolicyError,
+    load_policy,
+    round_credit,
+    round_owed,
+)
 from warroom.pack import Pack, prepare
 
 __all__ = [
@@ -47,9 +55,13 @@ IMPACT_COLUMNS = (
     "abuse_penalty_excess",
     "overbilled",
     "credit_amount",
+    "balance_credit",
     "topup_reimbursement",
+    "compensation",
+    "banked_resets",
     "wrongful_429s",
     "restricted_minutes",
+    "action",
     "review",
     "credit_id",
     "reasons",
@@ -59,11 +71,21 @@ EXPORT_COLUMNS = (
     "user_id",
     "plan",
     "currency",
+    "action",
     "credit_amount",
+    "balance_credit",
     "topup_reimbursement",
+    "compensation",
+    "banked_resets",
+    "wrongful_429s",
+    "restricted_minutes",
+    "review",
     "credit_id",
     "reasons",
 )
+
+#: what each row asks of the people acting on it (DESIGN.md section 4), first that applies
+ACTIONS = ("credit", "review", "notify")
 
 
 def credit_id(incident_id: str, user_id: str, currency: str | None) -> str:
@@ -75,24 +97,19 @@ def credit_id(incident_id: str, user_id: str, currency: str | None) -> str:
 
 
 _MONEY = pa.decimal128(18, 6)
-_SCHEMA = pa.schema(
-    [
-        ("user_id", pa.string()),
-        ("plan", pa.string()),
-        ("currency", pa.string()),
-        ("duplicate_excess", _MONEY),
-        ("failed_request_charges", _MONEY),
-        ("abuse_penalty_excess", _MONEY),
-        ("overbilled", _MONEY),
-        ("credit_amount", _MONEY),
-        ("topup_reimbursement", _MONEY),
-        ("wrongful_429s", pa.int64()),
-        ("restricted_minutes", pa.int64()),
-        ("review", pa.bool_()),
-        ("credit_id", pa.string()),
-        ("reasons", pa.string()),
-    ]
-)
+_TYPES: dict[str, pa.DataType] = {
+    "user_id": pa.string(),
+    "plan": pa.string(),
+    "currency": pa.string(),
+    "banked_resets": pa.int64(),
+    "wrongful_429s": pa.int64(),
+    "restricted_minutes": pa.int64(),
+    "action": pa.string(),
+    "review": pa.bool_(),
+    "credit_id": pa.string(),
+    "reasons": pa.string(),
+}
+_SCHEMA = pa.schema([(c, _TYPES.get(c, _MONEY)) for c in IMPACT_COLUMNS])
 
 
 def impact(
@@ -136,45 +153,76 @@ def _policy_row(sums: dict[str, Any], policy: Policy) -> dict[str, Any] | None:
             Decimal(1), rounding=ROUND_HALF_UP
         )
     )
-    plan = (sums["plan"] or "").lower()
-    excluded = plan in policy.exclude_plans
     comp = {c: Decimal(sums[c] or 0) for c in COMPONENTS}
-    has_anything = (
+    harmed = (
         any(comp[c] > 0 for c in COMPONENTS)
         or sums["wrongful_429s"] > 0
         or restricted_minutes > 0
-        or sums["review"]
+        or sums["spent_banked_resets"] > 0
     )
-    if not has_anything:
+    if not harmed and not sums["review"]:
         return None
-    owed = sum((comp[c] for c in COMPONENTS[:4] if policy.components[c]), Decimal(0))
-    credit = Decimal(0)
-    if not excluded and owed > 0:
-        credit = owed * (1 + policy.goodwill_percent / 100)
-        floor = policy.minimum_credit.get((sums["currency"] or "").lower())
-        if floor is not None and credit < floor:
-            credit = floor
-    reimbursement = (
-        comp["topup_reimbursement"]
-        if policy.components["topup_reimbursement"] and not excluded
-        else Decimal(0)
-    )
+    plan = (sums["plan"] or "").lower()
+    currency = sums["currency"]
+    excluded = plan in policy.exclude_plans
+    money = _money(sums, comp, policy) if not excluded else _NOTHING
+    banked = 0
+    if not excluded and harmed:
+        banked = int(sums["spent_banked_resets"])
+        banked += policy.grant_banked_resets if sums["quota_currency"] else 0
+    if money["credit_amount"] > 0 or money["compensation"] > 0 or banked > 0:
+        action = "credit"
+    else:
+        action = "review" if sums["review"] else "notify"
     reasons = _reasons(sums, restricted_minutes)
     if excluded:
-        reasons.append(f"plan {plan} excluded by policy")
-    currency = sums["currency"]
+        reasons.append(f"plan excluded ({plan})")
     return {
         "user_id": sums["user_id"],
         "plan": sums["plan"],
         "currency": currency,
         **{c: comp[c] for c in COMPONENTS[:4]},
-        "credit_amount": round_credit(credit, currency),
-        "topup_reimbursement": round_credit(reimbursement, currency),
+        **money,
+        "banked_resets": banked,
         "wrongful_429s": int(sums["wrongful_429s"]),
         "restricted_minutes": restricted_minutes,
+        "action": action,
         "review": bool(sums["review"]),
         "credit_id": credit_id(policy.incident_id, sums["user_id"], currency),
         "reasons": "; ".join(reasons),
+    }
+
+
+_NOTHING = {
+    "credit_amount": Decimal(0),
+    "balance_credit": Decimal(0),
+    "topup_reimbursement": Decimal(0),
+    "compensation": Decimal(0),
+}
+
+
+def _money(sums: dict[str, Any], comp: dict[str, Decimal], policy: Policy) -> dict[str, Decimal]:
+    """What one row is paid (DESIGN.md section 7.5): the credit once, split between the
+    card (reimbursed top-ups, capped at the credit) and the balance; compensation apart."""
+    currency = sums["currency"]
+    places = policy.places(currency)
+    owed = sum((comp[c] for c in COMPONENTS[:4] if policy.components[c]), Decimal(0))
+    credit = Decimal(0)
+    if owed > 0:
+        credit = owed * (1 + policy.goodwill_percent / 100)
+        credit = max(credit, policy.minimum_credit.get((currency or "").lower(), Decimal(0)))
+        credit = round_owed(credit, places)
+    reimbursable = comp["topup_reimbursement"] if policy.components["topup_reimbursement"] else 0
+    to_card = min(round_owed(Decimal(reimbursable), places), credit)
+    code = (currency or "").lower()
+    hours = Decimal(sums["refused_service_micros"]) / 3_600_000_000
+    compensation = policy.per_wrongful_429.get(code, Decimal(0)) * sums["wrongful_429s"]
+    compensation += policy.per_restricted_hour.get(code, Decimal(0)) * hours
+    return {
+        "credit_amount": credit,
+        "balance_credit": credit - to_card,
+        "topup_reimbursement": to_card,
+        "compensation": round_owed(compensation, places),
     }
 
 
@@ -208,6 +256,14 @@ def _reasons(sums: dict[str, Any], restricted_minutes: int) -> list[str]:
             ),
         ),
         (sums["wrongful_429s"], _plural(sums["wrongful_429s"], "wrongful 429")),
+        (
+            sums["spent_banked_resets"],
+            _plural(
+                sums["spent_banked_resets"],
+                "banked reset spent after a wrongful 429",
+                "banked resets spent after a wrongful 429",
+            ),
+        ),
         (restricted_minutes, f"{restricted_minutes} min wrongly restricted"),
         (sums["n_orphans"], _plural(sums["n_orphans"], "orphan charge") + " (review)"),
         (
@@ -219,34 +275,31 @@ def _reasons(sums: dict[str, Any], restricted_minutes: int) -> list[str]:
     return [text for n, text in clauses if n]
 
 
-def affected_users(impact_rows: pa.Table) -> pa.Table:
-    """The refund job's list: rows owed a credit or a reimbursement, export columns only."""
-    zero = pa.scalar(Decimal(0), type=impact_rows.schema.field("credit_amount").type)
-    owed = pc.or_(
-        pc.greater(impact_rows.column("credit_amount"), zero),
-        pc.greater(impact_rows.column("topup_reimbursement"), zero),
-    )
-    return impact_rows.filter(owed).select(list(EXPORT_COLUMNS))
+def affected_users(impact_rows: pa.Table, action: str | None = None) -> pa.Table:
+    """The refund job's and the support team's list: every impact row (or those with
+    ``action``), with the export columns."""
+    if action is not None:
+        impact_rows = impact_rows.filter(pc.equal(impact_rows.column("action"), action))
+    return impact_rows.select(list(EXPORT_COLUMNS))
 
 
 def totals(rows: pa.Table) -> list[str]:
-    """Human summary lines: users and amounts per currency."""
-    by: dict[str, list[Decimal]] = {}
-    users: dict[str, set[str]] = {}
-    for r in rows.select(
-        [
-            c
-            for c in ("user_id", "currency", "credit_amount", "topup_reimbursement")
-            if c in rows.column_names
-        ]
-    ).to_pylist():
-        cur = r["currency"] or "(none)"
-        acc = by.setdefault(cur, [Decimal(0), Decimal(0)])
-        acc[0] += r["credit_amount"]
-        acc[1] += r["topup_reimbursement"]
-        users.setdefault(cur, set()).add(r["user_id"])
+    """Human summary lines: per currency, the users with something to be paid and how each
+    amount is paid (to the balance, to the card, compensation, banked resets)."""
+    by: dict[str, dict[str, Decimal]] = {}
+    for r in rows.to_pylist():
+        if r["action"] != "credit":
+            continue
+        acc = by.setdefault(r["currency"] or "(none)", collections.defaultdict(Decimal))
+        acc["users"] += 1
+        for c in ("credit_amount", "balance_credit", "topup_reimbursement", "compensation"):
+            acc[c] += r[c]
+        acc["banked_resets"] += r["banked_resets"]
     lines = [
-        f"{len(users[c])} user(s) in {c}: credits {a[0]}, top-up reimbursements {a[1]}"
+        f"{a['users']} user(s) in {c}: credits {a['credit_amount']} "
+        f"(to the balance {a['balance_credit']}, to the card {a['topup_reimbursement']})"
+        + (f", compensation {a['compensation']}" if a["compensation"] else "")
+        + (f", banked resets {a['banked_resets']}" if a["banked_resets"] else "")
         for c, a in sorted(by.items())
     ]
     return lines or ["no user is owed anything"]

@@ -1,7 +1,9 @@
 """The credit policy: a TOML file read strictly (DESIGN.md section 4).
 
 Unknown keys and bad values are errors, so a typo cannot silently change who
-gets what. ``round_credit`` is the policy's rounding of an amount owed.
+gets what. ``round_owed`` is the policy's rounding of an amount owed: half-up to
+the currency's minor unit (ISO 4217 for real currencies, 6 places for anything
+else, or the policy's ``[rounding]``), never to 0 while something is owed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+
+import iso4217
 
 from warroom.errors import QueryError, WarroomError
 from warroom.pack import parse_timestamp
@@ -39,7 +43,19 @@ class Policy:
     goodwill_percent: Decimal = Decimal(0)
     #: currency -> smallest credit given to a row that is owed anything
     minimum_credit: dict[str, Decimal] = field(default_factory=dict)
+    #: currency -> compensation per wrongful 429, and per hour of false-positive throttle/block
+    per_wrongful_429: dict[str, Decimal] = field(default_factory=dict)
+    per_restricted_hour: dict[str, Decimal] = field(default_factory=dict)
+    #: banked resets granted to every affected user of a quota currency
+    grant_banked_resets: int = 0
+    #: currency -> decimal places, overriding the currency's minor unit
+    rounding: dict[str, int] = field(default_factory=dict)
     source: str = "default"
+
+    def places(self, currency: str | None) -> int:
+        """Decimal places that amounts owed in ``currency`` are rounded to."""
+        code = (currency or "").lower()
+        return self.rounding[code] if code in self.rounding else currency_places(code)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -53,13 +69,29 @@ class Policy:
             "components": dict(self.components),
             "goodwill_percent": str(self.goodwill_percent),
             "minimum_credit": {k: str(v) for k, v in sorted(self.minimum_credit.items())},
+            "per_wrongful_429": {k: str(v) for k, v in sorted(self.per_wrongful_429.items())},
+            "per_restricted_hour": {k: str(v) for k, v in sorted(self.per_restricted_hour.items())},
+            "grant_banked_resets": self.grant_banked_resets,
+            "rounding": dict(sorted(self.rounding.items())),
         }
 
 
 _SCHEMA: dict[str, set[str]] = {
     "incident": {"id", "start", "end"},
-    "credits": {"exclude_plans", "goodwill_percent", "minimum_credit", *COMPONENTS},
+    "credits": {
+        "exclude_plans",
+        "goodwill_percent",
+        "minimum_credit",
+        "per_wrongful_429",
+        "per_restricted_hour",
+        "grant_banked_resets",
+        *COMPONENTS,
+    },
+    # currency = decimal places; any currency code may appear
+    "rounding": set(),
 }
+#: the sections whose keys are the user's own (currency codes), not a fixed set
+_OPEN_SECTIONS = {"rounding"}
 
 
 def load_policy(path: Path | None) -> Policy:
@@ -85,7 +117,11 @@ def load_policy(path: Path | None) -> Policy:
         exclude_plans=read.plans(),
         components={c: read.flag(c) for c in COMPONENTS},
         goodwill_percent=read.money("goodwill_percent", read.credits.get("goodwill_percent", 0)),
-        minimum_credit=read.minimum_credit(),
+        minimum_credit=read.per_currency("minimum_credit"),
+        per_wrongful_429=read.per_currency("per_wrongful_429"),
+        per_restricted_hour=read.per_currency("per_restricted_hour"),
+        grant_banked_resets=read.count("grant_banked_resets"),
+        rounding=read.rounding(),
         source=str(path),
     )
 
@@ -102,13 +138,14 @@ class _Reader:
             if not isinstance(body, dict):
                 raise PolicyError(f"{path}: {section} must be a table, like [{section}]")
             for key in body:
-                if key not in _SCHEMA[section]:
+                if section not in _OPEN_SECTIONS and key not in _SCHEMA[section]:
                     known = ", ".join(sorted(_SCHEMA[section]))
                     raise PolicyError(
                         f"{path}: unknown key {key!r} in [{section}] (known: {known})"
                     )
         self.incident: dict[str, Any] = data.get("incident", {})
         self.credits: dict[str, Any] = data.get("credits", {})
+        self.places: dict[str, Any] = data.get("rounding", {})
 
     def error(self, section: str, key: str, complaint: str) -> PolicyError:
         return PolicyError(f"{self.path}: [{section}] {key} {complaint}")
@@ -159,26 +196,55 @@ class _Reader:
             raise self.error("credits", "exclude_plans", "must be a list of plan names")
         return tuple(p.lower() for p in plans)
 
-    def minimum_credit(self) -> dict[str, Decimal]:
-        minimum = self.credits.get("minimum_credit", {})
-        if not isinstance(minimum, dict):
+    def per_currency(self, key: str) -> dict[str, Decimal]:
+        table = self.credits.get(key, {})
+        if not isinstance(table, dict):
             raise self.error(
                 "credits",
-                "minimum_credit",
-                'must be a table of currency = amount, e.g. minimum_credit = { usd = "1.00" }',
+                key,
+                f'must be a table of currency = amount, e.g. {key} = {{ usd = "1.00" }}',
             )
-        return {k.lower(): self.money(f"minimum_credit.{k}", v) for k, v in minimum.items()}
+        return {k.lower(): self.money(f"{key}.{k}", v) for k, v in table.items()}
+
+    def count(self, key: str) -> int:
+        value = self.credits.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.error("credits", key, "must be a whole number, 0 or more")
+        return value
+
+    def rounding(self) -> dict[str, int]:
+        places: dict[str, int] = {}
+        for code, value in self.places.items():
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 6:
+                raise PolicyError(
+                    f"{self.path}: [rounding] {code} must be a number of decimal places, 0 to 6"
+                )
+            places[code.lower()] = value
+        return places
 
 
-def _unit(currency: str | None) -> Decimal:
-    c = (currency or "").lower()
-    if c == "usd":
-        return Decimal("0.01")
-    if c == "credits":
-        return Decimal("0.000001")
-    return Decimal("1")
+def currency_places(currency: str | None) -> int:
+    """The minor unit of a real currency (ISO 4217: usd 2, jpy 0, kwd 3, mga 2, isk 0, iqd 3);
+    6 places for anything else (credits, quota units, tokens, funds and metals)."""
+    code = (currency or "").strip().upper()
+    if len(code) != 3 or not code.isalpha():
+        return 6
+    try:
+        exponent = iso4217.Currency(code).exponent
+    except ValueError:
+        return 6
+    return 6 if exponent is None else int(exponent)
+
+
+def round_owed(amount: Decimal, places: int) -> Decimal:
+    """Half-up to ``places`` decimals; an amount owed (> 0) never rounds to 0 but to the unit."""
+    unit = Decimal(1).scaleb(-places)
+    rounded = amount.quantize(unit, rounding=ROUND_HALF_UP)
+    if amount > 0 and rounded == 0:
+        return unit
+    return rounded
 
 
 def round_credit(amount: Decimal, currency: str | None) -> Decimal:
-    """Half-up to the currency's unit: cents for usd, 6 places for credits, else whole."""
-    return amount.quantize(_unit(currency), rounding=ROUND_HALF_UP)
+    """Half-up to the currency's minor unit (no policy override), never to 0 while owed."""
+    return round_owed(amount, currency_places(currency))

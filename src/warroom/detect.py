@@ -17,6 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from warroom.errors import QueryError
+from warroom.incident import store_incident_id
 from warroom.pack import SEVERITIES, Pack, Query, bind, prepare, run
 
 FINDING_COLUMNS = (
@@ -120,6 +121,7 @@ def detect(
         summaries = _run_detectors(
             con, pack, "findings", since, until, progress, already=len(shared), steps=steps
         )
+        store_incident_id(con, pack)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+from dataclasses import replace
 from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
 from typing import Any
@@ -30,6 +31,7 @@ from warroom.impact.policy import (
     round_credit,
     round_owed,
 )
+from warroom.incident import incident_id
 from warroom.pack import Pack, prepare
 
 __all__ = [
@@ -131,6 +133,8 @@ def impact(
     else:
         prepare(con, pack)
         compute_findings(con, pack, table="findings", temp=True)
+    if policy.incident_id is None:
+        policy = replace(policy, incident_id=incident_id(con, pack, None))
     sql = resources.files("warroom.impact").joinpath("impact.sql").read_text(encoding="utf-8")
     try:
         rel = con.sql(sql, params={"start": policy.start, "end": policy.end})
@@ -188,7 +192,7 @@ def _policy_row(sums: dict[str, Any], policy: Policy) -> dict[str, Any] | None:
         "restricted_minutes": restricted_minutes,
         "action": action,
         "review": bool(sums["review"]),
-        "credit_id": credit_id(policy.incident_id, sums["user_id"], currency),
+        "credit_id": credit_id(policy.incident_id or "", sums["user_id"], currency),
         "reasons": "; ".join(reasons),
     }
 

@@ -35,7 +35,8 @@ class PolicyError(WarroomError):
 
 @dataclass(frozen=True)
 class Policy:
-    incident_id: str = "incident"
+    #: None: named from the data (warroom.incident), or the id stored by an earlier detect
+    incident_id: str | None = None
     start: datetime | None = None
     end: datetime | None = None
     exclude_plans: tuple[str, ...] = ()
@@ -111,7 +112,7 @@ def load_policy(path: Path | None) -> Policy:
     if start and end and end <= start:
         raise read.error("incident", "end", "must be after start")
     return Policy(
-        incident_id=read.text("incident", "id", default="incident"),
+        incident_id=read.optional_text("incident", "id"),
         start=start,
         end=end,
         exclude_plans=read.plans(),
@@ -150,8 +151,10 @@ class _Reader:
     def error(self, section: str, key: str, complaint: str) -> PolicyError:
         return PolicyError(f"{self.path}: [{section}] {key} {complaint}")
 
-    def text(self, section: str, key: str, *, default: str) -> str:
-        value = self.incident.get(key, default) if section == "incident" else default
+    def optional_text(self, section: str, key: str) -> str | None:
+        value = self.incident.get(key)
+        if value is None:
+            return None
         if not isinstance(value, str) or not value.strip():
             raise self.error(section, key, "must be a non-empty string")
         return value

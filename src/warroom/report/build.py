@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import metadata
@@ -22,6 +22,7 @@ import warroom
 from warroom import catalog
 from warroom.errors import QueryError, WarroomError
 from warroom.impact import Policy, affected_users, impact
+from warroom.incident import incident_id
 from warroom.pack import SEVERITIES, Pack, bind, run
 from warroom.report.text import timestamp_text
 
@@ -121,11 +122,13 @@ def build_report(
     # impact takes the findings fresh into temp.findings (shared relations as
     # tables), unless detect has just stored them on this connection
     impact_rows = impact(con, pack, policy, stored_findings=stored_findings)
+    # the id impact used: chosen, stored by detect, or named now from the same findings
+    policy = replace(policy, incident_id=incident_id(con, pack, policy.incident_id))
     step(0.7)
     windows, timeline = _windows(con, pack)
     detectors, detector_amounts = _detectors(con, pack)
     report = Report(
-        incident_id=policy.incident_id,
+        incident_id=policy.incident_id or "",
         generated_at=generated_at or default_generated_at(),
         owed=_owed(impact_rows),
         windows=windows,

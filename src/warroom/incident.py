@@ -30,9 +30,10 @@ def derive_incident_id(con: duckdb.DuckDBPyConnection, pack: Pack) -> str | None
 
 def stored_incident_id(con: duckdb.DuckDBPyConnection) -> str | None:
     """The id an earlier ``detect`` stored in this database, if any."""
-    row = con.execute("SELECT value FROM warroom_meta WHERE key = $key", {"key": _META_KEY})
-    found = row.fetchone()
-    return None if found is None else str(found[0])
+    found = con.execute(
+        "SELECT value FROM warroom_meta WHERE key = $key", {"key": _META_KEY}
+    ).fetchall()
+    return str(found[0][0]) if found else None
 
 
 def store_incident_id(con: duckdb.DuckDBPyConnection, pack: Pack) -> None:

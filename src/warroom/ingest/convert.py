@@ -213,9 +213,9 @@ def _integer(f: Field, x: _Value) -> tuple[str, list[Rule]]:
 
 
 def _money(f: Field, x: _Value) -> tuple[str, list[Rule]]:
-    """An exact decimal with at most 6 places, below 10^12 in size; read through
-    a binary double (a JSON number, ``n_<field>``) only below 10^9, where a double
-    is still exact to the cent and beyond."""
+    """An exact decimal with at most 6 places, below 10^12 in size. A value read
+    through a binary double (a JSON number: ``n_<field>``) must be below 10^9, so
+    that its 15 significant digits hold all 6 places."""
     v, t = x.v, x.t
     return f"wr_dec({v})", [
         Rule(f"{v} IS NOT NULL AND {t} IS NULL", f"{x.n} || ': not a number: ' || wr_quote({v})"),

@@ -1,7 +1,7 @@
 """Each format as an SQL relation of text, ready for ``convert.typed_select``.
 
 A canonical file becomes ``line``, ``raw`` (kept for a reject), ``pre_reason``
-(why the record is no record: see ``convert.json_record_reason``) and per
+(why a line is not a record at all: see ``convert.json_record_reason``) and per
 canonical field the columns ``typed_select`` reads: ``v_<field>`` (the text),
 ``n_<money field>`` (read through a binary double?) and ``c_<string field>``
 (an object or an array where a string belongs?).
@@ -26,7 +26,8 @@ from warroom.ingest.convert import (
 from warroom.ingest.sniff import FilePlan
 from warroom.model import FIELDS, FieldType, Kind
 
-#: every physical line of a clean text file (see scan.clean_copy) as (line, raw)
+#: every physical line of a text file DuckDB can read whole (a clean copy, see
+#: scan.clean_copy, or a file the fast path has vetted) as (line, raw)
 LINES = (
     "SELECT ordinality AS line, raw FROM read_csv($path, columns = {'raw': 'VARCHAR'}, "
     "delim = '\x01', quote = '', escape = '', header = false, auto_detect = false, "

@@ -181,7 +181,7 @@ def test_pack_loads_from_a_built_wheel(tmp_path: Path) -> None:
     assert out[0] == str(site / "warroom" / "queries")
     assert int(out[1]) == len(EXPECTED) and int(out[2]) >= 5
     # the built-in import profiles ship as package data too
-    assert "warroom/profile_defs/litellm.toml" in names
+    assert "warroom/profiles/defs/litellm.toml" in names
     code = (
         "from warroom import profiles as p; print(*[p.builtin(n).name for n in p.builtin_names()])"
     )

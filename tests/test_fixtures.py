@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tests.conftest import Cli
 from warroom import db
 from warroom.detect import detect, run_one
 from warroom.impact import Policy, impact
@@ -612,9 +613,7 @@ def test_run_with_since_until_and_params(tmp_path: Path) -> None:
     assert loose.num_rows == 0
 
 
-def test_sql_can_read_the_shared_relations(tmp_path: Path) -> None:
-    from tests.conftest import run_cli
-
+def test_sql_can_read_the_shared_relations(tmp_path: Path, cli: Cli) -> None:
     con = world(
         tmp_path,
         [req("r1", T0)],
@@ -625,7 +624,7 @@ def test_sql_can_read_the_shared_relations(tmp_path: Path) -> None:
         ],
     )
     con.close()
-    res = run_cli(
+    res = cli(
         "sql",
         "SELECT entry_id, balance, cf_balance FROM balance_timeline "
         "WHERE row_type = 'ledger' ORDER BY ts",
@@ -634,7 +633,7 @@ def test_sql_can_read_the_shared_relations(tmp_path: Path) -> None:
         "-f",
         "csv",
     )
-    assert res.returncode == 0, res.stderr
+    assert res.code == 0, res.stderr
     assert res.stdout.decode().splitlines() == [
         '"entry_id","balance","cf_balance"',
         '"g",1.000000,1.000000',

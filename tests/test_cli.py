@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,20 +59,34 @@ def test_library_does_not_import_the_cli_stack() -> None:
 
 
 def test_the_installed_script_and_python_m_exit_with_the_code(tmp_path: Path) -> None:
-    """The one run of the real entry points: everything else calls the CLI in-process."""
+    """The one run of each real entry point: everything else calls the CLI in-process."""
     script = Path(sys.executable).with_name("warroom")
     missing = str(tmp_path / "missing.jsonl")
-    version = f"warroom {__version__}\n".encode()
-    for argv in ([str(script)], [sys.executable, "-m", "warroom"]):
-        res = subprocess.run([*argv, "--version"], capture_output=True, timeout=60)
-        assert (res.returncode, res.stdout, res.stderr) == (0, version, b"")
-        res = subprocess.run(
-            [*argv, "ingest", missing, "--db", str(tmp_path / "w.duckdb")],
-            capture_output=True,
-            timeout=60,
-        )
-        assert (res.returncode, res.stdout) == (1, b""), res.stderr
-        assert res.stderr.decode() == f"error: {missing}: no such file or folder\n"
+    res = subprocess.run(
+        [str(script), "ingest", missing, "--db", str(tmp_path / "w.duckdb")],
+        capture_output=True,
+        timeout=60,
+    )
+    assert (res.returncode, res.stdout) == (1, b""), res.stderr
+    assert res.stderr.decode() == f"error: {missing}: no such file or folder\n"
+    res = subprocess.run(
+        [sys.executable, "-m", "warroom", "--version"], capture_output=True, timeout=60
+    )
+    assert (res.returncode, res.stdout, res.stderr) == (0, f"warroom {__version__}\n".encode(), b"")
+
+
+def test_runs_in_process_leave_nothing_behind(tmp_path: Path, cli: Cli) -> None:
+    """The cli fixture: plain stderr, and no environment, cwd or --debug carried over."""
+    f = write(tmp_path / "requests.jsonl", REQ % ("r1", "u1"))
+    env_db = tmp_path / "env.duckdb"
+    assert cli("--debug", "ingest", str(f), env={"WARROOM_DB": str(env_db)}, cwd=tmp_path).code == 0
+    assert "WARROOM_DB" not in os.environ and Path.cwd() != tmp_path
+    res = cli("sources", "--db", str(tmp_path / "none.duckdb"))
+    assert res == (
+        1,
+        b"",
+        f"error: {tmp_path / 'none.duckdb'}: no such database (run `warroom ingest` first)\n",
+    )
 
 
 def test_a_reader_that_goes_away_is_not_an_error(tmp_path: Path, cli: Cli) -> None:

@@ -149,8 +149,7 @@ def test_investigate_again_skips_loaded_files_and_gives_the_same_files(
 def test_report_command_reproduces_investigate(
     world: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # in-process (typer's runner) to save interpreter start-ups; investigate above
-    # already ran the real console script
+    # typer's runner keeps the library's exception, for the last assertion
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
     runner = CliRunner()
     res = runner.invoke(app, ["report", "--db", str(world["db"])])

@@ -646,30 +646,39 @@ def _plain(text: str) -> str:
 # --------------------------------------------------------------------------- entry point
 
 
-def main() -> None:
-    """Console entry point: run the app and turn errors into exit codes."""
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default ``sys.argv``) and return its exit code.
+
+    The console script and ``python -m warroom`` exit with this code; tests call it
+    in-process. Library errors become one line on stderr and the exit code of
+    DESIGN.md section 5; ``--debug`` lets the traceback through instead.
+    """
+    _state["debug"] = False
+    render.stderr = render.stderr_console()  # the stderr of this run, not of the import
     try:
-        app()
+        app(args=argv, prog_name=None if argv is None else "warroom")
+    except SystemExit as exc:
+        return _exit_code(exc.code)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
     except WarroomError as exc:
         if _state["debug"]:
             raise
         render.error(str(exc))
-        sys.exit(int(exc.exit_code))
+        return int(exc.exit_code)
     except duckdb.Error as exc:
         if _state["debug"]:
             raise
         text = str(exc).strip().splitlines()
         render.error(f"database error: {text[0] if text else type(exc).__name__}")
-        sys.exit(int(ExitCode.ERROR))
+        return int(ExitCode.ERROR)
     except KeyboardInterrupt:
         render.error("interrupted")
-        sys.exit(130)
-    except (typer.Exit, SystemExit):
-        raise
+        return 130
     except BrokenPipeError:
         # the reader of stdout went away (e.g. `| head`): not an error
         sys.stderr.close()
-        sys.exit(0)
+        return 0
     except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
         if _state["debug"]:
             raise
@@ -677,4 +686,15 @@ def main() -> None:
             f"internal error: {type(exc).__name__}: {exc} (rerun with --debug "
             "for the traceback, and please report it)"
         )
-        sys.exit(int(ExitCode.ERROR))
+        return int(ExitCode.ERROR)
+    return 0
+
+
+def _exit_code(code: object) -> int:
+    """The status ``sys.exit(code)`` would give the process (a message is printed, status 1)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1

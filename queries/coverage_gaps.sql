@@ -14,7 +14,7 @@ ledger AS (
 request_hours AS (
     SELECT
         date_trunc('hour', ts) AS hour,
-        count(*) AS n
+        count(*) AS row_count
     FROM requests
     GROUP BY date_trunc('hour', ts)
 ),
@@ -22,7 +22,7 @@ request_hours AS (
 ledger_hours AS (
     SELECT
         date_trunc('hour', ts) AS hour,
-        count(*) AS n
+        count(*) AS row_count
     FROM ledger
     GROUP BY date_trunc('hour', ts)
 ),
@@ -53,8 +53,8 @@ span AS (
 hours AS (
     SELECT
         coalesce(request_hours.hour, ledger_hours.hour) AS hour,
-        request_hours.n AS request_rows,
-        ledger_hours.n AS ledger_rows
+        request_hours.row_count AS request_rows,
+        ledger_hours.row_count AS ledger_rows
     FROM request_hours
     FULL OUTER JOIN ledger_hours ON request_hours.hour = ledger_hours.hour
 )

@@ -85,10 +85,13 @@ def test_shared_relations_are_portable_and_explained() -> None:
 def test_a_query_builds_only_the_shared_relations_it_reads() -> None:
     pack = load_pack()
     # duplicate_charges reads charge_attribution, which reads the duplicates, the
-    # restrictions (which read the data span) and the prices
+    # restrictions (which read the data span) and the expected charges (which read
+    # the users' currencies and the prices)
     assert pack.needs(pack.get("duplicate_charges").sql) == [
         "data_span",
+        "user_currency",
         "price_intervals",
+        "expected_charges",
         "abuse_restrictions",
         "charge_duplicates",
         "charge_attribution",
@@ -96,7 +99,9 @@ def test_a_query_builds_only_the_shared_relations_it_reads() -> None:
     assert pack.needs(pack.get("ledger_conflicts").sql) == []
     assert pack.needs("SELECT * FROM balance_timeline") == [
         "data_span",
+        "user_currency",
         "price_intervals",
+        "expected_charges",
         "abuse_restrictions",
         "charge_duplicates",
         "charge_attribution",

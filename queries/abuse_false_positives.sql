@@ -6,14 +6,52 @@
 --   than 24 h before it. Warranted actions are not listed. The currency is that of
 --   the user's latest ledger row (none for a user without ledger rows).
 -- severity: high
-SELECT 'abuse_false_positives' AS detector, a.user_id, uc.currency, a.ts,
-       CAST(NULL AS VARCHAR) AS request_id, CAST(NULL AS VARCHAR) AS entry_id,
-       CAST(NULL AS DECIMAL(38,6)) AS amount, a.classification AS detail,
-       a.action, a.rule, a.end_ts, a.requests_1h, a.tokens_1h, a.busiest_hour_requests,
-       a.busiest_hour_tokens, a.source_id, a.line
-FROM abuse_restrictions AS a
-LEFT JOIN user_currency AS uc ON uc.user_id = a.user_id
-WHERE a.classification IN ('false_positive', 'insufficient_history')
-  AND ($since IS NULL OR a.ts >= $since)
-  AND ($until IS NULL OR a.ts < $until)
-ORDER BY a.user_id, a.ts, a.action, a.source_id, a.line
+WITH abuse_restrictions AS (
+    SELECT
+        user_id, ts, action, rule, end_ts, classification, requests_1h, tokens_1h,
+        busiest_hour_requests, busiest_hour_tokens, source_id, line
+    FROM abuse_restrictions
+),
+
+user_currency AS (
+    SELECT user_id, currency FROM user_currency
+),
+
+-- the actions not warranted, or made too early in the user's history to judge
+unwarranted AS (
+    SELECT
+        user_id, ts, action, rule, end_ts, classification, requests_1h, tokens_1h,
+        busiest_hour_requests, busiest_hour_tokens, source_id, line
+    FROM abuse_restrictions
+    WHERE
+        classification IN ('false_positive', 'insufficient_history')
+        AND ($since IS NULL OR ts >= $since)
+        AND ($until IS NULL OR ts < $until)
+)
+
+SELECT
+    'abuse_false_positives' AS detector,
+    unwarranted.user_id,
+    user_currency.currency,
+    unwarranted.ts,
+    CAST(NULL AS VARCHAR) AS request_id,
+    CAST(NULL AS VARCHAR) AS entry_id,
+    CAST(NULL AS DECIMAL(38, 6)) AS amount,
+    unwarranted.classification AS detail,
+    unwarranted.action,
+    unwarranted.rule,
+    unwarranted.end_ts,
+    unwarranted.requests_1h,
+    unwarranted.tokens_1h,
+    unwarranted.busiest_hour_requests,
+    unwarranted.busiest_hour_tokens,
+    unwarranted.source_id,
+    unwarranted.line
+FROM unwarranted
+LEFT JOIN user_currency ON unwarranted.user_id = user_currency.user_id
+ORDER BY
+    unwarranted.user_id,
+    unwarranted.ts,
+    unwarranted.action,
+    unwarranted.source_id,
+    unwarranted.line

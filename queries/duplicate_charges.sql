@@ -6,15 +6,32 @@
 --   row of the incident, but nothing is owed for it). An entry shipped twice (same
 --   entry_id) is one row, never a duplicate.
 -- severity: high
-SELECT 'duplicate_charges' AS detector, user_id, currency, ts, request_id, entry_id,
-       excess AS amount,
-       'duplicate of ' || duplicate_of
-           || CASE WHEN excess < charged
-                   THEN '; ' || CAST(charged - excess AS VARCHAR) || ' refunded' ELSE '' END
-           AS detail,
-       charged, source_id, line
+WITH charge_attribution AS (
+    SELECT
+        user_id, currency, ts, request_id, entry_id, charged, cause, excess, duplicate_of,
+        source_id, line
+    FROM charge_attribution
+)
+
+SELECT
+    'duplicate_charges' AS detector,
+    user_id,
+    currency,
+    ts,
+    request_id,
+    entry_id,
+    excess AS amount,
+    'duplicate of ' || duplicate_of
+    || CASE
+        WHEN excess < charged THEN '; ' || CAST(charged - excess AS VARCHAR) || ' refunded'
+        ELSE ''
+    END AS detail,
+    charged,
+    source_id,
+    line
 FROM charge_attribution
-WHERE cause = 'duplicate'
-  AND ($since IS NULL OR ts >= $since)
-  AND ($until IS NULL OR ts < $until)
+WHERE
+    cause = 'duplicate'
+    AND ($since IS NULL OR ts >= $since)
+    AND ($until IS NULL OR ts < $until)
 ORDER BY user_id, currency, ts, entry_id

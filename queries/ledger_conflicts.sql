@@ -3,39 +3,98 @@
 --   content. The first ingested row is the one used; this lists every later one
 --   that differs, with the fields that differ.
 -- severity: medium
-WITH shadowed AS (
-    SELECT * FROM ledger_all WHERE NOT canonical
+WITH ledger AS (
+    SELECT
+        entry_id, ts, user_id, kind, amount, currency, request_id, idempotency_key,
+        input_tokens, cached_tokens, output_tokens, balance_after, source_id, line
+    FROM ledger
 ),
+
+-- the rows of an entry_id loaded before with other content are not canonical
+shadowed AS (
+    SELECT
+        entry_id, ts, user_id, kind, amount, currency, request_id, idempotency_key,
+        input_tokens, cached_tokens, output_tokens, balance_after, source_id, line
+    FROM ledger_all
+    WHERE NOT canonical
+),
+
 kept AS (
-    SELECT * FROM ledger WHERE entry_id IN (SELECT entry_id FROM shadowed)
+    SELECT
+        ledger.entry_id,
+        ledger.ts,
+        ledger.user_id,
+        ledger.kind,
+        ledger.amount,
+        ledger.currency,
+        ledger.request_id,
+        ledger.idempotency_key,
+        ledger.input_tokens,
+        ledger.cached_tokens,
+        ledger.output_tokens,
+        ledger.balance_after,
+        ledger.source_id,
+        ledger.line
+    FROM ledger
+    WHERE ledger.entry_id IN (SELECT shadowed.entry_id FROM shadowed)
 ),
-others AS (
-    SELECT a.*, k.ts AS kept_ts, k.user_id AS kept_user_id, k.currency AS kept_currency,
-           k.source_id AS kept_source_id, k.line AS kept_line,
-           concat_ws(', ',
-               CASE WHEN a.ts IS DISTINCT FROM k.ts THEN 'ts' END,
-               CASE WHEN a.user_id IS DISTINCT FROM k.user_id THEN 'user_id' END,
-               CASE WHEN a.kind IS DISTINCT FROM k.kind THEN 'kind' END,
-               CASE WHEN a.amount IS DISTINCT FROM k.amount THEN 'amount' END,
-               CASE WHEN a.currency IS DISTINCT FROM k.currency THEN 'currency' END,
-               CASE WHEN a.request_id IS DISTINCT FROM k.request_id THEN 'request_id' END,
-               CASE WHEN a.idempotency_key IS DISTINCT FROM k.idempotency_key
-                    THEN 'idempotency_key' END,
-               CASE WHEN a.input_tokens IS DISTINCT FROM k.input_tokens
-                      OR a.cached_tokens IS DISTINCT FROM k.cached_tokens
-                      OR a.output_tokens IS DISTINCT FROM k.output_tokens THEN 'tokens' END,
-               CASE WHEN a.balance_after IS DISTINCT FROM k.balance_after
-                    THEN 'balance_after' END) AS differs
-    FROM shadowed AS a
-    JOIN kept AS k ON k.entry_id = a.entry_id
+
+compared AS (
+    SELECT
+        shadowed.entry_id,
+        shadowed.request_id,
+        shadowed.source_id,
+        shadowed.line,
+        kept.ts AS kept_ts,
+        kept.user_id AS kept_user_id,
+        kept.currency AS kept_currency,
+        kept.source_id AS kept_source_id,
+        kept.line AS kept_line,
+        concat_ws(
+            ', ',
+            CASE WHEN shadowed.ts IS DISTINCT FROM kept.ts THEN 'ts' END,
+            CASE WHEN shadowed.user_id IS DISTINCT FROM kept.user_id THEN 'user_id' END,
+            CASE WHEN shadowed.kind IS DISTINCT FROM kept.kind THEN 'kind' END,
+            CASE WHEN shadowed.amount IS DISTINCT FROM kept.amount THEN 'amount' END,
+            CASE WHEN shadowed.currency IS DISTINCT FROM kept.currency THEN 'currency' END,
+            CASE
+                WHEN shadowed.request_id IS DISTINCT FROM kept.request_id THEN 'request_id'
+            END,
+            CASE
+                WHEN shadowed.idempotency_key IS DISTINCT FROM kept.idempotency_key
+                    THEN 'idempotency_key'
+            END,
+            CASE
+                WHEN
+                    shadowed.input_tokens IS DISTINCT FROM kept.input_tokens
+                    OR shadowed.cached_tokens IS DISTINCT FROM kept.cached_tokens
+                    OR shadowed.output_tokens IS DISTINCT FROM kept.output_tokens
+                    THEN 'tokens'
+            END,
+            CASE
+                WHEN shadowed.balance_after IS DISTINCT FROM kept.balance_after
+                    THEN 'balance_after'
+            END
+        ) AS differs
+    FROM shadowed
+    INNER JOIN kept ON shadowed.entry_id = kept.entry_id
 )
-SELECT 'ledger_conflicts' AS detector, kept_user_id AS user_id, kept_currency AS currency,
-       kept_ts AS ts, request_id, entry_id, CAST(NULL AS DECIMAL(38,6)) AS amount,
-       'differs in ' || differs || ' from the row kept at source '
-           || CAST(kept_source_id AS VARCHAR) || ' line ' || CAST(kept_line AS VARCHAR) AS detail,
-       source_id, line
-FROM others
-WHERE differs <> ''
-  AND ($since IS NULL OR kept_ts >= $since)
-  AND ($until IS NULL OR kept_ts < $until)
+
+SELECT
+    'ledger_conflicts' AS detector,
+    kept_user_id AS user_id,
+    kept_currency AS currency,
+    kept_ts AS ts,
+    request_id,
+    entry_id,
+    CAST(NULL AS DECIMAL(38, 6)) AS amount,
+    'differs in ' || differs || ' from the row kept at source '
+    || CAST(kept_source_id AS VARCHAR) || ' line ' || CAST(kept_line AS VARCHAR) AS detail,
+    source_id,
+    line
+FROM compared
+WHERE
+    differs <> ''
+    AND ($since IS NULL OR kept_ts >= $since)
+    AND ($until IS NULL OR kept_ts < $until)
 ORDER BY user_id, currency, ts, entry_id, source_id, line

@@ -5,42 +5,80 @@
 --   were already reimbursed). A qualifying top-up whose excess earlier top-ups
 --   already cover is listed with amount 0.
 -- severity: high
-WITH qualifying AS (
-    SELECT user_id, currency, ts, entry_id, reset_entry_id, amount AS topup, balance, cf_balance,
-           outstanding_excess, source_id, line
+WITH balance_timeline AS (
+    SELECT
+        user_id, currency, ts, row_type, entry_id, reset_entry_id, amount, balance,
+        cf_balance, outstanding_excess, source_id, line
+    FROM balance_timeline
+),
+
+qualifying AS (
+    SELECT
+        user_id, currency, ts, entry_id, reset_entry_id, amount AS topup, balance,
+        cf_balance, outstanding_excess, source_id, line
     FROM balance_timeline
     WHERE row_type = 'topup' AND balance < 0 AND cf_balance >= 0
 ),
+
 cumulative AS (
-    SELECT q.*,
-           sum(topup) OVER (
-               PARTITION BY user_id, currency, reset_entry_id ORDER BY ts, entry_id
-               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS topped_up
-    FROM qualifying AS q
+    SELECT
+        user_id, currency, ts, entry_id, reset_entry_id, topup, balance, cf_balance,
+        outstanding_excess, source_id, line,
+        sum(topup) OVER (
+            PARTITION BY user_id, currency, reset_entry_id
+            ORDER BY ts, entry_id
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+        ) AS topped_up
+    FROM qualifying
 ),
+
 -- total reimbursable through top-up i:
 --   topped_up_i + min(0, min over k <= i of (outstanding_k - topped_up_k))
 capped AS (
-    SELECT c.*,
-           topped_up + least(CAST(0 AS DECIMAL(38,6)), min(outstanding_excess - topped_up) OVER (
-               PARTITION BY user_id, currency, reset_entry_id ORDER BY ts, entry_id
-               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) AS reimbursed_through
-    FROM cumulative AS c
+    SELECT
+        user_id, currency, ts, entry_id, reset_entry_id, topup, balance, cf_balance,
+        source_id, line,
+        topped_up + least(
+            CAST(0 AS DECIMAL(38, 6)),
+            min(outstanding_excess - topped_up) OVER (
+                PARTITION BY user_id, currency, reset_entry_id
+                ORDER BY ts, entry_id
+                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+            )
+        ) AS reimbursed_through
+    FROM cumulative
 ),
+
 stepped AS (
-    SELECT p.*,
-           reimbursed_through - coalesce(lag(reimbursed_through) OVER (
-               PARTITION BY user_id, currency, reset_entry_id ORDER BY ts, entry_id),
-               CAST(0 AS DECIMAL(38,6))) AS reimbursable
-    FROM capped AS p
+    SELECT
+        user_id, currency, ts, entry_id, topup, balance, cf_balance, source_id, line,
+        reimbursed_through - coalesce(
+            lag(reimbursed_through) OVER (
+                PARTITION BY user_id, currency, reset_entry_id
+                ORDER BY ts, entry_id
+            ),
+            CAST(0 AS DECIMAL(38, 6))
+        ) AS reimbursable
+    FROM capped
 )
-SELECT 'negative_balance_topups' AS detector, user_id, currency, ts,
-       CAST(NULL AS VARCHAR) AS request_id, entry_id,
-       greatest(reimbursable, CAST(0 AS DECIMAL(38,6))) AS amount,
-       'top-up of ' || CAST(topup AS VARCHAR) || ' at balance ' || CAST(balance AS VARCHAR)
-           || ' (counterfactual ' || CAST(cf_balance AS VARCHAR) || ')' AS detail,
-       topup, balance, cf_balance, source_id, line
+
+SELECT
+    'negative_balance_topups' AS detector,
+    user_id,
+    currency,
+    ts,
+    CAST(NULL AS VARCHAR) AS request_id,
+    entry_id,
+    greatest(reimbursable, CAST(0 AS DECIMAL(38, 6))) AS amount,
+    'top-up of ' || CAST(topup AS VARCHAR) || ' at balance ' || CAST(balance AS VARCHAR)
+    || ' (counterfactual ' || CAST(cf_balance AS VARCHAR) || ')' AS detail,
+    topup,
+    balance,
+    cf_balance,
+    source_id,
+    line
 FROM stepped
-WHERE ($since IS NULL OR ts >= $since)
-  AND ($until IS NULL OR ts < $until)
+WHERE
+    ($since IS NULL OR ts >= $since)
+    AND ($until IS NULL OR ts < $until)
 ORDER BY user_id, currency, ts, entry_id

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 import pytest
 
 import warroom
 from warroom import db
+from warroom.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_logs"
@@ -36,22 +40,71 @@ def con(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     c.close()
 
 
+class CliResult(NamedTuple):
+    """What a run of the command line left: its exit code, stdout as bytes, stderr as text."""
+
+    code: int
+    stdout: bytes
+    stderr: str
+
+
 def run_cli(
     *args: str,
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     input: bytes | None = None,
+) -> CliResult:
+    """Run ``warroom ARGS`` in this process, as a shell would: own streams, env, cwd.
+
+    stdin, stdout and stderr are fresh pipes-that-are-not-terminals; ``env`` is laid
+    over the environment (TZ=UTC, no WARROOM_DB unless given) and everything is put
+    back afterwards, so one run cannot leak into the next.
+    """
+    saved_env = dict(os.environ)
+    saved_cwd = os.getcwd()
+    saved_streams = sys.stdin, sys.stdout, sys.stderr
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    stderr = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="backslashreplace")
+    os.environ.pop("WARROOM_DB", None)
+    os.environ.update({"TZ": "UTC", **(env or {})})
+    time.tzset()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.stdin = io.TextIOWrapper(io.BytesIO(input or b""), encoding="utf-8")
+        sys.stdout, sys.stderr = stdout, stderr
+        code = main(list(args))
+        for stream in (stdout, stderr):
+            if not stream.closed:
+                stream.flush()
+        return CliResult(code, stdout.buffer.getvalue(), stderr.buffer.getvalue().decode("utf-8"))
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved_streams
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        time.tzset()
+
+
+#: the type of the ``cli`` fixture
+Cli = Callable[..., CliResult]
+
+
+@pytest.fixture
+def cli() -> Cli:
+    """``cli("ingest", path, "--db", db)`` runs the command line in-process."""
+    return run_cli
+
+
+def run_process(
+    *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run ``python -m warroom ARGS`` in a subprocess, capturing stdout and stderr."""
+    """Run ``python -m warroom ARGS`` in a subprocess: for what needs a process of its own."""
     full_env = {**os.environ, "TZ": "UTC", **(env or {})}
-    full_env.pop("WARROOM_DB", None) if env is None or "WARROOM_DB" not in env else None
+    if env is None or "WARROOM_DB" not in env:
+        full_env.pop("WARROOM_DB", None)
     return subprocess.run(
-        [sys.executable, "-m", "warroom", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        input=input,
-        timeout=300,
+        [sys.executable, "-m", "warroom", *args], env=full_env, capture_output=True, timeout=300
     )
 
 
@@ -61,4 +114,4 @@ def write(path: Path, data: bytes | str) -> Path:
     return path
 
 
-__all__ = ["ROOT", "SAMPLE", "run_cli", "write", "warroom"]
+__all__ = ["ROOT", "SAMPLE", "Cli", "CliResult", "run_cli", "run_process", "write", "warroom"]

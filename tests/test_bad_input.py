@@ -34,7 +34,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.conftest import run_cli, write
+from tests.conftest import Cli, write
 from warroom import db, ingest
 from warroom.errors import InputError
 from warroom.model import TABLES, Kind
@@ -832,40 +832,40 @@ def test_file_level_errors_load_nothing(
 
 
 def _one_line_error(proc: Any) -> str:
-    err = proc.stderr.decode()
+    err = proc.stderr
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1, err
     return err
 
 
-def test_cli_missing_file(tmp_path: Path) -> None:
-    proc = run_cli("ingest", str(tmp_path / "nope.jsonl"), "--db", str(tmp_path / "w.duckdb"))
-    assert proc.returncode == 1
+def test_cli_missing_file(tmp_path: Path, cli: Cli) -> None:
+    proc = cli("ingest", str(tmp_path / "nope.jsonl"), "--db", str(tmp_path / "w.duckdb"))
+    assert proc.code == 1
     assert "no such file or folder" in _one_line_error(proc)
     assert proc.stdout == b""
 
 
-def test_cli_unknown_kind_is_a_usage_error(tmp_path: Path) -> None:
+def test_cli_unknown_kind_is_a_usage_error(tmp_path: Path, cli: Cli) -> None:
     f = write(tmp_path / "gateway.jsonl", text(R1))
-    proc = run_cli("ingest", str(f), "--kind", "payments", "--db", str(tmp_path / "w.duckdb"))
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr.decode()
-    assert "payments" in proc.stderr.decode()
+    proc = cli("ingest", str(f), "--kind", "payments", "--db", str(tmp_path / "w.duckdb"))
+    assert proc.code == 2
+    assert "Traceback" not in proc.stderr
+    assert "payments" in proc.stderr
 
 
-def test_cli_kind_for_an_unnamed_file_and_rejects(tmp_path: Path) -> None:
+def test_cli_kind_for_an_unnamed_file_and_rejects(tmp_path: Path, cli: Cli) -> None:
     dbf = tmp_path / "w.duckdb"
     f = write(
         tmp_path / "gateway.jsonl",
         b"\n".join([R1.encode(), TRUNCATED.encode(), with_user(b"u\x00")]) + b"\n",
     )
-    proc = run_cli("ingest", str(f), "--db", str(dbf))  # first line has request fields
-    assert proc.returncode == 0, proc.stderr
-    assert "1 rows loaded, 2 rejected" in proc.stderr.decode().replace("\n", " ")
+    proc = cli("ingest", str(f), "--db", str(dbf))  # first line has request fields
+    assert proc.code == 0, proc.stderr
+    assert "1 rows loaded, 2 rejected" in proc.stderr.replace("\n", " ")
     g = write(tmp_path / "decisions.jsonl", text(abuse(), abuse(action="nope")))
-    proc = run_cli("ingest", str(g), "--kind", "abuse", "--db", str(dbf))
-    assert proc.returncode == 0, proc.stderr
-    proc = run_cli(
+    proc = cli("ingest", str(g), "--kind", "abuse", "--db", str(dbf))
+    assert proc.code == 0, proc.stderr
+    proc = cli(
         "sql",
         "SELECT s.kind, r.line, r.raw, r.reason FROM rejects r "
         "JOIN sources s USING (source_id) ORDER BY 1, 2",
@@ -874,7 +874,7 @@ def test_cli_kind_for_an_unnamed_file_and_rejects(tmp_path: Path) -> None:
         "--db",
         str(dbf),
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.code == 0, proc.stderr
     got = [json.loads(x) for x in proc.stdout.decode().splitlines()]
     assert got == [
         {
@@ -894,15 +894,15 @@ def test_cli_kind_for_an_unnamed_file_and_rejects(tmp_path: Path) -> None:
     ]
 
 
-def test_cli_strict_exits_3_and_header_error_exits_1(tmp_path: Path) -> None:
+def test_cli_strict_exits_3_and_header_error_exits_1(tmp_path: Path, cli: Cli) -> None:
     dbf = tmp_path / "w.duckdb"
     f = write(tmp_path / "requests.jsonl", text(R1, "[]"))
-    proc = run_cli("ingest", str(f), "--strict", "--db", str(dbf))
-    assert proc.returncode == 3
-    assert "Traceback" not in proc.stderr.decode()
+    proc = cli("ingest", str(f), "--strict", "--db", str(dbf))
+    assert proc.code == 3
+    assert "Traceback" not in proc.stderr
     csv = write(tmp_path / "prices.csv", "model,input_per_mtok\nm1,1\n")
-    proc = run_cli("ingest", str(csv), "--db", str(dbf))
-    assert proc.returncode == 1
+    proc = cli("ingest", str(csv), "--db", str(dbf))
+    assert proc.code == 1
     assert "header lacks required column(s) output_per_mtok, effective_from" in (
         _one_line_error(proc)
     )

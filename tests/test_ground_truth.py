@@ -22,7 +22,12 @@ from warroom.impact import Policy, impact
 from warroom.ingest import ingest
 from warroom.pack import load_pack
 
-SIZES = [(1, 40, 9), (2, 70, 14), (5, 50, 12)]  # (seed, users, days)
+# (seed, users, days); the two larger worlds run with `-m slow`
+SIZES = [
+    pytest.param((1, 40, 9), id="seed1-40u-9d"),
+    pytest.param((2, 70, 14), id="seed2-70u-14d", marks=pytest.mark.slow),
+    pytest.param((5, 50, 12), id="seed5-50u-12d", marks=pytest.mark.slow),
+]
 
 
 def _ts(t: str | None) -> str | None:
@@ -37,7 +42,7 @@ def _amount(a: object) -> str | None:
     return None if a is None else str(Decimal(str(a)).normalize())
 
 
-@pytest.fixture(scope="module", params=SIZES, ids=lambda p: f"seed{p[0]}-{p[1]}u-{p[2]}d")
+@pytest.fixture(scope="module", params=SIZES)
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     seed, users, days = request.param
     root = tmp_path_factory.mktemp(f"gen{seed}")

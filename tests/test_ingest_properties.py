@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -250,76 +250,44 @@ def _mutate(good: Good, change: dict[str, Any], drop: str | None = None) -> byte
     return json.dumps(row).encode()
 
 
+#: each way a JSON object can be wrong -> the change it makes to a good row
+#: (a function of ``draw`` where the wrong value varies)
+SEMANTIC_BAD: dict[str, Callable[[st.DrawFn], dict[str, Any]]] = {
+    "status-abc": lambda draw: {"status": "abc"},
+    "status-true": lambda draw: {"status": True},
+    "status-float": lambda draw: {"status": 200.5},
+    "status-range": lambda draw: {"status": draw(st.sampled_from([0, 99, 600, -200]))},
+    "tokens-float": lambda draw: {"input_tokens": 12.5},
+    "tokens-negative": lambda draw: {"output_tokens": -1},
+    "cached-over": lambda draw: {"input_tokens": 1, "cached_tokens": 2},
+    "user-object": lambda draw: {"user_id": {"a": draw(st.integers())}},
+    "user-array": lambda draw: {"request_id": [draw(st.integers())]},
+    "ts-junk": lambda draw: {"ts": draw(st.sampled_from(["yesterday", "2025-13-01", ""]))},
+    "ts-9999": lambda draw: {"ts": "9999-01-01T00:00:00Z"},
+    "ts-1969": lambda draw: {"ts": "1969-12-31T23:59:59.999999Z"},
+    "ts-1e20": lambda draw: {"ts": 1e20},
+    "ts-16-digits": lambda draw: {"ts": draw(st.integers(10**15, 10**16 - 1))},
+    "blank-id": lambda draw: {"request_id": draw(st.sampled_from(["", "   "]))},
+    "latency-junk": lambda draw: {"latency_ms": "slow"},
+}
+
+
 @st.composite
 def semantic_bad(draw: st.DrawFn) -> bytes:
     """Lines that are JSON objects (DuckDB's JSON reader takes them) but wrong."""
     good = draw(good_rows(tricky=False))
-    kind = draw(
-        st.sampled_from(
-            [
-                "status-abc",
-                "status-true",
-                "status-float",
-                "status-range",
-                "tokens-float",
-                "tokens-negative",
-                "cached-over",
-                "user-object",
-                "user-array",
-                "ts-junk",
-                "ts-9999",
-                "ts-1969",
-                "ts-1e20",
-                "ts-16-digits",
-                "missing",
-                "blank-id",
-                "null",
-                "empty-object",
-                "latency-junk",
-            ]
-        )
-    )
+    kind = draw(st.sampled_from([*SEMANTIC_BAD, "missing", "null", "empty-object"]))
     match kind:
-        case "status-abc":
-            return _mutate(good, {"status": "abc"})
-        case "status-true":
-            return _mutate(good, {"status": True})
-        case "status-float":
-            return _mutate(good, {"status": 200.5})
-        case "status-range":
-            return _mutate(good, {"status": draw(st.sampled_from([0, 99, 600, -200]))})
-        case "tokens-float":
-            return _mutate(good, {"input_tokens": 12.5})
-        case "tokens-negative":
-            return _mutate(good, {"output_tokens": -1})
-        case "cached-over":
-            return _mutate(good, {"input_tokens": 1, "cached_tokens": 2})
-        case "user-object":
-            return _mutate(good, {"user_id": {"a": draw(st.integers())}})
-        case "user-array":
-            return _mutate(good, {"request_id": [draw(st.integers())]})
-        case "ts-junk":
-            return _mutate(good, {"ts": draw(st.sampled_from(["yesterday", "2025-13-01", ""]))})
-        case "ts-9999":
-            return _mutate(good, {"ts": "9999-01-01T00:00:00Z"})
-        case "ts-1969":
-            return _mutate(good, {"ts": "1969-12-31T23:59:59.999999Z"})
-        case "ts-1e20":
-            return _mutate(good, {"ts": 1e20})
-        case "ts-16-digits":
-            return _mutate(good, {"ts": draw(st.integers(10**15, 10**16 - 1))})
         case "missing":
             return _mutate(
                 good, {}, drop=draw(st.sampled_from(["ts", "request_id", "user_id", "status"]))
             )
-        case "blank-id":
-            return _mutate(good, {"request_id": draw(st.sampled_from(["", "   "]))})
         case "null":
             return b"null"
         case "empty-object":
             return b"{}"
         case _:
-            return _mutate(good, {"latency_ms": "slow"})
+            return _mutate(good, SEMANTIC_BAD[kind](draw))
 
 
 @st.composite

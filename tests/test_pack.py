@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import ROOT, SAMPLE, run_cli
+from tests.conftest import ROOT, SAMPLE, Cli
 from tests.test_fixtures import charge, led, req, world
 from warroom.errors import QueryError
 from warroom.pack import builtin_dir, load_pack
@@ -85,10 +85,13 @@ def test_shared_relations_are_portable_and_explained() -> None:
 def test_a_query_builds_only_the_shared_relations_it_reads() -> None:
     pack = load_pack()
     # duplicate_charges reads charge_attribution, which reads the duplicates, the
-    # restrictions (which read the data span) and the prices
+    # restrictions (which read the data span) and the expected charges (which read
+    # the users' currencies and the prices)
     assert pack.needs(pack.get("duplicate_charges").sql) == [
         "data_span",
+        "user_currency",
         "price_intervals",
+        "expected_charges",
         "abuse_restrictions",
         "charge_duplicates",
         "charge_attribution",
@@ -96,7 +99,9 @@ def test_a_query_builds_only_the_shared_relations_it_reads() -> None:
     assert pack.needs(pack.get("ledger_conflicts").sql) == []
     assert pack.needs("SELECT * FROM balance_timeline") == [
         "data_span",
+        "user_currency",
         "price_intervals",
+        "expected_charges",
         "abuse_restrictions",
         "charge_duplicates",
         "charge_attribution",
@@ -106,7 +111,7 @@ def test_a_query_builds_only_the_shared_relations_it_reads() -> None:
     assert pack.needs("-- user_currency in a comment only\nSELECT 1") == []
 
 
-def test_every_query_runs_on_the_sample_logs(tmp_path: Path) -> None:
+def test_every_query_runs_on_the_sample_logs(tmp_path: Path, cli: Cli) -> None:
     from warroom import db
     from warroom.detect import detect
     from warroom.ingest import ingest
@@ -122,8 +127,8 @@ def test_every_query_runs_on_the_sample_logs(tmp_path: Path) -> None:
         assert rows.num_rows > 0, name
     con.close()
     # and one through the command line, as a user runs it
-    res = run_cli("run", "duplicate_charges", "--db", str(path), "-f", "jsonl")
-    assert res.returncode == 0 and res.stdout.count(b"\n") > 100, res.stderr
+    res = cli("run", "duplicate_charges", "--db", str(path), "-f", "jsonl")
+    assert res.code == 0 and res.stdout.count(b"\n") > 100, res.stderr
 
 
 def test_pack_loads_from_a_built_wheel(tmp_path: Path) -> None:
@@ -181,7 +186,7 @@ def test_pack_loads_from_a_built_wheel(tmp_path: Path) -> None:
     assert out[0] == str(site / "warroom" / "queries")
     assert int(out[1]) == len(EXPECTED) and int(out[2]) >= 5
     # the built-in import profiles ship as package data too
-    assert "warroom/profile_defs/litellm.toml" in names
+    assert "warroom/profiles/defs/litellm.toml" in names
     code = (
         "from warroom import profiles as p; print(*[p.builtin(n).name for n in p.builtin_names()])"
     )
@@ -196,7 +201,7 @@ def test_pack_loads_from_a_built_wheel(tmp_path: Path) -> None:
     assert out == ["lago", "litellm", "openai-usage", "openmeter", "stripe"]
 
 
-def test_user_queries_from_a_folder_and_the_environment(tmp_path: Path) -> None:
+def test_user_queries_from_a_folder_and_the_environment(tmp_path: Path, cli: Cli) -> None:
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "big_spenders.sql").write_text(
@@ -216,9 +221,9 @@ def test_user_queries_from_a_folder_and_the_environment(tmp_path: Path) -> None:
     )
     con.close()
     db = str(tmp_path / "w.duckdb")
-    res = run_cli("run", "big_spenders", "--queries-dir", str(mine), "--db", db, "-f", "csv")
+    res = cli("run", "big_spenders", "--queries-dir", str(mine), "--db", db, "-f", "csv")
     assert res.stdout.decode().splitlines() == ['"user_id","charged"', '"u1",0.002000']
-    res = run_cli(
+    res = cli(
         "run",
         "big_spenders",
         "-p",
@@ -230,12 +235,12 @@ def test_user_queries_from_a_folder_and_the_environment(tmp_path: Path) -> None:
         env={"WARROOM_QUERIES": str(mine)},
     )
     assert res.stdout.decode().splitlines() == ['"user_id","charged"']
-    res = run_cli("queries", "-f", "csv", env={"WARROOM_QUERIES": str(mine)})
+    res = cli("queries", "-f", "csv", env={"WARROOM_QUERIES": str(mine)})
     assert "big_spenders" in res.stdout.decode()
-    res = run_cli("run", "big_spenders", "-p", "nope=1", "--queries-dir", str(mine), "--db", db)
-    assert res.returncode == 1 and b"has no parameter nope" in res.stderr
-    res = run_cli("run", "no_such_query", "--db", db)
-    assert res.returncode == 1 and b"unknown query" in res.stderr
+    res = cli("run", "big_spenders", "-p", "nope=1", "--queries-dir", str(mine), "--db", db)
+    assert res.code == 1 and "has no parameter nope" in res.stderr
+    res = cli("run", "no_such_query", "--db", db)
+    assert res.code == 1 and "unknown query" in res.stderr
 
 
 @pytest.mark.parametrize(
@@ -256,7 +261,7 @@ def test_bad_user_query_headers_are_clear_errors(tmp_path: Path, text: str, mess
         load_pack([tmp_path])
 
 
-def test_detect_stores_findings_and_fails_on_severity(tmp_path: Path) -> None:
+def test_detect_stores_findings_and_fails_on_severity(tmp_path: Path, cli: Cli) -> None:
     con = world(
         tmp_path,
         [req("r1", "2025-06-10T10:00:00Z")],
@@ -268,11 +273,11 @@ def test_detect_stores_findings_and_fails_on_severity(tmp_path: Path) -> None:
     )
     con.close()
     db = str(tmp_path / "w.duckdb")
-    res = run_cli("detect", "--db", db, "--fail-on", "high")
-    assert res.returncode == 5 and res.stdout == b""
-    assert b"duplicate_charges" in res.stderr
-    assert run_cli("detect", "--db", db, "--fail-on", "critical").returncode == 0
-    res = run_cli("sql", "SELECT detector, entry_id, amount FROM findings", "--db", db, "-f", "csv")
+    res = cli("detect", "--db", db, "--fail-on", "high")
+    assert res.code == 5 and res.stdout == b""
+    assert "duplicate_charges" in res.stderr
+    assert cli("detect", "--db", db, "--fail-on", "critical").code == 0
+    res = cli("sql", "SELECT detector, entry_id, amount FROM findings", "--db", db, "-f", "csv")
     assert res.stdout.decode().splitlines()[1:] == ['"duplicate_charges","e2",0.002000']
 
 
@@ -304,9 +309,9 @@ def _golden_world(tmp_path: Path) -> str:
     "fmt, ext",
     [("csv", "csv"), ("json", "json"), ("jsonl", "jsonl"), ("markdown", "md"), ("table", "txt")],
 )
-def test_golden_output_formats(tmp_path: Path, fmt: str, ext: str) -> None:
+def test_golden_output_formats(tmp_path: Path, fmt: str, ext: str, cli: Cli) -> None:
     db = _golden_world(tmp_path)
-    res = run_cli(
+    res = cli(
         "run",
         "duplicate_charges",
         "--db",
@@ -315,7 +320,7 @@ def test_golden_output_formats(tmp_path: Path, fmt: str, ext: str) -> None:
         fmt,
         env={"COLUMNS": "160", "TERM": "dumb"},
     )
-    assert res.returncode == 0, res.stderr
+    assert res.code == 0, res.stderr
     golden = GOLDEN / f"duplicate_charges.{ext}"
     if os.environ.get("WARROOM_REGEN_GOLDEN"):
         golden.parent.mkdir(exist_ok=True)
@@ -323,10 +328,10 @@ def test_golden_output_formats(tmp_path: Path, fmt: str, ext: str) -> None:
     assert res.stdout == golden.read_bytes()
 
 
-def test_golden_parquet_keeps_exact_types(tmp_path: Path) -> None:
+def test_golden_parquet_keeps_exact_types(tmp_path: Path, cli: Cli) -> None:
     db = _golden_world(tmp_path)
     out = tmp_path / "d.parquet"
-    assert run_cli("run", "duplicate_charges", "--db", db, "--out", str(out)).returncode == 0
+    assert cli("run", "duplicate_charges", "--db", db, "--out", str(out)).code == 0
     table = pq.read_table(out)
     assert str(table.schema.field("amount").type) == "decimal128(38, 6)"
     assert str(table.schema.field("ts").type) == "timestamp[us]"

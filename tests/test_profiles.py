@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import ROOT, run_cli, write
+from tests.conftest import ROOT, Cli, write
 from warroom import db, profiles
 from warroom.detect import detect
 from warroom.errors import ProfileError, RejectedRowsError
@@ -1074,8 +1074,8 @@ def test_reingest_force_and_strict_hold_under_a_profile(con, tmp_path: Path) -> 
 # --------------------------------------------------------------------------- errors
 
 
-def test_unknown_profile_exits_1_and_lists_the_builtins(tmp_path: Path) -> None:
-    res = run_cli(
+def test_unknown_profile_exits_1_and_lists_the_builtins(tmp_path: Path, cli: Cli) -> None:
+    res = cli(
         "ingest",
         str(FIX / "lago.jsonl"),
         "--profile",
@@ -1083,14 +1083,14 @@ def test_unknown_profile_exits_1_and_lists_the_builtins(tmp_path: Path) -> None:
         "--db",
         str(tmp_path / "x.duckdb"),
     )
-    assert res.returncode == 1
-    err = res.stderr.decode()
+    assert res.code == 1
+    err = res.stderr
     assert "unknown profile 'chargebee'" in err
     assert "lago, litellm, openai-usage, openmeter, stripe" in err
     assert not (tmp_path / "x.duckdb").exists()
 
 
-def test_mapping_file_with_an_unknown_key_names_file_and_key(tmp_path: Path) -> None:
+def test_mapping_file_with_an_unknown_key_names_file_and_key(tmp_path: Path, cli: Cli) -> None:
     bad = write(
         tmp_path / "bad.toml",
         BILLING_TOML.replace('scale = "0.000001" }', 'scael = "0.000001" }', 1),
@@ -1102,10 +1102,10 @@ def test_mapping_file_with_an_unknown_key_names_file_and_key(tmp_path: Path) -> 
         "one of path, const, template, map, default, scale, minor_units, "
         "negate, round, epoch)"
     )
-    res = run_cli(
+    res = cli(
         "ingest", str(FIX / "lago.jsonl"), "--profile", str(bad), "--db", str(tmp_path / "x.duckdb")
     )
-    assert res.returncode == 1 and b"scael: unknown key" in res.stderr
+    assert res.code == 1 and "scael: unknown key" in res.stderr
 
 
 @pytest.mark.parametrize(
@@ -1148,25 +1148,25 @@ def test_bad_mapping_files_say_what_and_where(tmp_path: Path, text: str, message
     assert str(err.value).startswith(f"{f}: ") and message in str(err.value), str(err.value)
 
 
-def test_a_missing_source_field_is_reported_with_file_and_line(tmp_path: Path) -> None:
+def test_a_missing_source_field_is_reported_with_file_and_line(tmp_path: Path, cli: Cli) -> None:
     db_file = str(tmp_path / "x.duckdb")
     f = FIX / "litellm_spendlogs.jsonl"
-    res = run_cli("ingest", str(f), "--profile", "litellm", "--db", db_file)
-    assert res.returncode == 0, res.stderr
-    assert f"first rejected row: {f}:7: litellm: startTime: missing".encode() in res.stderr
-    assert b"profile litellm" in res.stderr
-    out = run_cli("sources", "--rejects", "--db", db_file, "--format", "jsonl")
+    res = cli("ingest", str(f), "--profile", "litellm", "--db", db_file)
+    assert res.code == 0, res.stderr
+    assert f"first rejected row: {f}:7: litellm: startTime: missing" in res.stderr
+    assert "profile litellm" in res.stderr
+    out = cli("sources", "--rejects", "--db", db_file, "--format", "jsonl")
     first = json.loads(out.stdout.splitlines()[0])
     assert (first["line"], first["reason"]) == (7, "litellm: startTime: missing")
-    strict = run_cli(
+    strict = cli(
         "ingest", str(FIX / "lago.jsonl"), "--profile", "lago", "--strict", "--db", db_file
     )
-    assert strict.returncode == 3
+    assert strict.code == 3
 
 
-def test_profiles_command_lists_every_builtin(tmp_path: Path) -> None:
-    res = run_cli("profiles", "--format", "json")
-    assert res.returncode == 0, res.stderr
+def test_profiles_command_lists_every_builtin(tmp_path: Path, cli: Cli) -> None:
+    res = cli("profiles", "--format", "json")
+    assert res.code == 0, res.stderr
     got = json.loads(res.stdout)
     assert (
         [p["name"] for p in got]
@@ -1175,7 +1175,7 @@ def test_profiles_command_lists_every_builtin(tmp_path: Path) -> None:
     )
     assert {p["name"]: p["kinds"] for p in got}["stripe"] == "ledger"
     assert all(p["description"] and p["export"] for p in got)
-    assert run_cli("profiles", "--help").returncode == 0
+    assert cli("profiles", "--help").code == 0
 
 
 def test_every_builtin_is_documented_in_the_readme() -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli, write
+from tests.conftest import Cli, run_process, write
 from warroom import db
 from warroom import ingest as run_ingest
 
@@ -387,7 +387,7 @@ def test_second_process_gets_exit_4_one_line_and_changes_nothing(
     ]
     holder = Holder(base_db, tmp_path)
     try:
-        results = [run_cli(*cmd, "--db", str(base_db)) for cmd in commands]
+        results = [run_process(*cmd, "--db", str(base_db)) for cmd in commands]
     finally:
         holder.release()
     for cmd, res in zip(commands, results, strict=True):
@@ -399,7 +399,7 @@ def test_second_process_gets_exit_4_one_line_and_changes_nothing(
         assert res.stdout == b""
     assert snapshot(base_db) == before
     # once the holder is gone, the same command works
-    again = run_cli("ingest", str(new), "--db", str(base_db))
+    again = run_process("ingest", str(new), "--db", str(base_db))
     assert again.returncode == 0, again.stderr.decode()
     assert counts(base_db)["requests_all"] == len(before["requests_all"]) + 10
 
@@ -416,29 +416,29 @@ def test_second_process_gets_exit_4_one_line_and_changes_nothing(
     ],
 )
 def test_bad_file_in_the_middle_loads_nothing(
-    base_db: Path, tmp_path: Path, bad_name: str, bad_bytes: bytes, says: str
+    base_db: Path, tmp_path: Path, bad_name: str, bad_bytes: bytes, says: str, cli: Cli
 ) -> None:
     before = snapshot(base_db)
     first = write(tmp_path / "in" / "requests-a.jsonl", _requests("a-", 20))
     bad = write(tmp_path / "in" / bad_name, bad_bytes)
     last = write(tmp_path / "in" / "requests-c.jsonl", _requests("c-", 20))
-    res = run_cli("ingest", str(first), str(bad), str(last), "--db", str(base_db))
-    err = res.stderr.decode()
-    assert res.returncode == 1, err
+    res = cli("ingest", str(first), str(bad), str(last), "--db", str(base_db))
+    err = res.stderr
+    assert res.code == 1, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert bad.name in err and says in err, err
     assert snapshot(base_db) == before
 
 
-def test_missing_file_in_the_middle_loads_nothing(base_db: Path, tmp_path: Path) -> None:
+def test_missing_file_in_the_middle_loads_nothing(base_db: Path, tmp_path: Path, cli: Cli) -> None:
     before = snapshot(base_db)
     first = write(tmp_path / "requests-a.jsonl", _requests("a-", 20))
     last = write(tmp_path / "requests-c.jsonl", _requests("c-", 20))
-    res = run_cli(
+    res = cli(
         "ingest", str(first), str(tmp_path / "requests-b.jsonl"), str(last), "--db", str(base_db)
     )
-    assert res.returncode == 1
-    assert "no such file or folder" in res.stderr.decode()
+    assert res.code == 1
+    assert "no such file or folder" in res.stderr
     assert snapshot(base_db) == before
 
 

@@ -2,14 +2,26 @@
 -- entry_id). Used where a row belongs to a user but not to a ledger currency
 -- (abuse actions, unbilled requests, restricted minutes).
 WITH latest_ts AS (
-    SELECT user_id, max(ts) AS ts FROM ledger GROUP BY user_id
+    SELECT
+        user_id,
+        max(ts) AS ts
+    FROM ledger
+    GROUP BY user_id
 ),
+
+-- the greatest entry_id among the rows at the latest ts breaks a tie
 latest_entry AS (
-    SELECT l.user_id, max(l.entry_id) AS entry_id
-    FROM ledger AS l
-    JOIN latest_ts AS t ON t.user_id = l.user_id AND t.ts = l.ts
-    GROUP BY l.user_id
+    SELECT
+        ledger.user_id,
+        max(ledger.entry_id) AS entry_id
+    FROM ledger
+    INNER JOIN latest_ts
+        ON ledger.user_id = latest_ts.user_id AND ledger.ts = latest_ts.ts
+    GROUP BY ledger.user_id
 )
-SELECT e.user_id, l.currency
-FROM latest_entry AS e
-JOIN ledger AS l ON l.entry_id = e.entry_id
+
+SELECT
+    latest_entry.user_id,
+    ledger.currency
+FROM latest_entry
+INNER JOIN ledger ON latest_entry.entry_id = ledger.entry_id

@@ -6,13 +6,21 @@
 -- Most requests are charged once, so only the charges whose request or key
 -- occurs more than once are ranked: two grouping passes over the ledger instead
 -- of two sorts of it.
-WITH repeated_requests AS (
+WITH charges AS (
+    SELECT entry_id, ts, user_id, currency, request_id, idempotency_key
+    FROM ledger
+    WHERE kind = 'charge'
+),
+
+-- counted straight from the ledger: DuckDB would materialise a CTE read three times
+repeated_requests AS (
     SELECT user_id, currency, request_id
     FROM ledger
     WHERE kind = 'charge' AND request_id IS NOT NULL
     GROUP BY user_id, currency, request_id
     HAVING count(*) > 1
 ),
+
 repeated_keys AS (
     SELECT user_id, currency, idempotency_key
     FROM ledger
@@ -20,42 +28,65 @@ repeated_keys AS (
     GROUP BY user_id, currency, idempotency_key
     HAVING count(*) > 1
 ),
+
 repeats AS (
-    SELECT c.entry_id, c.ts, c.user_id, c.currency, c.request_id, c.idempotency_key,
-           rr.request_id IS NOT NULL AS request_repeated,
-           rk.idempotency_key IS NOT NULL AS key_repeated
-    FROM ledger AS c
-    LEFT JOIN repeated_requests AS rr
-        ON rr.user_id = c.user_id AND rr.currency = c.currency AND rr.request_id = c.request_id
-    LEFT JOIN repeated_keys AS rk
-        ON rk.user_id = c.user_id AND rk.currency = c.currency
-        AND rk.idempotency_key = c.idempotency_key
-    WHERE c.kind = 'charge' AND (rr.request_id IS NOT NULL OR rk.idempotency_key IS NOT NULL)
+    SELECT
+        charges.entry_id,
+        charges.ts,
+        charges.user_id,
+        charges.currency,
+        charges.request_id,
+        charges.idempotency_key,
+        repeated_requests.request_id IS NOT NULL AS request_repeated,
+        repeated_keys.idempotency_key IS NOT NULL AS key_repeated
+    FROM charges
+    LEFT JOIN repeated_requests
+        ON charges.user_id = repeated_requests.user_id
+        AND charges.currency = repeated_requests.currency
+        AND charges.request_id = repeated_requests.request_id
+    LEFT JOIN repeated_keys
+        ON charges.user_id = repeated_keys.user_id
+        AND charges.currency = repeated_keys.currency
+        AND charges.idempotency_key = repeated_keys.idempotency_key
+    WHERE repeated_requests.request_id IS NOT NULL OR repeated_keys.idempotency_key IS NOT NULL
 ),
+
 ranked AS (
-    SELECT entry_id, request_repeated, key_repeated,
-           row_number() OVER by_request AS rn_request,
-           first_value(entry_id) OVER by_request_all AS first_of_request,
-           row_number() OVER by_key AS rn_key,
-           first_value(entry_id) OVER by_key_all AS first_of_key
+    SELECT
+        entry_id,
+        request_repeated,
+        key_repeated,
+        row_number() OVER by_request AS rn_request,
+        first_value(entry_id) OVER by_request_all AS first_of_request,
+        row_number() OVER by_key AS rn_key,
+        first_value(entry_id) OVER by_key_all AS first_of_key
     FROM repeats
-    WINDOW by_request AS (
-               PARTITION BY user_id, currency, request_repeated, request_id
-               ORDER BY ts, entry_id),
-           by_request_all AS (
-               PARTITION BY user_id, currency, request_repeated, request_id
-               ORDER BY ts, entry_id
-               ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING),
-           by_key AS (
-               PARTITION BY user_id, currency, key_repeated, idempotency_key
-               ORDER BY ts, entry_id),
-           by_key_all AS (
-               PARTITION BY user_id, currency, key_repeated, idempotency_key
-               ORDER BY ts, entry_id
-               ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+    WINDOW
+        by_request AS (
+            PARTITION BY user_id, currency, request_repeated, request_id
+            ORDER BY ts, entry_id
+        ),
+        by_request_all AS (
+            PARTITION BY user_id, currency, request_repeated, request_id
+            ORDER BY ts, entry_id
+            ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+        ),
+        by_key AS (
+            PARTITION BY user_id, currency, key_repeated, idempotency_key
+            ORDER BY ts, entry_id
+        ),
+        by_key_all AS (
+            PARTITION BY user_id, currency, key_repeated, idempotency_key
+            ORDER BY ts, entry_id
+            ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+        )
 )
-SELECT entry_id,
-       CASE WHEN request_repeated AND rn_request > 1 THEN first_of_request
-            ELSE first_of_key END AS duplicate_of
+
+SELECT
+    entry_id,
+    CASE
+        WHEN request_repeated AND rn_request > 1 THEN first_of_request
+        ELSE first_of_key
+    END AS duplicate_of
 FROM ranked
 WHERE (request_repeated AND rn_request > 1) OR (key_repeated AND rn_key > 1)

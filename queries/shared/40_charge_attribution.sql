@@ -13,98 +13,202 @@
 -- `excess_gross` is what the cause took from the balance when charged;
 -- `excess` is what is still owed: less the refunds that name the request,
 -- applied to its duplicates first, then to its first charge, in ledger order.
-WITH refunds AS (
-    SELECT user_id, currency, request_id, sum(CAST(amount AS DECIMAL(38,6))) AS refunded
+WITH charges AS (
+    SELECT
+        entry_id, ts, user_id, currency, request_id, idempotency_key, source_id, line,
+        CAST(-amount AS DECIMAL(38, 6)) AS charged
+    FROM ledger
+    WHERE kind = 'charge'
+),
+
+refunds AS (
+    SELECT user_id, currency, request_id, CAST(amount AS DECIMAL(38, 6)) AS amount
     FROM ledger
     WHERE kind = 'refund' AND request_id IS NOT NULL
+),
+
+expected_charges AS (
+    SELECT request_id, currency, status, model, expected FROM expected_charges
+),
+
+charge_duplicates AS (
+    SELECT entry_id, duplicate_of FROM charge_duplicates
+),
+
+penalties AS (
+    SELECT user_id, ts, end_ts, classification
+    FROM abuse_restrictions
+    WHERE action = 'penalty'
+),
+
+refunded_requests AS (
+    SELECT user_id, currency, request_id, sum(amount) AS refunded
+    FROM refunds
     GROUP BY user_id, currency, request_id
 ),
+
 -- the charges of the requests that refunds name, in the order a refund is applied
 -- (duplicates first, then the first charge): how much of the refund the excess
 -- before each took. A duplicate's excess is its whole charge, and the first charge
 -- comes last, so this needs no more than the duplicates.
 refund_order AS (
-    SELECT l.entry_id, rf.refunded,
-           coalesce(sum(CASE WHEN d.entry_id IS NOT NULL THEN CAST(-l.amount AS DECIMAL(38,6))
-                             ELSE CAST(0 AS DECIMAL(38,6)) END) OVER (
-               PARTITION BY l.user_id, l.currency, l.request_id
-               ORDER BY CASE WHEN d.entry_id IS NOT NULL THEN 0 ELSE 1 END, l.ts, l.entry_id
-               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-               CAST(0 AS DECIMAL(38,6))) AS excess_before
-    FROM ledger AS l
-    JOIN refunds AS rf
-        ON rf.user_id = l.user_id AND rf.currency = l.currency AND rf.request_id = l.request_id
-    LEFT JOIN charge_duplicates AS d ON d.entry_id = l.entry_id
-    WHERE l.kind = 'charge'
+    SELECT
+        charges.entry_id,
+        refunded_requests.refunded,
+        coalesce(
+            sum(CASE
+                WHEN charge_duplicates.entry_id IS NOT NULL THEN charges.charged
+                ELSE CAST(0 AS DECIMAL(38, 6))
+            END) OVER (
+                PARTITION BY charges.user_id, charges.currency, charges.request_id
+                ORDER BY
+                    CASE WHEN charge_duplicates.entry_id IS NOT NULL THEN 0 ELSE 1 END,
+                    charges.ts,
+                    charges.entry_id
+                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+            ),
+            CAST(0 AS DECIMAL(38, 6))
+        ) AS excess_before
+    FROM charges
+    INNER JOIN refunded_requests
+        ON charges.user_id = refunded_requests.user_id
+        AND charges.currency = refunded_requests.currency
+        AND charges.request_id = refunded_requests.request_id
+    LEFT JOIN charge_duplicates ON charges.entry_id = charge_duplicates.entry_id
 ),
+
 -- the penalties standing at each charge (only a first charge is judged by them)
 penalised AS (
-    SELECT l.entry_id,
-           count(*) AS penalties,
-           sum(CASE WHEN p.classification = 'false_positive' THEN 1 ELSE 0 END) AS false_positives
-    FROM ledger AS l
-    JOIN abuse_restrictions AS p
-        ON p.user_id = l.user_id AND p.action = 'penalty'
-        AND l.ts >= p.ts AND l.ts < p.end_ts
-    WHERE l.kind = 'charge'
-    GROUP BY l.entry_id
+    SELECT
+        charges.entry_id,
+        count(*) AS penalties,
+        sum(CASE WHEN penalties.classification = 'false_positive' THEN 1 ELSE 0 END)
+            AS false_positives
+    FROM charges
+    INNER JOIN penalties
+        ON charges.user_id = penalties.user_id
+        AND charges.ts >= penalties.ts
+        AND charges.ts < penalties.end_ts
+    GROUP BY charges.entry_id
 ),
--- a first charge beside its request (a duplicate's request was judged with its
--- first charge), the price at the request's time and the penalties standing
+
+-- a first charge beside its request and what that should cost in the charge's
+-- currency (a duplicate's request was judged with its first charge), and the
+-- penalties standing
 metered AS (
-    SELECT l.entry_id, l.ts, l.user_id, l.currency, l.request_id, l.idempotency_key,
-           l.source_id, l.line, CAST(-l.amount AS DECIMAL(38,6)) AS charged,
-           d.duplicate_of, d.entry_id IS NOT NULL AS is_duplicate,
-           r.request_id AS metered_request_id, r.status, r.model,
-           pe.penalties, pe.false_positives, ro.refunded, ro.excess_before,
-           CASE
-               WHEN r.status >= 400 THEN CAST(0 AS DECIMAL(38,6))
-               ELSE ROUND(
-                   (CAST(r.input_tokens - r.cached_tokens AS DECIMAL(38,6)) * p.input_per_mtok
-                    + CAST(r.cached_tokens AS DECIMAL(38,6)) * p.cached_per_mtok
-                    + CAST(r.output_tokens AS DECIMAL(38,6)) * p.output_per_mtok)
-                   * CAST(0.000001 AS DECIMAL(7,6)), 6)
-           END AS expected
-    FROM ledger AS l
-    LEFT JOIN charge_duplicates AS d ON d.entry_id = l.entry_id
-    LEFT JOIN requests AS r ON r.request_id = l.request_id AND d.entry_id IS NULL
-    LEFT JOIN price_intervals AS p
-        ON p.model = r.model AND p.currency = l.currency
-        AND r.ts >= p.effective_from AND r.ts < p.effective_to
-    LEFT JOIN penalised AS pe ON pe.entry_id = l.entry_id
-    LEFT JOIN refund_order AS ro ON ro.entry_id = l.entry_id
-    WHERE l.kind = 'charge'
+    SELECT
+        charges.entry_id,
+        charges.ts,
+        charges.user_id,
+        charges.currency,
+        charges.request_id,
+        charges.idempotency_key,
+        charges.source_id,
+        charges.line,
+        charges.charged,
+        charge_duplicates.duplicate_of,
+        charge_duplicates.entry_id IS NOT NULL AS is_duplicate,
+        expected_charges.request_id AS metered_request_id,
+        expected_charges.status,
+        expected_charges.model,
+        penalised.penalties,
+        penalised.false_positives,
+        refund_order.refunded,
+        refund_order.excess_before,
+        expected_charges.expected
+    FROM charges
+    LEFT JOIN charge_duplicates ON charges.entry_id = charge_duplicates.entry_id
+    LEFT JOIN expected_charges
+        ON charges.request_id = expected_charges.request_id
+        AND charges.currency = expected_charges.currency
+        AND charge_duplicates.entry_id IS NULL
+    LEFT JOIN penalised ON charges.entry_id = penalised.entry_id
+    LEFT JOIN refund_order ON charges.entry_id = refund_order.entry_id
 ),
+
 attributed AS (
-    SELECT m.*,
-           CASE
-               WHEN is_duplicate THEN 'duplicate'
-               WHEN metered_request_id IS NULL THEN 'orphan_charge'
-               WHEN status >= 400 THEN 'charged_failed_request'
-               WHEN penalties > 0 AND false_positives = penalties THEN 'abuse_penalty'
-               WHEN penalties > 0 THEN 'penalty_standing'
-               WHEN expected IS NULL THEN 'unpriced'
-               WHEN charged - expected > CAST(0.000001 AS DECIMAL(38,6)) THEN 'overbilled'
-               WHEN expected - charged > CAST(0.000001 AS DECIMAL(38,6)) THEN 'underbilled'
-               ELSE 'ok'
-           END AS cause
-    FROM metered AS m
+    SELECT
+        entry_id,
+        ts,
+        user_id,
+        currency,
+        request_id,
+        idempotency_key,
+        source_id,
+        line,
+        charged,
+        expected,
+        status,
+        model,
+        duplicate_of,
+        refunded,
+        excess_before,
+        CASE
+            WHEN is_duplicate THEN 'duplicate'
+            WHEN metered_request_id IS NULL THEN 'orphan_charge'
+            WHEN status >= 400 THEN 'charged_failed_request'
+            WHEN penalties > 0 AND false_positives = penalties THEN 'abuse_penalty'
+            WHEN penalties > 0 THEN 'penalty_standing'
+            WHEN expected IS NULL THEN 'unpriced'
+            WHEN charged - expected > CAST(0.000001 AS DECIMAL(38, 6)) THEN 'overbilled'
+            WHEN expected - charged > CAST(0.000001 AS DECIMAL(38, 6)) THEN 'underbilled'
+            ELSE 'ok'
+        END AS cause
+    FROM metered
 ),
+
 grossed AS (
-    SELECT a.*,
-           CASE
-               WHEN cause IN ('duplicate', 'charged_failed_request') THEN charged
-               WHEN cause IN ('abuse_penalty', 'overbilled')
-                   THEN greatest(charged - coalesce(expected, charged), CAST(0 AS DECIMAL(38,6)))
-               ELSE CAST(0 AS DECIMAL(38,6))
-           END AS excess_gross
-    FROM attributed AS a
+    SELECT
+        entry_id,
+        ts,
+        user_id,
+        currency,
+        request_id,
+        idempotency_key,
+        source_id,
+        line,
+        charged,
+        expected,
+        status,
+        model,
+        duplicate_of,
+        cause,
+        refunded,
+        excess_before,
+        CASE
+            WHEN cause IN ('duplicate', 'charged_failed_request') THEN charged
+            WHEN cause IN ('abuse_penalty', 'overbilled')
+                THEN greatest(
+                    charged - coalesce(expected, charged), CAST(0 AS DECIMAL(38, 6))
+                )
+            ELSE CAST(0 AS DECIMAL(38, 6))
+        END AS excess_gross
+    FROM attributed
 )
-SELECT entry_id, ts, user_id, currency, request_id, idempotency_key, source_id, line,
-       charged, expected, status, model, duplicate_of, cause, excess_gross,
-       CASE WHEN refunded IS NULL THEN excess_gross
-            ELSE greatest(excess_gross - greatest(refunded - excess_before,
-                                                  CAST(0 AS DECIMAL(38,6))),
-                          CAST(0 AS DECIMAL(38,6)))
-       END AS excess
+
+SELECT
+    entry_id,
+    ts,
+    user_id,
+    currency,
+    request_id,
+    idempotency_key,
+    source_id,
+    line,
+    charged,
+    expected,
+    status,
+    model,
+    duplicate_of,
+    cause,
+    excess_gross,
+    -- what the refunds left of the excess after the excess charged before it
+    CASE
+        WHEN refunded IS NULL THEN excess_gross
+        ELSE greatest(
+            excess_gross
+            - greatest(refunded - excess_before, CAST(0 AS DECIMAL(38, 6))),
+            CAST(0 AS DECIMAL(38, 6))
+        )
+    END AS excess
 FROM grossed

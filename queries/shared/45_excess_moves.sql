@@ -4,46 +4,110 @@
 -- to it, a refund of such a request takes back what is left of that request's
 -- excess, and a reset clears it. Few rows next to the ledger, so the balance
 -- timeline looks them up instead of summing over every row.
-WITH gross_by_request AS (
-    SELECT user_id, currency, request_id, sum(excess_gross) AS gross
-    FROM charge_attribution
-    WHERE excess_gross > 0
-    GROUP BY user_id, currency, request_id
+WITH refunds AS (
+    SELECT entry_id, ts, user_id, CAST(amount AS DECIMAL(38, 6)) AS amount, currency, request_id
+    FROM ledger
+    WHERE kind = 'refund'
 ),
-refund_rows AS (
-    SELECT l.entry_id, l.user_id, l.currency, l.ts, CAST(l.amount AS DECIMAL(38,6)) AS amount,
-           g.gross,
-           coalesce(sum(CAST(l.amount AS DECIMAL(38,6))) OVER (
-               PARTITION BY l.user_id, l.currency, l.request_id ORDER BY l.ts, l.entry_id
-               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-               CAST(0 AS DECIMAL(38,6))) AS refunded_before
-    FROM ledger AS l
-    JOIN gross_by_request AS g
-        ON g.user_id = l.user_id AND g.currency = l.currency AND g.request_id = l.request_id
-    WHERE l.kind = 'refund'
-),
-moves AS (
-    SELECT entry_id, user_id, currency, ts, excess_gross AS delta, 0 AS is_reset
-    FROM charge_attribution
-    WHERE excess_gross > 0
-    UNION ALL
-    SELECT entry_id, user_id, currency, ts,
-           -least(amount, greatest(gross - refunded_before, CAST(0 AS DECIMAL(38,6)))), 0
-    FROM refund_rows
-    UNION ALL
-    SELECT entry_id, user_id, currency, ts, CAST(0 AS DECIMAL(38,6)), 1
+
+resets AS (
+    SELECT entry_id, ts, user_id, currency
     FROM ledger
     WHERE kind = 'reset'
 ),
+
+charge_attribution AS (
+    SELECT entry_id, ts, user_id, currency, request_id, excess_gross
+    FROM charge_attribution
+    WHERE excess_gross > 0
+),
+
+gross_by_request AS (
+    SELECT
+        user_id,
+        currency,
+        request_id,
+        sum(excess_gross) AS gross
+    FROM charge_attribution
+    GROUP BY user_id, currency, request_id
+),
+
+-- the refunds of requests with excess, with what earlier refunds of the request gave back
+excess_refunds AS (
+    SELECT
+        refunds.entry_id,
+        refunds.user_id,
+        refunds.currency,
+        refunds.ts,
+        refunds.amount,
+        gross_by_request.gross,
+        coalesce(
+            sum(refunds.amount) OVER (
+                PARTITION BY refunds.user_id, refunds.currency, refunds.request_id
+                ORDER BY refunds.ts, refunds.entry_id
+                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+            ),
+            CAST(0 AS DECIMAL(38, 6))
+        ) AS refunded_before
+    FROM refunds
+    INNER JOIN gross_by_request
+        ON refunds.user_id = gross_by_request.user_id
+        AND refunds.currency = gross_by_request.currency
+        AND refunds.request_id = gross_by_request.request_id
+),
+
+moves AS (
+    SELECT
+        entry_id,
+        user_id,
+        currency,
+        ts,
+        excess_gross AS delta,
+        0 AS is_reset
+    FROM charge_attribution
+    UNION ALL
+    -- a refund takes back no more than what is left of its request's excess
+    SELECT
+        entry_id,
+        user_id,
+        currency,
+        ts,
+        -least(amount, greatest(gross - refunded_before, CAST(0 AS DECIMAL(38, 6)))) AS delta,
+        0 AS is_reset
+    FROM excess_refunds
+    UNION ALL
+    SELECT
+        entry_id,
+        user_id,
+        currency,
+        ts,
+        CAST(0 AS DECIMAL(38, 6)) AS delta,
+        1 AS is_reset
+    FROM resets
+),
+
+-- the resets before each move (itself included) number the segments
 excess_segments AS (
-    SELECT m.*,
-           sum(is_reset) OVER (
-               PARTITION BY user_id, currency ORDER BY ts, entry_id
-               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS resets
-    FROM moves AS m
+    SELECT
+        entry_id,
+        user_id,
+        currency,
+        ts,
+        delta,
+        sum(is_reset) OVER (
+            PARTITION BY user_id, currency
+            ORDER BY ts, entry_id
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+        ) AS resets
+    FROM moves
 )
-SELECT entry_id, delta,
-       sum(delta) OVER (
-           PARTITION BY user_id, currency, resets ORDER BY ts, entry_id
-           ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS outstanding
+
+SELECT
+    entry_id,
+    delta,
+    sum(delta) OVER (
+        PARTITION BY user_id, currency, resets
+        ORDER BY ts, entry_id
+        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+    ) AS outstanding
 FROM excess_segments

@@ -18,84 +18,208 @@
 -- row_type: 'ledger' (balance after the row), 'rejection' (a 429, in every
 -- currency of the user; balance just before it) or 'topup' (balance just
 -- before the top-up).
-WITH user_currencies AS (
-    SELECT DISTINCT user_id, currency FROM ledger
+WITH ledger_rows AS (
+    SELECT
+        entry_id, ts, user_id, kind, CAST(amount AS DECIMAL(38, 6)) AS amount, currency,
+        request_id, CAST(balance_after AS DECIMAL(38, 6)) AS balance_after, source_id, line
+    FROM ledger
 ),
-stream AS (
-    SELECT l.user_id, l.currency, l.ts, 1 AS ord, l.entry_id, '' AS probe_request_id,
-           'ledger' AS row_type, l.kind, CAST(l.amount AS DECIMAL(38,6)) AS amount,
-           CAST(l.balance_after AS DECIMAL(38,6)) AS recorded_balance,
-           x.outstanding AS outstanding_after,
-           l.request_id, l.source_id, l.line
-    FROM ledger AS l
-    LEFT JOIN excess_moves AS x ON x.entry_id = l.entry_id
-    UNION ALL
-    SELECT r.user_id, uc.currency, r.ts, 0 AS ord, '' AS entry_id, r.request_id,
-           'rejection', CAST(NULL AS VARCHAR), CAST(0 AS DECIMAL(38,6)),
-           CAST(NULL AS DECIMAL(38,6)), CAST(NULL AS DECIMAL(38,6)),
-           r.request_id, r.source_id, r.line
-    FROM requests AS r
-    JOIN user_currencies AS uc ON uc.user_id = r.user_id
-    WHERE r.status = 429
-    UNION ALL
-    SELECT user_id, currency, ts, 0 AS ord, entry_id, '' AS probe_request_id,
-           'topup', kind, CAST(amount AS DECIMAL(38,6)),
-           CAST(NULL AS DECIMAL(38,6)), CAST(NULL AS DECIMAL(38,6)),
-           request_id, source_id, line
+
+topups AS (
+    SELECT
+        entry_id, ts, user_id, kind, CAST(amount AS DECIMAL(38, 6)) AS amount, currency,
+        request_id, source_id, line
     FROM ledger
     WHERE kind = 'topup'
 ),
+
+user_currencies AS (
+    SELECT DISTINCT user_id, currency FROM ledger
+),
+
+rejections AS (
+    SELECT request_id, ts, user_id, source_id, line
+    FROM requests
+    WHERE status = 429
+),
+
+excess_moves AS (
+    SELECT entry_id, outstanding FROM excess_moves
+),
+
+-- the ledger rows, each 429 in every currency of its user, and the top-ups again
+-- as probes; a probe sorts before the ledger rows of its ts (ord 0)
+stream AS (
+    SELECT
+        ledger_rows.user_id,
+        ledger_rows.currency,
+        ledger_rows.ts,
+        1 AS ord,
+        ledger_rows.entry_id,
+        '' AS probe_request_id,
+        'ledger' AS row_type,
+        ledger_rows.kind,
+        ledger_rows.amount,
+        ledger_rows.balance_after AS recorded_balance,
+        excess_moves.outstanding AS outstanding_after,
+        ledger_rows.request_id,
+        ledger_rows.source_id,
+        ledger_rows.line
+    FROM ledger_rows
+    LEFT JOIN excess_moves ON ledger_rows.entry_id = excess_moves.entry_id
+    UNION ALL
+    SELECT
+        rejections.user_id,
+        user_currencies.currency,
+        rejections.ts,
+        0 AS ord,
+        '' AS entry_id,
+        rejections.request_id AS probe_request_id,
+        'rejection' AS row_type,
+        CAST(NULL AS VARCHAR) AS kind,
+        CAST(0 AS DECIMAL(38, 6)) AS amount,
+        CAST(NULL AS DECIMAL(38, 6)) AS recorded_balance,
+        CAST(NULL AS DECIMAL(38, 6)) AS outstanding_after,
+        rejections.request_id,
+        rejections.source_id,
+        rejections.line
+    FROM rejections
+    INNER JOIN user_currencies ON rejections.user_id = user_currencies.user_id
+    UNION ALL
+    SELECT
+        user_id,
+        currency,
+        ts,
+        0 AS ord,
+        entry_id,
+        '' AS probe_request_id,
+        'topup' AS row_type,
+        kind,
+        amount,
+        CAST(NULL AS DECIMAL(38, 6)) AS recorded_balance,
+        CAST(NULL AS DECIMAL(38, 6)) AS outstanding_after,
+        request_id,
+        source_id,
+        line
+    FROM topups
+),
+
 -- one pass over the whole ledger in order: one running sum; the rest are
 -- look-ups of the latest earlier row of a kind (cheap next to a running sum)
 running AS (
-    SELECT s.*,
-           sum(CASE WHEN s.row_type = 'ledger' AND s.kind <> 'reset' THEN s.amount
-                    ELSE CAST(0 AS DECIMAL(38,6)) END) OVER in_order AS amount_sum,
-           last_value(CASE WHEN s.row_type = 'ledger' AND s.kind = 'reset' THEN s.entry_id END
-                      IGNORE NULLS) OVER in_order AS reset_entry_id,
-           last_value(s.outstanding_after IGNORE NULLS) OVER in_order AS outstanding_excess,
-           last_value(CASE WHEN s.row_type = 'ledger' THEN s.ts END IGNORE NULLS)
-               OVER in_order AS last_ledger_ts,
-           last_value(CASE WHEN s.row_type = 'ledger' AND s.recorded_balance IS NOT NULL
-                           THEN s.entry_id END IGNORE NULLS)
-               OVER before_it AS previous_recorded_entry_id,
-           first_value(CASE WHEN s.row_type = 'ledger'
-                            THEN CASE WHEN s.kind <> 'reset' AND s.recorded_balance IS NOT NULL
-                                      THEN s.recorded_balance - s.amount
-                                      ELSE CAST(0 AS DECIMAL(38,6)) END
-                       END IGNORE NULLS) OVER whole AS opening
-    FROM stream AS s
-    WINDOW in_order AS (
-               PARTITION BY s.user_id, s.currency
-               ORDER BY s.ts, s.ord, s.entry_id, s.probe_request_id
-               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
-           before_it AS (
-               PARTITION BY s.user_id, s.currency
-               ORDER BY s.ts, s.ord, s.entry_id, s.probe_request_id
-               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-           whole AS (
-               PARTITION BY s.user_id, s.currency
-               ORDER BY s.ts, s.ord, s.entry_id, s.probe_request_id
-               ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+    SELECT
+        user_id,
+        currency,
+        ts,
+        ord,
+        entry_id,
+        probe_request_id,
+        row_type,
+        kind,
+        amount,
+        recorded_balance,
+        request_id,
+        source_id,
+        line,
+        sum(CASE
+            WHEN row_type = 'ledger' AND kind <> 'reset' THEN amount
+            ELSE CAST(0 AS DECIMAL(38, 6))
+        END) OVER in_order AS amount_sum,
+        last_value(
+            CASE WHEN row_type = 'ledger' AND kind = 'reset' THEN entry_id END IGNORE NULLS
+        ) OVER in_order AS reset_entry_id,
+        last_value(outstanding_after IGNORE NULLS) OVER in_order AS outstanding_excess,
+        last_value(CASE WHEN row_type = 'ledger' THEN ts END IGNORE NULLS)
+            OVER in_order AS last_ledger_ts,
+        last_value(
+            CASE
+                WHEN row_type = 'ledger' AND recorded_balance IS NOT NULL THEN entry_id
+            END IGNORE NULLS
+        ) OVER before_it AS previous_recorded_entry_id,
+        first_value(
+            CASE
+                WHEN row_type = 'ledger'
+                    THEN CASE
+                        WHEN kind <> 'reset' AND recorded_balance IS NOT NULL
+                            THEN recorded_balance - amount
+                        ELSE CAST(0 AS DECIMAL(38, 6))
+                    END
+            END IGNORE NULLS
+        ) OVER whole AS opening
+    FROM stream
+    WINDOW
+        in_order AS (
+            PARTITION BY user_id, currency
+            ORDER BY ts, ord, entry_id, probe_request_id
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+        ),
+        before_it AS (
+            PARTITION BY user_id, currency
+            ORDER BY ts, ord, entry_id, probe_request_id
+            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+        ),
+        whole AS (
+            PARTITION BY user_id, currency
+            ORDER BY ts, ord, entry_id, probe_request_id
+            ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+        )
 ),
+
 -- after a reset, balance = its balance_after + the amounts since, that is
 -- base + amount_sum with base = balance_after - amount_sum at the reset
 reset_bases AS (
-    SELECT entry_id, recorded_balance - amount_sum AS base
+    SELECT
+        entry_id,
+        recorded_balance - amount_sum AS base
     FROM running
     WHERE row_type = 'ledger' AND kind = 'reset'
 ),
+
 balanced AS (
-    SELECT r.*,
-           CASE WHEN r.reset_entry_id IS NULL THEN r.opening ELSE b.base END
-               + r.amount_sum AS balance
-    FROM running AS r
-    LEFT JOIN reset_bases AS b ON b.entry_id = r.reset_entry_id
+    SELECT
+        running.user_id,
+        running.currency,
+        running.ts,
+        running.row_type,
+        running.entry_id,
+        running.request_id,
+        running.kind,
+        running.amount,
+        running.recorded_balance,
+        running.outstanding_excess,
+        running.reset_entry_id,
+        running.previous_recorded_entry_id,
+        running.last_ledger_ts,
+        running.ord,
+        running.probe_request_id,
+        running.source_id,
+        running.line,
+        CASE
+            WHEN running.reset_entry_id IS NULL THEN running.opening
+            ELSE reset_bases.base
+        END + running.amount_sum AS balance
+    FROM running
+    LEFT JOIN reset_bases ON running.reset_entry_id = reset_bases.entry_id
 )
-SELECT user_id, currency, ts, row_type, NULLIF(entry_id, '') AS entry_id, request_id, kind,
-       amount, recorded_balance, balance,
-       coalesce(outstanding_excess, CAST(0 AS DECIMAL(38,6))) AS outstanding_excess,
-       balance + coalesce(outstanding_excess, CAST(0 AS DECIMAL(38,6))) AS cf_balance,
-       reset_entry_id, previous_recorded_entry_id, last_ledger_ts, ord, probe_request_id,
-       source_id, line
+
+SELECT
+    user_id,
+    currency,
+    ts,
+    row_type,
+    nullif(entry_id, '') AS entry_id,
+    request_id,
+    kind,
+    amount,
+    recorded_balance,
+    balance,
+    coalesce(outstanding_excess, CAST(0 AS DECIMAL(38, 6))) AS outstanding_excess,
+    balance + coalesce(outstanding_excess, CAST(0 AS DECIMAL(38, 6))) AS cf_balance,
+    reset_entry_id,
+    previous_recorded_entry_id,
+    last_ledger_ts,
+    ord,
+    probe_request_id,
+    source_id,
+    line
 FROM balanced

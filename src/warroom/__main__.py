@@ -1,5 +1,7 @@
 """``python -m warroom`` runs the command line."""
 
+import sys
+
 from warroom.cli import main
 
-main()
+sys.exit(main())

@@ -20,7 +20,13 @@ from rich.table import Table
 #: rows drawn by the table format before it truncates (and says so)
 TABLE_ROWS = 200
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+def stderr_console() -> Console:
+    """Notes, errors and summaries; whether stderr is a terminal is looked at once, here."""
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+stderr = stderr_console()
 
 
 def stdout_console() -> Console:

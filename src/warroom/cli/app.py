@@ -1,0 +1,192 @@
+"""The application, its shared options, and the entry point.
+
+``main(argv) -> int`` runs the command line and maps library errors to the exit
+codes of DESIGN.md section 5: one line on stderr, a traceback only with ``--debug``.
+The commands live beside this module, one file per stage of the work (load,
+analyse, remediate), and register themselves on ``app``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+import duckdb
+import pyarrow as pa
+import typer
+
+from warroom import __version__, db, render
+from warroom.errors import ExitCode, UsageError, WarroomError
+from warroom.export import Format, write
+
+app = typer.Typer(
+    name="warroom",
+    help="Billing-incident forensics: who was charged wrongly, when, by how much, "
+    "and what to give back.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": False}
+
+#: typer reads $WARROOM_DB itself (envvar=); this is the default without it
+DEFAULT_DB = Path(db.DEFAULT_DB)
+
+DbOption = Annotated[
+    Path,
+    typer.Option("--db", envvar="WARROOM_DB", help="The DuckDB file to use.", show_default=True),
+]
+FormatOption = Annotated[
+    Format | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format (default: table on a terminal, else "
+        "csv; with --out, taken from the file's extension).",
+    ),
+]
+OutOption = Annotated[
+    Path | None, typer.Option("--out", "-o", help="Write the rows to this file instead of stdout.")
+]
+MemoryOption = Annotated[
+    str | None,
+    typer.Option("--memory-limit", help="DuckDB memory limit, e.g. 1GB (spills to disk)."),
+]
+
+_SUFFIX_FORMATS = {
+    ".csv": Format.csv,
+    ".json": Format.json,
+    ".jsonl": Format.jsonl,
+    ".ndjson": Format.jsonl,
+    ".parquet": Format.parquet,
+    ".md": Format.markdown,
+}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"warroom {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    _state["debug"] = debug or bool(os.environ.get("WARROOM_DEBUG"))
+
+
+def emit(
+    table: pa.Table, fmt: Format | None, out: Path | None, *, title: str | None = None
+) -> None:
+    """Send rows to stdout or ``--out`` in the chosen format."""
+    if fmt is None:
+        if out is not None:
+            fmt = _SUFFIX_FORMATS.get(out.suffix.lower(), Format.csv)
+        else:
+            fmt = Format.table if sys.stdout.isatty() else Format.csv
+    if fmt is Format.table:
+        if out is not None:
+            raise UsageError(
+                "--format table draws on the terminal; pick csv, json, jsonl, "
+                "parquet or markdown with --out"
+            )
+        render.draw_table(table, title=title)
+        return
+    if out is not None:
+        with open(out, "wb") as fh:
+            write(table, fmt, fh)
+        render.note(f"wrote {table.num_rows} rows to {out}")
+        return
+    stream: BinaryIO = sys.stdout.buffer
+    write(table, fmt, stream)
+    stream.flush()
+
+
+QueriesDirOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--queries-dir",
+        envvar=None,
+        help="A folder of your own .sql queries to add to the pack (also $WARROOM_QUERIES).",
+    ),
+]
+SinceOption = Annotated[
+    str | None,
+    typer.Option("--since", help="Only rows at or after this time (ISO-8601, UTC unless it says)."),
+]
+UntilOption = Annotated[str | None, typer.Option("--until", help="Only rows before this time.")]
+
+PolicyOption = Annotated[
+    Path | None,
+    typer.Option("--policy", help="Credit policy (TOML); default: DESIGN.md's default policy."),
+]
+
+
+def plain(text: str) -> str:
+    """Text shown as is by the stderr console (no rich markup in ids or paths)."""
+    return text.replace("[", r"\[")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default ``sys.argv``) and return its exit code.
+
+    The console script and ``python -m warroom`` exit with this code; tests call it
+    in-process. Library errors become one line on stderr and the exit code of
+    DESIGN.md section 5; ``--debug`` lets the traceback through instead.
+    """
+    _state["debug"] = False
+    render.stderr = render.stderr_console()  # the stderr of this run, not of the import
+    try:
+        app(args=argv, prog_name=None if argv is None else "warroom")
+    except SystemExit as exc:
+        return _exit_code(exc.code)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except WarroomError as exc:
+        if _state["debug"]:
+            raise
+        render.error(str(exc))
+        return int(exc.exit_code)
+    except duckdb.Error as exc:
+        if _state["debug"]:
+            raise
+        text = str(exc).strip().splitlines()
+        render.error(f"database error: {text[0] if text else type(exc).__name__}")
+        return int(ExitCode.ERROR)
+    except KeyboardInterrupt:
+        render.error("interrupted")
+        return 130
+    except BrokenPipeError:
+        # the reader of stdout went away (e.g. `| head`): not an error
+        sys.stderr.close()
+        return 0
+    except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
+        if _state["debug"]:
+            raise
+        render.error(
+            f"internal error: {type(exc).__name__}: {exc} (rerun with --debug "
+            "for the traceback, and please report it)"
+        )
+        return int(ExitCode.ERROR)
+    return 0
+
+
+def _exit_code(code: object) -> int:
+    """The status ``sys.exit(code)`` would give the process (a message is printed, status 1)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1

@@ -1,0 +1,559 @@
+"""The transaction per file: load it the fast way or the careful way, record its
+rejects and its row in the ``sources`` manifest, replace or skip a repeat.
+
+A file lands whole or not at all: every path below writes into one transaction
+that commits only with the file's ``sources`` row. JSON lines try the fast path
+first; when it cannot load a file exactly (see ``_load_json_fast``) that
+transaction is rolled back and the careful path starts afresh.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from warroom import profiles
+from warroom.errors import InputError, RejectedRowsError
+from warroom.ingest import relations
+from warroom.ingest.convert import install_macros, typed_select
+from warroom.ingest.scan import BadLine, TextScan, clean_copy, scan_file
+from warroom.ingest.sniff import FilePlan, expand_paths, one_line, plan_file
+from warroom.model import FIELDS, IDENTITY, TABLES, Kind
+from warroom.profiles import Profile
+
+ProgressFn = Callable[[str, float], None]
+"""progress(label, fraction done in [0, 1]) — called from a watcher thread."""
+
+
+@dataclass
+class FileResult:
+    """What happened to one input file."""
+
+    path: str
+    kind: str
+    format: str
+    compression: str | None
+    sha256: str
+    size_bytes: int
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    blank_lines: int = 0
+    #: ``loaded``, ``skipped`` (already ingested), ``replaced`` (--force), ``strict-rejected``
+    status: str = "loaded"
+    #: the import profile the file was read through, if any
+    profile: str | None = None
+    #: ``line: reason`` of the first rejected row of a profile-read file
+    first_reject: str = ""
+    note: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class IngestReport:
+    """What ingest did, file by file."""
+
+    files: list[FileResult] = field(default_factory=list)
+
+    @property
+    def rows_loaded(self) -> int:
+        return sum(f.rows_loaded for f in self.files if f.status in ("loaded", "replaced"))
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(f.rows_rejected for f in self.files if f.status in ("loaded", "replaced"))
+
+
+# --------------------------------------------------------------------------- the driver
+
+
+def ingest(
+    con: duckdb.DuckDBPyConnection,
+    paths: Sequence[str | Path],
+    *,
+    kind: Kind | None = None,
+    force: bool = False,
+    strict: bool = False,
+    progress: ProgressFn | None = None,
+    profile: str | Path | Profile | None = None,
+) -> IngestReport:
+    """Load ``paths`` into the canonical tables, one transaction per file.
+
+    Every file is checked (exists, readable, format, kind) before any is loaded.
+    A file whose SHA-256 is already recorded is skipped unless ``force``, which
+    replaces that file's rows. With ``strict``, a file with any rejected row
+    loads nothing, and RejectedRowsError is raised after all files are done.
+    With ``profile`` (a built-in name, a .toml mapping file, or a Profile) the
+    files are read in that foreign format; ``kind`` then keeps only the
+    profile's mappings of that kind.
+
+    Raises InputError for a file that cannot be read at all, ProfileError for
+    an unknown profile or a bad mapping file.
+    """
+    prof = profiles.resolve(profile) if profile is not None else None
+    if prof is not None and kind is not None:
+        prof = prof.only(kind)
+    install_macros(con)
+    # Casting a zoned timestamp to TIMESTAMP, and reading one without a zone,
+    # use the session's zone: ours is UTC whoever opened the connection.
+    con.execute("SET TimeZone = 'UTC'")
+    # Rows carry their line number, so their physical order does not matter;
+    # letting DuckDB write them out of order makes a numbered scan much faster.
+    # The caller's setting comes back when we are done.
+    row = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
+    keep_order = bool(row[0]) if row else True
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        return _ingest_all(con, paths, kind, prof, force, strict, progress)
+    finally:
+        con.execute(f"SET preserve_insertion_order = {str(keep_order).lower()}")
+
+
+def _ingest_all(
+    con: duckdb.DuckDBPyConnection,
+    paths: Sequence[str | Path],
+    kind: Kind | None,
+    prof: Profile | None,
+    force: bool,
+    strict: bool,
+    progress: ProgressFn | None,
+) -> IngestReport:
+    relations.install_csv_macro(con)
+    files = expand_paths(paths)
+    plans = [plan_file(con, p, kind, prof) for p in files]
+    report = IngestReport()
+    strict_failures: list[FileResult] = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for plan in plans:
+            result = _ingest_one(
+                con, plan, force=force, strict=strict, pool=pool, progress=progress
+            )
+            report.files.append(result)
+            if result.status == "strict-rejected":
+                strict_failures.append(result)
+    if strict_failures:
+        names = ", ".join(f"{r.path} ({r.rows_rejected} rejected)" for r in strict_failures)
+        raise RejectedRowsError(f"--strict: nothing loaded from {names}", report)
+    return report
+
+
+@dataclass(frozen=True)
+class _Options:
+    force: bool
+    strict: bool
+    progress: ProgressFn | None
+
+
+def _ingest_one(
+    con: duckdb.DuckDBPyConnection,
+    plan: FilePlan,
+    *,
+    force: bool,
+    strict: bool,
+    pool: ThreadPoolExecutor,
+    progress: ProgressFn | None,
+) -> FileResult:
+    started = time.monotonic()
+    result = FileResult(
+        str(plan.path),
+        plan.profile.kind_label if plan.profile else plan.kind.value,
+        plan.format,
+        plan.compression,
+        "",
+        plan.size,
+        profile=plan.profile.name if plan.profile else None,
+    )
+    scan: Future[TextScan] = pool.submit(scan_file, plan.path, plan.compression)
+    # Hashing overlaps the load; only a file the size of one already loaded could
+    # be a repeat, and for that one the hash comes first.
+    if _count(con, "SELECT count(*) FROM sources WHERE size_bytes = ?", [plan.size]):
+        if _previous(con, scan.result().sha256) and not force:
+            return _skipped(result, con, scan.result().sha256)
+    loaders = ["fast", "careful"] if plan.format == "json" else ["careful"]
+    if plan.profile is not None:
+        loaders = ["profile"]
+    options = _Options(force, strict, progress)
+    for loader in loaders:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if _attempt(con, plan, loader, scan, result, options):
+                return result
+        except _Fallback:
+            con.execute("ROLLBACK")
+            if plan.json_array:
+                raise InputError(
+                    f"{plan.path}: not a well-formed JSON array of objects; "
+                    "use one JSON object per line (.jsonl)"
+                ) from None
+            continue
+        except BaseException:
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            raise
+        break
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _attempt(
+    con: duckdb.DuckDBPyConnection,
+    plan: FilePlan,
+    loader: str,
+    scan: Future[TextScan],
+    result: FileResult,
+    options: _Options,
+) -> bool:
+    """Load the file with ``loader`` in the open transaction and commit it; or roll
+    it back and return True when the file ends here unloaded (a repeat, or
+    ``--strict`` with rejects). Raises _Fallback when the fast path cannot."""
+    source_id = _count(con, "SELECT nextval('source_ids')")
+    with _Watch(con, options.progress, plan.path.name):
+        if loader == "fast":
+            loaded, rejected = _load_json_fast(con, plan, source_id, scan)
+        elif loader == "profile":
+            loaded, rejected = _load_profile(con, plan, source_id)
+        else:
+            loaded, rejected = _load_careful(con, plan, source_id)
+    sha = scan.result().sha256
+    previous = _previous(con, sha)
+    if previous and not options.force:
+        con.execute("ROLLBACK")
+        _skipped(result, con, sha)
+        return True
+    for old_id, _ in previous:
+        _delete_source(con, old_id)
+    result.sha256 = sha
+    result.status = "replaced" if previous else "loaded"
+    result.rows_loaded, result.rows_rejected = loaded, rejected
+    if plan.profile is not None and rejected:
+        first = con.execute(
+            "SELECT line, reason FROM rejects WHERE source_id = ? ORDER BY line LIMIT 1",
+            [source_id],
+        ).fetchone()
+        result.first_reject = f"{first[0]}: {first[1]}" if first else ""
+    # the rows of a JSON array or document are elements, not lines
+    if plan.format != "parquet" and not (plan.profile and plan.json_array or plan.json_document):
+        header = 1 if plan.header else 0
+        result.blank_lines = max(scan.result().lines - loaded - rejected - header, 0)
+    if options.strict and rejected:
+        con.execute("ROLLBACK")
+        result.status = "strict-rejected"
+        result.note = "--strict: nothing loaded from this file"
+        return True
+    con.execute(
+        "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            source_id,
+            result.path,
+            result.kind,
+            plan.format,
+            plan.compression,
+            result.profile,
+            sha,
+            plan.size,
+            loaded,
+            rejected,
+            result.blank_lines,
+            datetime.now(UTC).replace(tzinfo=None),
+        ],
+    )
+    con.execute("COMMIT")
+    return False
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str, params: object = None) -> int:
+    row = con.execute(sql, params).fetchone() if params else con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _previous(con: duckdb.DuckDBPyConnection, sha: str) -> list[tuple[int, str]]:
+    rows = con.execute(
+        "SELECT source_id, path FROM sources WHERE sha256 = ? ORDER BY 1", [sha]
+    ).fetchall()
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def _skipped(result: FileResult, con: duckdb.DuckDBPyConnection, sha: str) -> FileResult:
+    result.sha256 = sha
+    result.status = "skipped"
+    result.note = (
+        f"already ingested as {_previous(con, sha)[0][1]}; nothing loaded (--force replaces it)"
+    )
+    return result
+
+
+def _delete_source(con: duckdb.DuckDBPyConnection, source_id: int) -> None:
+    """Remove one source's rows everywhere, re-electing canonical rows it held."""
+    for kind, table in TABLES.items():
+        if kind in IDENTITY:
+            key = IDENTITY[kind]
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE wr_lost AS SELECT DISTINCT {key} "
+                f"FROM {table} WHERE source_id = ? AND canonical",
+                [source_id],
+            )
+            con.execute(f"DELETE FROM {table} WHERE source_id = ?", [source_id])
+            con.execute(f"""
+                UPDATE {table} SET canonical = true FROM (
+                    SELECT {key} AS k, source_id AS s, line AS l FROM {table}
+                    WHERE {key} IN (SELECT {key} FROM wr_lost)
+                    QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY source_id, line) = 1
+                ) first WHERE {table}.{key} = first.k AND {table}.source_id = first.s
+                    AND {table}.line = first.l""")
+            con.execute("DROP TABLE wr_lost")
+        else:
+            con.execute(f"DELETE FROM {table} WHERE source_id = ?", [source_id])
+    con.execute("DELETE FROM rejects WHERE source_id = ?", [source_id])
+    con.execute("DELETE FROM sources WHERE source_id = ?", [source_id])
+
+
+class _Watch:
+    """Poll DuckDB's query progress from a thread while a file loads."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, fn: ProgressFn | None, label: str):
+        self.con, self.fn, self.label = con, fn, label
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Watch:
+        if self.fn is not None:
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        assert self.fn is not None
+        while not self.stop.wait(0.2):
+            try:
+                pct = self.con.query_progress()
+            except duckdb.Error:
+                continue
+            if pct is not None and pct >= 0:
+                self.fn(self.label, min(float(pct) / 100.0, 1.0))
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
+        if self.fn is not None:
+            self.fn(self.label, 1.0)
+
+
+# --------------------------------------------------------------------------- writing rows
+
+
+def insert_good(
+    con: duckdb.DuckDBPyConnection, kind: Kind, typed_sql: str, params: dict[str, object]
+) -> int:
+    """Insert the good rows of ``typed_sql`` into the kind's table; returns the count."""
+    table = TABLES[kind]
+    names = [f.name for f in FIELDS[kind]]
+    cols = ", ".join(names)
+    if kind not in IDENTITY:
+        sql = f"""
+            INSERT INTO {table} (source_id, line, {cols})
+            SELECT $source_id, line, {cols} FROM ({typed_sql}) WHERE reason IS NULL"""
+        row = con.execute(sql, params).fetchone()
+        return int(row[0]) if row else 0
+    key = IDENTITY[kind]
+    # Canonical = the first ingested row of an id. Rows whose id an earlier
+    # file already holds are not; canonical ids are unique, so the earlier
+    # ones join without a DISTINCT. Repeats within this file are rare:
+    # find them with a hash aggregate instead of sorting every row.
+    sql = f"""
+            INSERT INTO {table} (source_id, line, canonical, {cols})
+            SELECT $source_id, g.line, prev.{key} IS NULL,
+                   {", ".join("g." + n for n in names)}
+            FROM ({typed_sql}) g
+            LEFT JOIN (SELECT {key} FROM {table} WHERE canonical) prev
+                ON prev.{key} = g.{key}
+            WHERE g.reason IS NULL"""
+    row = con.execute(sql, params).fetchone()
+    con.execute(
+        f"""
+            UPDATE {table} SET canonical = false
+            FROM (SELECT {key} AS k, min(line) AS first_line FROM {table}
+                  WHERE source_id = $source_id AND canonical
+                  GROUP BY {key} HAVING count(*) > 1) AS repeated
+            WHERE {table}.source_id = $source_id AND {table}.canonical
+              AND {table}.{key} = repeated.k AND {table}.line > repeated.first_line""",
+        {"source_id": params["source_id"]},
+    )
+    return int(row[0]) if row else 0
+
+
+def _load_staged(
+    con: duckdb.DuckDBPyConnection,
+    plan: FilePlan,
+    source_id: int,
+    values_sql: str,
+    params: dict[str, object],
+    pre_bad: Sequence[BadLine] = (),
+) -> tuple[int, int]:
+    """Type ``values_sql`` once into a temp table, then split good rows from rejects."""
+    typed = typed_select(plan.kind, f"({values_sql})", extra=("raw",))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE wr_stage AS {typed}", params)
+    loaded = insert_good(con, plan.kind, "SELECT * FROM wr_stage", {"source_id": source_id})
+    bad = _count(con, "SELECT count(*) FROM wr_stage WHERE reason IS NOT NULL")
+    con.execute(
+        "INSERT INTO rejects SELECT $source_id, line, raw, reason FROM wr_stage "
+        "WHERE reason IS NOT NULL",
+        {"source_id": source_id},
+    )
+    if pre_bad:
+        con.executemany(
+            "INSERT INTO rejects VALUES (?, ?, ?, ?)",
+            [[source_id, b.line, b.raw, b.reason] for b in pre_bad],
+        )
+    con.execute("DROP TABLE wr_stage")
+    return loaded, bad + len(pre_bad)
+
+
+# --------------------------------------------------------------------------- the fast path
+
+
+class _Fallback(Exception):
+    """The fast path cannot load this file exactly; take the careful path."""
+
+
+def _load_json_fast(
+    con: duckdb.DuckDBPyConnection, plan: FilePlan, source_id: int, scan: Future[TextScan]
+) -> tuple[int, int]:
+    """JSON lines (or an array) read by DuckDB's ``read_json``, typed on the way
+    into the table. Raises _Fallback when that would not be exactly what the
+    careful path loads: see the package's docstring."""
+    typed = typed_select(plan.kind, f"({relations.json_fast_values(plan)})")
+    params: dict[str, object] = {"path": str(plan.path), "source_id": source_id}
+    try:
+        loaded = insert_good(con, plan.kind, typed, params)
+    except duckdb.Error as exc:
+        raise _Fallback(str(exc)) from None
+    scanned = scan.result()
+    if not plan.json_array and (scanned.control or scanned.lone_cr or scanned.long_line):
+        # DuckDB's JSON reader takes some control bytes (DEL in a string, form
+        # feed as blank) and lines somewhat over its maximum_object_size, which
+        # the careful path rejects line by line
+        raise _Fallback("control bytes, a lone CR or a very long line in the text")
+    total = scanned.lines
+    if loaded == total and not plan.json_array:
+        return loaded, 0
+    # Some rows were rejected (or the file has blank lines): find them; the
+    # numbering holds only if every physical line was a row.
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE wr_bad AS SELECT line, reason FROM ({typed}) "
+        "WHERE reason IS NOT NULL",
+        {"path": str(plan.path)},
+    )
+    bad = _count(con, "SELECT count(*) FROM wr_bad")
+    if plan.json_array:
+        # rows of an array have no line of their own: keep the element as text
+        con.execute(
+            """INSERT INTO rejects SELECT $source_id, b.line, NULL, b.reason FROM wr_bad b""",
+            {"source_id": source_id},
+        )
+        return loaded, bad
+    if loaded + bad != total:
+        raise _Fallback("blank lines: ordinality is not the line number")
+    if scanned.cr:
+        raise _Fallback("CRLF: DuckDB's line reader would misnumber the raw lines")
+    if _count(con, f"SELECT count(*) FROM wr_bad WHERE reason = '{relations.UNSURE}'"):
+        raise _Fallback("values the JSON reader cannot render as their text")
+    # DuckDB's JSON reader takes a `null` line for a row with no fields
+    con.execute(
+        f"""INSERT INTO rejects SELECT $source_id, b.line, l.raw,
+                CASE WHEN regexp_full_match(l.raw, '[ \\t]*null[ \\t]*')
+                     THEN {relations.NULL_LINE_REASON} ELSE b.reason END
+            FROM wr_bad b LEFT JOIN ({relations.LINES}) l USING (line)""",
+        {"source_id": source_id, "path": str(plan.path)},
+    )
+    return loaded, bad
+
+
+# --------------------------------------------------------------------------- the careful path
+
+
+_SCRATCH = re.compile(r"warroom-(\d+)-[a-z0-9_]{8}")
+
+
+def _scratch_dir() -> tempfile.TemporaryDirectory[str]:
+    """A scratch folder (for the careful path's clean copy of a file) named after
+    this process. The ones a killed warroom left behind are removed first: their
+    process is gone, so nothing can be using them."""
+    base = Path(tempfile.gettempdir())
+    for old in base.glob("warroom-*-*"):
+        m = _SCRATCH.fullmatch(old.name)
+        if m and old.is_dir() and not _alive(int(m.group(1))):
+            shutil.rmtree(old, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"warroom-{os.getpid()}-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: not ours to judge
+        return True
+    return True
+
+
+def _load_careful(
+    con: duckdb.DuckDBPyConnection, plan: FilePlan, source_id: int
+) -> tuple[int, int]:
+    """Every physical line of a text file, its bytes scanned first; or a Parquet file."""
+    if plan.size == 0:
+        return 0, 0
+    if plan.format == "parquet":
+        try:
+            return _load_staged(
+                con, plan, source_id, relations.parquet_values(plan), {"path": str(plan.path)}
+            )
+        except duckdb.Error as exc:
+            raise InputError(f"{plan.path}: cannot read Parquet: {one_line(exc)}") from None
+    with _scratch_dir() as tmp:
+        clean, bad = clean_copy(plan.path, plan.compression, tmp)
+        values = relations.lines_values(plan)
+        return _load_staged(con, plan, source_id, values, {"path": str(clean)}, bad)
+
+
+def _load_profile(
+    con: duckdb.DuckDBPyConnection, plan: FilePlan, source_id: int
+) -> tuple[int, int]:
+    """A file read through an import profile: its rows as JSON text, then mapped in
+    SQL by ``profiles.map_rows`` (which also writes its rejects)."""
+    assert plan.profile is not None
+    if plan.size == 0:
+        return 0, 0
+    with _scratch_dir() as tmp:
+        bad: list[BadLine] = []
+        path = plan.path
+        if plan.format == "parquet":
+            rows = relations.parquet_rows()
+        elif plan.json_array or plan.json_document:
+            rows = relations.document_rows(plan)
+        else:
+            path, bad = clean_copy(plan.path, plan.compression, tmp)
+            rows = relations.lines_rows(plan)
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE wr_prow AS {rows}", {"path": str(path)})
+        except duckdb.Error as exc:
+            what = {"parquet": "Parquet"}.get(plan.format, "JSON")
+            raise InputError(f"{plan.path}: cannot read {what}: {one_line(exc)}") from None
+        try:
+            return profiles.map_rows(
+                con, plan.profile, source_id, insert_good, [(b.line, b.raw, b.reason) for b in bad]
+            )
+        finally:
+            con.execute("DROP TABLE IF EXISTS wr_prow")

@@ -1,0 +1,266 @@
+"""Each format as an SQL relation of text, ready for ``convert.typed_select``.
+
+A canonical file becomes ``line``, ``raw`` (kept for a reject), ``pre_reason``
+(why a line is not a record at all: see ``convert.json_record_reason``) and per
+canonical field the columns ``typed_select`` reads: ``v_<field>`` (the text),
+``n_<money field>`` (read through a binary double?) and ``c_<string field>``
+(an object or an array where a string belongs?).
+
+A file read through a profile becomes *profile rows* instead: ``line``,
+``raw``, ``d`` (the row as one JSON object) and ``pre_reason``; the profile maps
+them (``warroom.profiles``).
+
+Every query reads the file from the parameter ``$path``.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from warroom.ingest.convert import (
+    LINE_LIMIT,
+    NOT_AN_OBJECT,
+    csv_record_reason,
+    json_record_reason,
+)
+from warroom.ingest.sniff import FilePlan
+from warroom.model import FIELDS, FieldType, Kind
+
+#: every physical line of a text file DuckDB can read whole (a clean copy, see
+#: scan.clean_copy, or a file the fast path has vetted) as (line, raw)
+LINES = (
+    "SELECT ordinality AS line, raw FROM read_csv($path, columns = {'raw': 'VARCHAR'}, "
+    "delim = '\x01', quote = '', escape = '', header = false, auto_detect = false, "
+    f"new_line = '\\n', max_line_size = {LINE_LIMIT + 1024}, strict_mode = false) "
+    "WITH ORDINALITY"
+)
+#: the lines that are not blank: each is a record, or a reject
+_RECORD_LINES = (
+    f"SELECT line, raw FROM ({LINES}) WHERE NOT regexp_full_match(coalesce(raw, ''), '[ \\t]*')"
+)
+
+#: the fast path's mark on a row it cannot read exactly (never a stored reason)
+UNSURE = "unsure: read it the careful way"
+#: the reject of a line ``null``, which DuckDB's JSON reader takes for a row with no fields
+NULL_LINE_REASON = f"'{NOT_AN_OBJECT}null'"
+
+
+def install_csv_macro(con: duckdb.DuckDBPyConnection) -> None:
+    """Define the macro reading one CSV field: a quoted one without its quotes."""
+    con.execute(
+        "CREATE OR REPLACE TEMP MACRO wr_csv_unquote(x) AS CASE WHEN left(x, 1) = '\"' "
+        "AND right(x, 1) = '\"' AND length(x) >= 2 "
+        "THEN replace(x[2:length(x) - 1], '\"\"', '\"') ELSE x END"
+    )
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _csv_split(fmt: str) -> str:
+    """SQL splitting ``raw`` into its fields ``fs``."""
+    if fmt == "csv":
+        return 'regexp_extract_all(\',\' || raw, \',("(?:[^"]|"")*"|[^,"]*)\', 1)'
+    return "string_split(raw, '\t')"
+
+
+# --------------------------------------------------------------------------- canonical files
+
+
+def json_fast_values(plan: FilePlan) -> str:
+    """The fast path: DuckDB's ``read_json`` reads the fields as text straight from
+    the file, numbered by ordinality; rows whose text it cannot give back exactly
+    get ``pre_reason`` UNSURE."""
+    fields = FIELDS[plan.kind]
+    # money is read as JSON to tell numbers from strings; so are the strings of
+    # an array file, to tell objects from strings (lines go the careful way)
+    as_json = {
+        f.name
+        for f in fields
+        if f.type is FieldType.MONEY or (plan.json_array and f.type is FieldType.STRING)
+    }
+    spec = ", ".join(f"'{f.name}': '{'JSON' if f.name in as_json else 'VARCHAR'}'" for f in fields)
+    vals, unsure = [], []
+    for f in fields:
+        col = f'"{f.name}"'
+        if f.name in as_json:
+            vals.append(
+                f"CASE WHEN left({col}, 1) = '\"' THEN {col}->>'$' "
+                f"ELSE CAST({col} AS VARCHAR) END AS v_{f.name}"
+            )
+        else:
+            vals.append(f"{col} AS v_{f.name}")
+        if f.type is FieldType.MONEY:
+            vals.append(f"coalesce(left({col}, 1) <> '\"', false) AS n_{f.name}")
+        elif f.type is FieldType.STRING and plan.json_array:
+            vals.append(
+                f"CASE left({col}, 1) WHEN '{{' THEN 'an object' "
+                f"WHEN '[' THEN 'an array' END AS c_{f.name}"
+            )
+        elif f.type is FieldType.STRING:
+            # read as text, an object and a string holding JSON text look alike
+            vals.append(f"NULL::VARCHAR AS c_{f.name}")
+            unsure.append(f"(left({col}, 1) IN ('{{', '[') AND json_valid({col}))")
+        if f.type is not FieldType.DOUBLE and not plan.json_array:
+            # a JSON number in exponent form reads as DuckDB prints a double
+            # ('1e+20'), not as its text: the careful path would see another text
+            unsure.append(
+                f"((contains({col}, 'e+') OR contains({col}, 'e-')) AND "
+                f"regexp_full_match({col}, '-?[0-9]+(\\.[0-9]+)?e[+-][0-9]+'))"
+            )
+    unsure_sql = f"CASE WHEN {' OR '.join(unsure)} THEN '{UNSURE}' END" if unsure else "NULL"
+    fmt = "array" if plan.json_array else "newline_delimited"
+    return (
+        f"SELECT ordinality AS line, {unsure_sql}::VARCHAR AS pre_reason, {', '.join(vals)} "
+        f"FROM read_json($path, columns = {{{spec}}}, format = '{fmt}', records = true, "
+        f"maximum_object_size = {LINE_LIMIT}) WITH ORDINALITY"
+    )
+
+
+def _json_values(kind: Kind) -> str:
+    """The careful path's JSON lines: every line parsed by SQL."""
+    fields = FIELDS[kind]
+    paths = ", ".join(f"'$.\"{f.name}\"'" for f in fields)
+    money = [i for i, f in enumerate(fields) if f.type is FieldType.MONEY]
+    cols = [f"v[{i + 1}] AS v_{f.name}" for i, f in enumerate(fields)]
+    cols += [  # j holds the money fields only, in order
+        f"coalesce(json_type(j[{k + 1}]) NOT IN ('VARCHAR', 'NULL'), false) AS n_{fields[i].name}"
+        for k, i in enumerate(money)
+    ]
+    money_paths = ", ".join(f"'$.\"{fields[i].name}\"'" for i in money) or "'$.__none__'"
+    # an object or array where a string belongs: only a text starting so can be one
+    cols += [
+        f"CASE WHEN left(v[{i + 1}], 1) IN ('{{', '[') THEN CASE json_type(json_extract("
+        f"raw, '$.\"{f.name}\"')) WHEN 'OBJECT' THEN 'an object' WHEN 'ARRAY' THEN 'an array' "
+        f"END END AS c_{f.name}"
+        for i, f in enumerate(fields)
+        if f.type is FieldType.STRING
+    ]
+    not_object = "json_type(raw::JSON) <> 'OBJECT'"
+    return f"""
+        SELECT line, raw, pre_reason, {", ".join(cols)} FROM (
+            SELECT line, raw, pre_reason,
+                CASE WHEN pre_reason IS NULL THEN json_extract_string(raw, [{paths}]) END AS v,
+                CASE WHEN pre_reason IS NULL THEN json_extract(raw, [{money_paths}]) END AS j
+            FROM (
+                SELECT line, raw, {json_record_reason("raw", not_object)} AS pre_reason
+                FROM ({_RECORD_LINES})
+            )
+        )"""
+
+
+def _csv_values(plan: FilePlan) -> str:
+    """The careful path's CSV/TSV: every line split into the header's fields."""
+    fields = FIELDS[plan.kind]
+    cols = []
+    for f in fields:
+        if f.name in plan.header:
+            i = plan.header.index(f.name) + 1
+            cols.append(f"NULLIF(wr_csv_unquote(trim(fs[{i}])), '') AS v_{f.name}")
+        else:
+            cols.append(f"NULL::VARCHAR AS v_{f.name}")
+    cols += [f"false AS n_{f.name}" for f in fields if f.type is FieldType.MONEY]
+    cols += [f"NULL::VARCHAR AS c_{f.name}" for f in fields if f.type is FieldType.STRING]
+    return f"""
+        SELECT line, raw, {csv_record_reason(plan.format, len(plan.header))} AS pre_reason,
+            {", ".join(cols)}
+        FROM (SELECT line, raw, {_csv_split(plan.format)} AS fs FROM ({_RECORD_LINES})
+            WHERE line > {plan.header_line})"""
+
+
+def lines_values(plan: FilePlan) -> str:
+    """The careful path's text file (its clean copy at ``$path``), line by line."""
+    return _json_values(plan.kind) if plan.format == "json" else _csv_values(plan)
+
+
+def parquet_values(plan: FilePlan) -> str:
+    """A Parquet file, numbered by its row numbers; ``raw`` is the row as JSON."""
+    fields = FIELDS[plan.kind]
+    cols, raw_parts = [], []
+    for f in fields:
+        if f.name in plan.parquet_types:
+            cols.append(f'CAST("{f.name}" AS VARCHAR) AS v_{f.name}')
+            raw_parts.append(f"'{f.name}': \"{f.name}\"")
+        else:
+            cols.append(f"NULL::VARCHAR AS v_{f.name}")
+    for f in fields:
+        t = plan.parquet_types.get(f.name, "")
+        if f.type is FieldType.MONEY:
+            via_double = "true" if t in ("DOUBLE", "FLOAT", "REAL") else "false"
+            cols.append(f"{via_double} AS n_{f.name}")
+        elif f.type is FieldType.STRING:
+            shape = (
+                "an object"
+                if t.startswith(("STRUCT", "MAP", "UNION"))
+                else "an array"
+                if t.endswith("]")
+                else None
+            )
+            cols.append(
+                f"CASE WHEN \"{f.name}\" IS NOT NULL THEN '{shape}' END AS c_{f.name}"
+                if shape
+                else f"NULL::VARCHAR AS c_{f.name}"
+            )
+    raw = f"CAST(to_json({{{', '.join(raw_parts)}}}) AS VARCHAR)" if raw_parts else "'{}'"
+    return (
+        f"SELECT file_row_number + 1 AS line, {raw} AS raw, NULL::VARCHAR AS pre_reason, "
+        f"{', '.join(cols)} FROM read_parquet($path, file_row_number = true)"
+    )
+
+
+# --------------------------------------------------------------------------- profile rows
+
+
+def _not_object(d: str) -> str:
+    """Why the JSON text ``d`` is not a row; a valid one is an object if it starts so."""
+    starts = f"left(ltrim({d}, ' ' || chr(9) || chr(10) || chr(13)), 1) <> '{{'"
+    return json_record_reason(d, starts)
+
+
+def _json_rows() -> str:
+    """JSON lines -> profile rows."""
+    return f"SELECT line, raw, raw AS d, {_not_object('raw')} AS pre_reason FROM ({_RECORD_LINES})"
+
+
+def _csv_rows(plan: FilePlan) -> str:
+    """CSV/TSV -> profile rows: one JSON object per record, keyed by the header as
+    written; every value a string, an empty cell null."""
+    pairs = ", ".join(
+        f"{_sql_text(name)}, NULLIF(wr_csv_unquote(trim(fs[{i + 1}])), '')"
+        for i, name in enumerate(plan.header)
+    )
+    return f"""
+        SELECT line, raw, CASE WHEN pre_reason IS NULL THEN CAST(json_object({pairs}) AS VARCHAR)
+                          END AS d, pre_reason
+        FROM (SELECT line, raw, fs,
+                {csv_record_reason(plan.format, len(plan.header))} AS pre_reason
+            FROM (SELECT line, raw, {_csv_split(plan.format)} AS fs FROM ({_RECORD_LINES})
+                WHERE line > {plan.header_line}))"""
+
+
+def lines_rows(plan: FilePlan) -> str:
+    """A text file (its clean copy at ``$path``) -> profile rows, line by line."""
+    return _json_rows() if plan.format == "json" else _csv_rows(plan)
+
+
+def document_rows(plan: FilePlan) -> str:
+    """A .json array (its elements) or pretty-printed documents -> profile rows; the
+    "line" is the element's or document's number."""
+    fmt = "array" if plan.json_array else "unstructured"
+    return (
+        f"SELECT ordinality AS line, CAST(json AS VARCHAR) AS raw, "
+        f"CAST(json AS VARCHAR) AS d, {_not_object('json')} AS pre_reason "
+        f"FROM read_json_objects($path, format = '{fmt}', "
+        f"maximum_object_size = {LINE_LIMIT}) WITH ORDINALITY"
+    )
+
+
+def parquet_rows() -> str:
+    """Parquet -> profile rows: each row as a JSON object, numbered from 1."""
+    row = "json_merge_patch(to_json(t), '{\"file_row_number\": null}')"
+    return (
+        f"SELECT file_row_number + 1 AS line, CAST({row} AS VARCHAR) AS raw, "
+        f"CAST({row} AS VARCHAR) AS d, NULL::VARCHAR AS pre_reason "
+        "FROM read_parquet($path, file_row_number = true) t"
+    )

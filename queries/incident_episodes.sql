@@ -20,14 +20,17 @@ WITH erroneous AS (
         -- the row's own id: the ledger entry, else the request, else the user
         coalesce(entry_id, request_id, user_id) AS row_key
     FROM findings
-    WHERE ts IS NOT NULL
-      AND ($since IS NULL OR ts >= $since)
-      AND ($until IS NULL OR ts < $until)
-      AND (
-          detector IN ('duplicate_charges', 'abuse_penalty_charges')
-          OR (detector = 'billing_mismatch' AND detail IN ('charged_failed_request', 'overbilled'))
-          OR (detector = 'abuse_false_positives' AND detail = 'false_positive')
-      )
+    WHERE
+        ts IS NOT NULL
+        AND ($since IS NULL OR ts >= $since)
+        AND ($until IS NULL OR ts < $until)
+        AND (
+            detector IN ('duplicate_charges', 'abuse_penalty_charges')
+            OR (
+                detector = 'billing_mismatch' AND detail IN ('charged_failed_request', 'overbilled')
+            )
+            OR (detector = 'abuse_false_positives' AND detail = 'false_positive')
+        )
 ),
 
 with_previous AS (
@@ -42,7 +45,8 @@ numbered AS (
         fault, user_id, ts, row_key,
         sum(
             CASE
-                WHEN previous_ts IS NULL
+                WHEN
+                    previous_ts IS NULL
                     OR ts > previous_ts + CAST($gap_hours AS INTEGER) * INTERVAL '1' HOUR
                     THEN 1
                 ELSE 0
@@ -58,17 +62,17 @@ first_rows AS (
     FROM (
         SELECT
             fault, episode, row_key,
-            row_number() OVER (PARTITION BY fault, episode ORDER BY ts, row_key) AS position
+            row_number() OVER (PARTITION BY fault, episode ORDER BY ts, row_key) AS row_position
         FROM numbered
     ) AS positioned
-    WHERE position = 1
+    WHERE row_position = 1
 ),
 
 episodes AS (
     SELECT
         fault,
         episode,
-        count(DISTINCT user_id) AS users,
+        count(DISTINCT user_id) AS users_affected,
         count(*) AS row_count,
         min(ts) AS episode_start,
         max(ts) AS episode_end
@@ -79,13 +83,13 @@ episodes AS (
 SELECT
     episodes.fault,
     episodes.episode,
-    episodes.users,
+    episodes.users_affected,
     episodes.row_count,
     episodes.episode_start,
     episodes.episode_end,
     first_rows.first_row_key
 FROM episodes
-JOIN first_rows ON first_rows.fault = episodes.fault AND first_rows.episode = episodes.episode
+INNER JOIN first_rows ON episodes.fault = first_rows.fault AND episodes.episode = first_rows.episode
 ORDER BY
-    episodes.users DESC, episodes.row_count DESC, episodes.episode_start,
-    episodes.fault, episodes.episode
+    episodes.users_affected DESC, episodes.row_count DESC, episodes.episode_start ASC,
+    episodes.fault ASC, episodes.episode ASC

@@ -7,8 +7,9 @@
 WITH findings_in_window AS (
     SELECT detector, user_id, currency, amount, detail
     FROM findings
-    WHERE user_id IS NOT NULL
-      AND ($start IS NULL OR ts >= $start) AND ($end IS NULL OR ts < $end)
+    WHERE
+        user_id IS NOT NULL
+        AND ($start IS NULL OR ts >= $start) AND ($end IS NULL OR ts < $end)
 ),
 
 sums AS (
@@ -17,27 +18,45 @@ sums AS (
         currency,
         sum(CASE WHEN detector = 'duplicate_charges' THEN amount ELSE 0 END) AS duplicate_excess,
         sum(CASE WHEN detector = 'duplicate_charges' THEN 1 ELSE 0 END) AS n_duplicates,
-        sum(CASE WHEN detector = 'billing_mismatch' AND detail = 'charged_failed_request'
-                 THEN amount ELSE 0 END) AS failed_request_charges,
-        sum(CASE WHEN detector = 'billing_mismatch' AND detail = 'charged_failed_request'
-                 THEN 1 ELSE 0 END) AS n_failed,
+        sum(CASE
+            WHEN detector = 'billing_mismatch' AND detail = 'charged_failed_request'
+                THEN amount
+            ELSE 0
+        END) AS failed_request_charges,
+        sum(CASE
+            WHEN detector = 'billing_mismatch' AND detail = 'charged_failed_request'
+                THEN 1
+            ELSE 0
+        END) AS n_failed,
         sum(CASE WHEN detector = 'abuse_penalty_charges' THEN amount ELSE 0 END)
             AS abuse_penalty_excess,
         sum(CASE WHEN detector = 'abuse_penalty_charges' THEN 1 ELSE 0 END) AS n_penalty,
-        sum(CASE WHEN detector = 'billing_mismatch' AND detail = 'overbilled'
-                 THEN amount ELSE 0 END) AS overbilled,
-        sum(CASE WHEN detector = 'billing_mismatch' AND detail = 'overbilled'
-                 THEN 1 ELSE 0 END) AS n_overbilled,
+        sum(CASE
+            WHEN detector = 'billing_mismatch' AND detail = 'overbilled'
+                THEN amount
+            ELSE 0
+        END) AS overbilled,
+        sum(CASE
+            WHEN detector = 'billing_mismatch' AND detail = 'overbilled'
+                THEN 1
+            ELSE 0
+        END) AS n_overbilled,
         sum(CASE WHEN detector = 'negative_balance_topups' THEN amount ELSE 0 END)
             AS topup_reimbursement,
         sum(CASE WHEN detector = 'negative_balance_topups' AND amount > 0 THEN 1 ELSE 0 END)
             AS n_topups,
         sum(CASE WHEN detector = 'wrongful_rejections' THEN 1 ELSE 0 END) AS wrongful_429s,
         sum(CASE WHEN detector = 'spent_banked_resets' THEN 1 ELSE 0 END) AS spent_banked_resets,
-        sum(CASE WHEN detector = 'billing_mismatch' AND detail = 'orphan_charge'
-                 THEN 1 ELSE 0 END) AS n_orphans,
-        sum(CASE WHEN detector = 'abuse_false_positives' AND detail = 'insufficient_history'
-                 THEN 1 ELSE 0 END) AS n_unreviewed
+        sum(CASE
+            WHEN detector = 'billing_mismatch' AND detail = 'orphan_charge'
+                THEN 1
+            ELSE 0
+        END) AS n_orphans,
+        sum(CASE
+            WHEN detector = 'abuse_false_positives' AND detail = 'insufficient_history'
+                THEN 1
+            ELSE 0
+        END) AS n_unreviewed
     FROM findings_in_window
     GROUP BY user_id, currency
 ),
@@ -51,9 +70,10 @@ restrictions AS (
         greatest(abuse_restrictions.ts, coalesce($start, abuse_restrictions.ts)) AS start_ts,
         least(abuse_restrictions.end_ts, coalesce($end, abuse_restrictions.end_ts)) AS end_ts
     FROM abuse_restrictions
-    LEFT JOIN user_currency ON user_currency.user_id = abuse_restrictions.user_id
-    WHERE abuse_restrictions.classification = 'false_positive'
-      AND abuse_restrictions.action IN ('throttle', 'block', 'penalty')
+    LEFT JOIN user_currency ON abuse_restrictions.user_id = user_currency.user_id
+    WHERE
+        abuse_restrictions.classification = 'false_positive'
+        AND abuse_restrictions.action IN ('throttle', 'block', 'penalty')
 ),
 
 -- overlapping restrictions count once: merge them into islands of time, twice — every
@@ -100,8 +120,10 @@ restricted AS (
         currency,
         sum(CASE WHEN scope = 'all' THEN epoch_us(island_end) - epoch_us(island_start) ELSE 0 END)
             AS restricted_micros,
-        sum(CASE WHEN scope = 'service' THEN epoch_us(island_end) - epoch_us(island_start)
-                 ELSE 0 END) AS refused_service_micros
+        sum(CASE
+            WHEN scope = 'service' THEN epoch_us(island_end) - epoch_us(island_start)
+            ELSE 0
+        END) AS refused_service_micros
     FROM merged_islands
     GROUP BY user_id, currency
 ),
@@ -121,7 +143,8 @@ latest_plan AS (
 
 -- a quota currency is one with reset rows (DESIGN.md section 7.7)
 quota_currencies AS (
-    SELECT DISTINCT currency FROM ledger WHERE kind = 'reset'
+    SELECT DISTINCT currency FROM ledger
+    WHERE kind = 'reset'
 ),
 
 per_user AS (
@@ -136,7 +159,7 @@ per_user AS (
         coalesce(restricted.refused_service_micros, 0) AS refused_service_micros
     FROM sums
     FULL OUTER JOIN restricted
-        ON restricted.user_id = sums.user_id
+        ON sums.user_id = restricted.user_id
         AND restricted.currency IS NOT DISTINCT FROM sums.currency
 )
 
@@ -163,6 +186,6 @@ SELECT
     coalesce(per_user.n_orphans, 0) AS n_orphans,
     coalesce(per_user.n_unreviewed, 0) AS n_unreviewed
 FROM per_user
-LEFT JOIN latest_plan ON latest_plan.user_id = per_user.user_id
-LEFT JOIN quota_currencies ON quota_currencies.currency = per_user.currency
+LEFT JOIN latest_plan ON per_user.user_id = latest_plan.user_id
+LEFT JOIN quota_currencies ON per_user.currency = quota_currencies.currency
 ORDER BY per_user.user_id, per_user.currency

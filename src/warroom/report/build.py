@@ -153,9 +153,8 @@ def decimal_or_zero(v: Any) -> Decimal:
 
 
 def _is_owed(row: dict[str, Any]) -> bool:
-    return (
-        decimal_or_zero(row["credit_amount"]) > 0 or decimal_or_zero(row["topup_reimbursement"]) > 0
-    )
+    """Something to pay or restore: a credit, compensation or banked resets."""
+    return bool(row["action"] == "credit")
 
 
 def headline_figures(report: Report) -> dict[str, int]:
@@ -340,8 +339,8 @@ def _owed(impact_rows: pa.Table) -> pa.Table:
                 "users": set(),
                 "owed": set(),
                 "review": set(),
-                "credit_amount": Decimal(0),
-                "topup_reimbursement": Decimal(0),
+                **dict.fromkeys(_PAID, Decimal(0)),
+                "banked_resets": 0,
             },
         )
         acc["users"].add(r["user_id"])
@@ -349,8 +348,9 @@ def _owed(impact_rows: pa.Table) -> pa.Table:
             acc["owed"].add(r["user_id"])
         if r["review"]:
             acc["review"].add(r["user_id"])
-        acc["credit_amount"] += decimal_or_zero(r["credit_amount"])
-        acc["topup_reimbursement"] += decimal_or_zero(r["topup_reimbursement"])
+        for c in _PAID:
+            acc[c] += decimal_or_zero(r[c])
+        acc["banked_resets"] += int(r["banked_resets"] or 0)
     rows = [per[c] for c in sorted(per)]
     return pa.table(
         {
@@ -358,13 +358,16 @@ def _owed(impact_rows: pa.Table) -> pa.Table:
             "users": pa.array([len(r["users"]) for r in rows], pa.int64()),
             "users_owed": pa.array([len(r["owed"]) for r in rows], pa.int64()),
             "users_review": pa.array([len(r["review"]) for r in rows], pa.int64()),
-            "credit_amount": pa.array([r["credit_amount"] for r in rows], _MONEY_TYPE),
-            "topup_reimbursement": pa.array([r["topup_reimbursement"] for r in rows], _MONEY_TYPE),
-            "total": pa.array(
-                [r["credit_amount"] + r["topup_reimbursement"] for r in rows], _MONEY_TYPE
-            ),
+            **{c: pa.array([r[c] for r in rows], _MONEY_TYPE) for c in _PAID},
+            # the credit is given once (balance + card); compensation comes on top of it
+            "total": pa.array([r["credit_amount"] + r["compensation"] for r in rows], _MONEY_TYPE),
+            "banked_resets": pa.array([r["banked_resets"] for r in rows], pa.int64()),
         }
     )
+
+
+#: how an amount owed is paid: the credit (to the balance + to the card), and compensation
+_PAID = ("credit_amount", "balance_credit", "topup_reimbursement", "compensation")
 
 
 def _plans(impact_rows: pa.Table) -> pa.Table:

@@ -34,7 +34,7 @@ _SEVERITY_COLORS = {
 _CREDIT_COLOR = "#1d4ed8"
 _REIMB_COLOR = "#0d9488"
 
-#: per currency: (label, credit, top-up reimbursement) per bar
+#: per currency: (label, credit, the part of it paid to the card) per bar
 _MoneyGroups = list[tuple[str, list[tuple[str, Decimal, Decimal]]]]
 
 
@@ -207,8 +207,8 @@ def _money_bars(name: str, groups: _MoneyGroups, title_of: Callable[[str], str])
         if paired:
             fig.legend(
                 handles=[
-                    Patch(color=_CREDIT_COLOR, label="credit"),
-                    Patch(color=_REIMB_COLOR, label="top-up reimbursement"),
+                    Patch(color=_CREDIT_COLOR, label="credit (given once)"),
+                    Patch(color=_REIMB_COLOR, label="of which to the card (top-ups)"),
                 ],
                 loc="outside upper left",
                 ncols=2,

@@ -122,11 +122,24 @@ def _summary_cards(report: Report, head: dict[str, int]) -> Cards:
                 (
                     f"Owed in {r['currency'] or '(none)'}",
                     credit_text(r["total"], r["currency"]),
-                    f"credits {credit_text(r['credit_amount'], r['currency'])} + "
-                    f"reimbursements {credit_text(r['topup_reimbursement'], r['currency'])}",
+                    _paid_text(r),
                 )
             )
     return Cards(cards)
+
+
+def _paid_text(r: dict[str, Any]) -> str:
+    """How a currency's total is paid: to the balance, to the card, compensation."""
+    cur = r["currency"]
+    text = (
+        f"{credit_text(r['balance_credit'], cur)} to balances + "
+        f"{credit_text(r['topup_reimbursement'], cur)} to cards"
+    )
+    if r["compensation"]:
+        text += f" + {credit_text(r['compensation'], cur)} compensation"
+    if r["banked_resets"]:
+        text += f"; {count_text(r['banked_resets'])} banked reset(s) restored"
+    return text
 
 
 def _owed_section(report: Report) -> list[Block]:
@@ -134,7 +147,14 @@ def _owed_section(report: Report) -> list[Block]:
     owed = report.owed.to_pylist()
     if not owed:
         return [heading, Paragraph("No user is owed anything under this policy.")]
-    amounts = ["credits", "top-up reimbursements", "total to give back"]
+    amounts = [
+        "credits",
+        "to balances",
+        "to cards (top-ups)",
+        "compensation",
+        "total to give back",
+        "banked resets",
+    ]
     rows = (
         [
             r["currency"],
@@ -142,8 +162,11 @@ def _owed_section(report: Report) -> list[Block]:
             count_text(r["users_owed"]),
             count_text(r["users_review"]),
             credit_text(r["credit_amount"], r["currency"]),
+            credit_text(r["balance_credit"], r["currency"]),
             credit_text(r["topup_reimbursement"], r["currency"]),
+            credit_text(r["compensation"], r["currency"]),
             credit_text(r["total"], r["currency"]),
+            count_text(r["banked_resets"]),
         ]
         for r in owed
     )
@@ -206,7 +229,7 @@ def _plans_section(report: Report, *, charts: bool) -> list[Block]:
         "users",
         "users owed",
         "credits",
-        "top-up reimbursements",
+        "of which to cards",
         "wrongful 429s",
         "restricted minutes",
     ]
@@ -236,7 +259,7 @@ def _top_users_section(report: Report, *, charts: bool) -> list[Block]:
     if not top:
         return [heading, Paragraph("No user is owed anything under this policy.")]
     chart = Chart("users", "Users owed the most, per currency")
-    figures = ["credit", "top-up reimbursement", "wrongful 429s", "restricted minutes"]
+    figures = ["credit", "of which to the card", "wrongful 429s", "restricted minutes"]
     rows = (
         [
             u["user_id"],

@@ -66,8 +66,15 @@ def _owed_lines(report: Report) -> list[str]:
     for r in owed:
         lines.append(
             f"  {r['currency'] or '(none)'}: {r['users_owed']:,} user(s) owed, credits "
-            f"{credit_text(r['credit_amount'], r['currency'])}, top-up "
-            f"reimbursements {credit_text(r['topup_reimbursement'], r['currency'])}"
+            f"{credit_text(r['credit_amount'], r['currency'])} given once: "
+            f"{credit_text(r['balance_credit'], r['currency'])} to balances, "
+            f"{credit_text(r['topup_reimbursement'], r['currency'])} to cards"
+            + (
+                f"; compensation {credit_text(r['compensation'], r['currency'])}"
+                if r["compensation"]
+                else ""
+            )
+            + (f"; banked resets {r['banked_resets']:,}" if r["banked_resets"] else "")
         )
     if not owed:
         lines.append("  no user is owed anything under this policy")

@@ -127,6 +127,14 @@ SinceOption = Annotated[
 ]
 UntilOption = Annotated[str | None, typer.Option("--until", help="Only rows before this time.")]
 
+IncidentIdOption = Annotated[
+    str | None,
+    typer.Option(
+        "--incident-id",
+        help="The incident's id, in every credit_id (default: the policy's, else the one "
+        "stored by detect, else named from the data: date and hash of the largest episode).",
+    ),
+]
 PolicyOption = Annotated[
     Path | None,
     typer.Option("--policy", help="Credit policy (TOML); default: DESIGN.md's default policy."),

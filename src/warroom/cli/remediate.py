@@ -15,6 +15,7 @@ from warroom.cli.app import (
     DEFAULT_DB,
     DbOption,
     FormatOption,
+    IncidentIdOption,
     MemoryOption,
     OutOption,
     PolicyOption,
@@ -32,6 +33,7 @@ from warroom.ingest import ingest as run_ingest
 @app.command("impact")
 def impact_cmd(
     policy: PolicyOption = None,
+    incident: IncidentIdOption = None,
     queries_dir: QueriesDirOption = None,
     fmt: FormatOption = None,
     out: OutOption = None,
@@ -40,13 +42,15 @@ def impact_cmd(
 ) -> None:
     """Per-user impact and suggested credits."""
     from warroom.impact import impact, load_policy
+    from warroom.incident import incident_id
     from warroom.pack import load_pack
 
-    pol = load_policy(policy)
+    pol = load_policy(policy, incident_id=incident)
     pack = load_pack(queries_dir)
     with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
         table = impact(con, pack, pol)
-    emit(table, fmt, out, title=f"impact of {pol.incident_id}")
+        named = incident_id(con, pack, pol.incident_id)
+    emit(table, fmt, out, title=f"impact of {named}")
     _totals(table)
 
 
@@ -61,6 +65,12 @@ class ExportWhat(str, Enum):
     affected_users = "affected-users"
 
 
+class Action(str, Enum):
+    credit = "credit"
+    notify = "notify"
+    review = "review"
+
+
 class ExportFormat(str, Enum):
     csv = "csv"
     json = "json"
@@ -72,6 +82,7 @@ class ExportFormat(str, Enum):
 def export_cmd(
     what: Annotated[ExportWhat, typer.Argument(help="What to export.")],
     policy: PolicyOption = None,
+    incident: IncidentIdOption = None,
     queries_dir: QueriesDirOption = None,
     fmt: Annotated[
         ExportFormat | None,
@@ -82,18 +93,27 @@ def export_cmd(
             "json, jsonl or parquet; with --out, taken from the file's extension.",
         ),
     ] = None,
+    action: Annotated[
+        Action | None,
+        typer.Option(
+            "--action",
+            help="Only the rows with this action: credit (finance), notify (support), review.",
+        ),
+    ] = None,
     out: OutOption = None,
     db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
 ) -> None:
-    """The list a refund job or a support team consumes: users owed anything."""
+    """The list a refund job and a support team consume: every affected user and currency,
+    with the action each needs (credit, notify, review)."""
     from warroom.impact import affected_users, impact, load_policy
     from warroom.pack import load_pack
 
     del what  # one export today: affected-users
-    pol = load_policy(policy)
+    pol = load_policy(policy, incident_id=incident)
     with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
-        table = affected_users(impact(con, load_pack(queries_dir), pol))
+        rows = impact(con, load_pack(queries_dir), pol)
+    table = affected_users(rows, action.value if action is not None else None)
     chosen = Format(fmt.value) if fmt is not None else None
     if chosen is None and out is None:
         chosen = Format.csv
@@ -131,6 +151,7 @@ def report_cmd(
         ),
     ] = None,
     policy: PolicyOption = None,
+    incident: IncidentIdOption = None,
     queries_dir: QueriesDirOption = None,
     db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
@@ -148,7 +169,7 @@ def report_cmd(
                 "name it .md or .html, or give --format"
             )
     chosen = fmt or ReportFormat.markdown
-    pol = load_policy(policy)
+    pol = load_policy(policy, incident_id=incident)
     pack = load_pack(queries_dir)
     with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
         with render.ProgressBars().running() as bars:
@@ -178,6 +199,7 @@ def investigate_cmd(
         ),
     ] = Path("warroom-out"),
     policy: PolicyOption = None,
+    incident: IncidentIdOption = None,
     queries_dir: QueriesDirOption = None,
     db_path: Annotated[
         Path | None,
@@ -200,7 +222,7 @@ def investigate_cmd(
 
     started = time.monotonic()
     # a bad policy, query pack or path fails now, not after a long ingest
-    pol = load_policy(policy)
+    pol = load_policy(policy, incident_id=incident)
     pack = load_pack(queries_dir)
     files = investigation_inputs(paths, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -224,7 +246,8 @@ def investigate_cmd(
     render.note(
         plain(
             f"report: {bundle.markdown}, {bundle.html}\n"
-            f"refund list: {bundle.affected_users} ({bundle.affected_rows:,} rows)\n"
+            f"refund and support list: {bundle.affected_users} ({bundle.affected_rows:,} rows)\n"
+            f"impact of every user: {bundle.impact}\n"
             f"database: {db_file}\n"
             f"done in {time.monotonic() - started:.1f}s"
         )

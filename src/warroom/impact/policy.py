@@ -9,7 +9,7 @@ else, or the policy's ``[rounding]``), never to 0 while something is owed.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
@@ -95,10 +95,18 @@ _SCHEMA: dict[str, set[str]] = {
 _OPEN_SECTIONS = {"rounding"}
 
 
-def load_policy(path: Path | None) -> Policy:
-    """Read a policy file; None gives the default policy of DESIGN.md section 4."""
-    if path is None:
-        return Policy()
+def load_policy(path: Path | None, *, incident_id: str | None = None) -> Policy:
+    """Read a policy file; None gives the default policy of DESIGN.md section 4.
+    ``incident_id`` (``--incident-id``) overrides the file's ``[incident] id``."""
+    policy = _read_policy(path) if path is not None else Policy()
+    if incident_id is not None:
+        if not incident_id.strip():
+            raise PolicyError("--incident-id must not be empty")
+        policy = replace(policy, incident_id=incident_id)
+    return policy
+
+
+def _read_policy(path: Path) -> Policy:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

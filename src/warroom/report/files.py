@@ -1,6 +1,6 @@
 """The report's files: a renderer per format, atomic writes, and the bundle
-``investigate`` leaves in its output folder (report.md, report.html and
-affected-users.csv), which it must not read back as logs."""
+``investigate`` leaves in its output folder (report.md, report.html,
+affected-users.csv and impact.csv), which it must not read back as logs."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from warroom.report.markdown import render_markdown
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 AFFECTED_CSV = "affected-users.csv"
+IMPACT_CSV = "impact.csv"
 
 RENDERERS: dict[str, Callable[[Report], str]] = {
     "markdown": render_markdown,
@@ -35,6 +36,7 @@ class Bundle:
     html: Path
     affected_users: Path
     affected_rows: int
+    impact: Path
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -52,16 +54,17 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def write_bundle(report: Report, out_dir: Path) -> Bundle:
-    """Write report.md, report.html and affected-users.csv into ``out_dir``."""
+    """Write report.md, report.html, affected-users.csv and impact.csv into ``out_dir``."""
     md, page = out_dir / REPORT_MD, out_dir / REPORT_HTML
-    csv_path = out_dir / AFFECTED_CSV
+    csv_path, impact_path = out_dir / AFFECTED_CSV, out_dir / IMPACT_CSV
     write_atomic(md, render_markdown(report).encode())
     write_atomic(page, render_html(report).encode())
     rows = report.affected_users
-    buf = io.BytesIO()
-    write(rows, Format.csv, buf)
-    write_atomic(csv_path, buf.getvalue())
-    return Bundle(md, page, csv_path, rows.num_rows)
+    for table, path in ((rows, csv_path), (report.impact, impact_path)):
+        buf = io.BytesIO()
+        write(table, Format.csv, buf)
+        write_atomic(path, buf.getvalue())
+    return Bundle(md, page, csv_path, rows.num_rows, impact_path)
 
 
 def investigation_inputs(paths: Sequence[str | Path], out_dir: Path) -> list[Path]:

@@ -15,7 +15,7 @@ _GAPS_SHOWN = 5
 
 def summary_lines(report: Report) -> list[str]:
     """A short plain-text summary for the terminal: windows, users, amounts."""
-    lines = [f"incident id: {report.incident_id} (from the policy; it goes into every credit_id)"]
+    lines = [f"incident id: {report.incident_id} (it goes into every credit_id)"]
     lines += _window_lines(report.windows.to_pylist())
     lines += _gap_lines(report)
     lines += _owed_lines(report)

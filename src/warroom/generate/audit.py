@@ -241,7 +241,11 @@ class _Replay:
                     self.dup_left[e.rid] = self.dup_left.get(e.rid, ZERO) - back
                     self.acc -= back
                 elif e.kind == "charge":
-                    self._charge(e)
+                    cause, excess = self.causes[e.eid]
+                    if cause == "duplicate":
+                        assert e.rid is not None
+                        self.dup_left[e.rid] = self.dup_left.get(e.rid, ZERO) + excess
+                    self.acc += excess
                 self.bal += e.amount
                 if e.balance_after is not None:
                     self._check_chain(e, prev_recorded, f)
@@ -261,13 +265,6 @@ class _Replay:
             self.attributed += back
             self.reimbursable[e.eid] = back
             f.append(Finding("negative_balance_topups", self.cur, e.ts, None, e.eid, back, None))
-
-    def _charge(self, e: LedgerEntry) -> None:
-        cause, excess = self.causes[e.eid]
-        if cause == "duplicate":
-            assert e.rid is not None
-            self.dup_left[e.rid] = self.dup_left.get(e.rid, ZERO) + excess
-        self.acc += excess
 
     def _check_chain(self, e: LedgerEntry, prev_recorded: Decimal | None, f: list[Finding]) -> None:
         """A recorded balance_after that the replay does not reach is a chain

@@ -42,12 +42,14 @@ class Billing(UserState):
     def complete(self, c: int, req: RequestRow) -> None:
         """Billing at the charge's ts c for the request req."""
         tl = self.tl
-        billed = self._billed_tokens(c, req)
-        if billed is None:
-            self.unbilled.add(req.request_id)
-            return
-        b_cached, b_out = billed
-        model, inp = req.model, req.input_tokens
+        model, inp, cached, out = req.model, req.input_tokens, req.cached_tokens, req.output_tokens
+        b_cached, b_out = cached, out
+        if self.windows:  # the role's billing bug
+            billed = self._billed_tokens(c, req)
+            if billed is None:
+                self.unbilled.add(req.request_id)
+                return
+            b_cached, b_out = billed
         prices = self.cfg.prices
         price = prices.at(model, self.cur, req.ts)
         billed_price = price
@@ -59,11 +61,13 @@ class Billing(UserState):
             assert pen.multiplier is not None
             charged = q6(charged * Decimal(str(pen.multiplier)))
         tokens = (inp, b_cached, b_out)
-        e = LedgerEntry(
-            c, self.new_entry_id(), "charge", -charged, self.cur, req.request_id, tokens
-        )
+        self.n_entries += 1
+        eid = f"{self.eid_prefix}{self.n_entries:05d}"
+        e = LedgerEntry(c, eid, "charge", -charged, self.cur, req.request_id, tokens)
         self.entries.append(e)
-        self._intend(e, req, charged, pen, price, billed_price)
+        wrong = req.status >= 400 or pen is not None or billed_price is not price
+        if wrong or b_cached != cached or b_out != out:  # else: a correct charge
+            self._intend(e, req, charged, pen, price, billed_price)
         self.bal -= charged
         self.acc += e.excess
         if self.payg:
@@ -74,8 +78,6 @@ class Billing(UserState):
         role's billing bug may drop them); None for a request left unbilled."""
         b_cached, b_out = req.cached_tokens, req.output_tokens
         win = self.windows
-        if not win:
-            return b_cached, b_out
         if (
             req.status < 400
             and "unbilled" in win

@@ -65,7 +65,12 @@ class Gateway(UserState):
         self.requests.append(req)
         if self.track:
             self._count_for_abuse_rule(t, inp + out)
-        self._send_to_billing(req, lat_us)
+        if status == 200:  # billed when it completes
+            c = t + lat_us
+            self.seq += 1
+            heapq.heappush(self.heap, (c + 1 if c % SEC == 0 else c, 2, self.seq, "done", req))
+        elif status == 500 and inp:
+            self._bill_failed(req, lat_us)
 
     def _serve(self, model: str) -> tuple[int, str | None, int, int, int]:
         """An admitted request: status, error code and its input, cached and
@@ -126,14 +131,8 @@ class Gateway(UserState):
             b[0] += 1
             b[1] += tok
 
-    def _send_to_billing(self, req: RequestRow, lat_us: int) -> None:
-        """A served request is charged when it completes; a 500 that completes
-        in the failed-request incident is charged too."""
-        if req.status == 200:
-            c = req.ts + lat_us
-            self.seq += 1
-            heapq.heappush(self.heap, (c + 1 if c % SEC == 0 else c, 2, self.seq, "done", req))
-        elif req.status == 500 and req.input_tokens:
-            c = off_second(req.ts + lat_us)
-            if self.tl.failed[0] <= c < self.tl.failed[1]:
-                self.push(c, 2, "done", req)
+    def _bill_failed(self, req: RequestRow, lat_us: int) -> None:
+        """A 500 that completes in the failed-request incident is charged."""
+        c = off_second(req.ts + lat_us)
+        if self.tl.failed[0] <= c < self.tl.failed[1]:
+            self.push(c, 2, "done", req)

@@ -12,7 +12,7 @@ for exactly those files.
 The truth is made twice and must agree. The simulation knows by construction
 what each injected fault cost (it tracks the real and the counterfactual
 balance as it goes); an independent audit then applies the pinned rules to the
-rows as written. Any disagreement is a bug in this module and raises
+rows as written. Any disagreement is a bug in this package and raises
 ``RuntimeError`` rather than write a wrong answer key.
 
 Conventions this generator fixes, beyond DECISIONS.md (the tests pin them):
@@ -128,6 +128,39 @@ def generate(
     a positive finite number, an out-of-range ``start`` (a naive one is UTC), or
     an ``out_dir`` that is a file or a directory holding anything else.
     """
+    rate, start = _checked_arguments(users, days, seed, requests_per_user_day, workers, start)
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    truth = out_dir / TRUTH_DIR
+    truth.mkdir(exist_ok=True)
+
+    cfg, bad_after = _world(users, days, seed, us_since_epoch(start), rate)
+    files = open_streams(out_dir, truth)
+    try:
+        try:
+            total = Sink(cfg, files, bad_after)
+            run_users(cfg, total, bad_after, workers, truth, progress)
+        finally:
+            for fh in files.values():
+                fh.close()
+        rows = finish(out_dir, cfg, total, requests_per_user_day)
+    except BaseException:
+        for tmp in truth.glob(".*.tmp"):  # never leave a half-made answer key behind
+            tmp.unlink()
+        raise
+    return GenerateResult(out_dir=out_dir, files=rows, truth_dir=truth)
+
+
+def _checked_arguments(
+    users: int,
+    days: int,
+    seed: int,
+    requests_per_user_day: float,
+    workers: int | None,
+    start: datetime,
+) -> tuple[float, datetime]:
+    """The rate as a float and the start in UTC; InputError for a bad argument."""
     if isinstance(users, bool) or not isinstance(users, int) or users < 1:
         raise InputError(f"--users must be a whole number >= 1, not {users!r}")
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:
@@ -151,27 +184,7 @@ def generate(
     start = start.astimezone(UTC)
     if start.year < 1970 or start + timedelta(days=days + 1) >= datetime(2100, 1, 1, tzinfo=UTC):
         raise InputError(f"--start {start.isoformat()} with --days {days} leaves 1970..2099")
-    out_dir = Path(out_dir)
-    check_out_dir(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    truth = out_dir / TRUTH_DIR
-    truth.mkdir(exist_ok=True)
-
-    cfg, bad_after = _world(users, days, seed, us_since_epoch(start), rate)
-    files = open_streams(out_dir, truth)
-    try:
-        try:
-            total = Sink(cfg, files, bad_after)
-            run_users(cfg, total, bad_after, workers, truth, progress)
-        finally:
-            for fh in files.values():
-                fh.close()
-        rows = finish(out_dir, cfg, total, requests_per_user_day)
-    except BaseException:
-        for tmp in truth.glob(".*.tmp"):  # never leave a half-made answer key behind
-            tmp.unlink()
-        raise
-    return GenerateResult(out_dir=out_dir, files=rows, truth_dir=truth)
+    return rate, start
 
 
 def _world(

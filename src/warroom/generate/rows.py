@@ -112,6 +112,9 @@ def request_line(r: RequestRow, head: str) -> str:
 
 @dataclass
 class AbuseAction:
+    """An action the abuse system plans (with the class it is meant to get) and,
+    once taken, the class the rule gave it and how it ends."""
+
     ts: int
     action: str
     rule: str

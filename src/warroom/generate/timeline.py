@@ -13,6 +13,8 @@ OUTAGE_LEAD = 30 * MIN  # requests fail from this long before the billing outage
 
 @dataclass(frozen=True)
 class IncidentTimeline:
+    """The windows of the injected incidents, in microseconds since the epoch."""
+
     start: int
     end: int
     days: int

@@ -14,6 +14,8 @@ from warroom.generate.units import ZERO
 
 @dataclass(frozen=True)
 class BillingPlan:
+    """A plan users sign up for: its ledger currency, share of users, usage and funding."""
+
     name: str
     currency: str
     weight: float
@@ -109,6 +111,8 @@ FP_RULE = "usage_velocity_v2"
 
 @dataclass(frozen=True)
 class WorldConfig:
+    """Everything a user's simulation depends on besides its own random stream."""
+
     seed: int
     users: int
     width: int

@@ -151,7 +151,8 @@ def test_same_arguments_give_the_same_bytes_and_another_seed_does_not(
 def test_worker_processes_do_not_change_a_byte(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gen, "_CHUNK_BLOCKS", 1)  # 64 users a chunk: 3 chunks
+    # 64 users a chunk: 3 chunks
+    monkeypatch.setattr("warroom.generate.write.parallel.CHUNK_BLOCKS", 1)
     args = {"users": 150, "days": 3, "seed": 5, "requests_per_user_day": 6.0}
     progress: list[tuple[int, int]] = []
     one = generate(tmp_path / "one", workers=1, **args)  # type: ignore[arg-type]

@@ -60,7 +60,11 @@ def is_request(obj: Any) -> bool:
 
 
 def round_credit(d: Decimal, currency: str) -> Decimal:
-    return d.quantize(QUANTUM.get(currency, Decimal(1)), rounding=ROUND_HALF_UP)
+    """DESIGN.md section 4: half-up to the minor unit (usd cents, 6 places for credits and
+    quota units), never to 0 while something is owed."""
+    unit = QUANTUM.get(currency, Decimal("0.000001"))
+    rounded = d.quantize(unit, rounding=ROUND_HALF_UP)
+    return unit if d > 0 and rounded == 0 else rounded
 
 
 @dataclass
@@ -634,7 +638,10 @@ def test_users_truth_is_the_findings_aggregated(run: Run) -> None:
             "overbilled",
         ):
             assert Decimal(u[k]) == a[k], (key, k)
-        assert Decimal(u["topup_reimbursement"]) == round_credit(a["topup_reimbursement"], key[1])
+        credit = Decimal(u["credit_amount"])
+        to_card = min(round_credit(a["topup_reimbursement"], key[1]), credit)
+        assert Decimal(u["topup_reimbursement"]) == to_card, key
+        assert Decimal(u["balance_credit"]) == credit - to_card, key
         assert (u["wrongful_429s"], u["review"]) == (a["wrongful_429s"], a["review"])
         assert u["restricted_minutes"] == minutes.get(key[0], 0)
     assert set(by_key) <= set(agg) | {(u, c) for (u, c) in by_key if minutes.get(u)}

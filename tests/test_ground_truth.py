@@ -131,14 +131,21 @@ def test_impact_matches_truth_exactly(world) -> None:
         "abuse_penalty_excess",
         "overbilled",
         "credit_amount",
+        "balance_credit",
         "topup_reimbursement",
+        "compensation",
     ]
     for key, t in truth.items():
         o = ours[key]
         for col in money:
             assert o[col] == Decimal(str(t[col])), (key, col)
-        for col in ["plan", "wrongful_429s", "restricted_minutes", "review"]:
+        for col in ["plan", "banked_resets", "wrongful_429s", "restricted_minutes"]:
             assert o[col] == t[col], (key, col)
+        for col in ["action", "review"]:
+            assert o[col] == t[col], (key, col)
+        # the credit is given once: to the balance and to the card, nothing on top
+        assert o["balance_credit"] + o["topup_reimbursement"] == o["credit_amount"], key
+        assert o["topup_reimbursement"] <= o["credit_amount"], key
 
 
 def test_rejected_lines_are_the_injected_malformed_ones(world) -> None:

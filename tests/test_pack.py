@@ -22,6 +22,7 @@ from warroom.pack import builtin_dir, load_pack
 
 GOLDEN = Path(__file__).parent / "golden"
 EXPECTED = {
+    "incident_episodes",
     "duplicate_charges",
     "billing_mismatch",
     "unbilled_requests",

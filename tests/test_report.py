@@ -178,16 +178,22 @@ def test_owed_per_currency_is_the_sum_of_the_impact_table(
         c.close()
     sums: dict[str, list[Decimal]] = {}
     for r in rows:
-        acc = sums.setdefault(r["currency"], [Decimal(0), Decimal(0)])
+        acc = sums.setdefault(r["currency"], [Decimal(0)] * 4)
         acc[0] += r["credit_amount"]
-        acc[1] += r["topup_reimbursement"]
+        acc[1] += r["balance_credit"]
+        acc[2] += r["topup_reimbursement"]
+        acc[3] += r["compensation"]
     table = {r[0]: r for r in _md_section(markdown, "### Owed per currency")}
     assert set(table) == set(sums)
-    for cur, (credit, reimb) in sums.items():
+    for cur, (credit, to_balance, to_card, compensation) in sums.items():
         assert table[cur][4] == credit_text(credit, cur)
         assert Decimal(table[cur][4]) == credit  # exact: trimmed zeros only
-        assert Decimal(table[cur][5]) == reimb
-        assert Decimal(table[cur][6]) == credit + reimb
+        assert Decimal(table[cur][5]) == to_balance
+        assert Decimal(table[cur][6]) == to_card
+        assert Decimal(table[cur][7]) == compensation
+        # the credit is given once, split between balance and card
+        assert to_balance + to_card == credit
+        assert Decimal(table[cur][8]) == credit + compensation
     assert table["usd"][4] == format(sums["usd"][0].quantize(Decimal("0.01")), "f")
     # the refund list the bundle wrote adds up to the same amounts
     exported: dict[str, Decimal] = {}
@@ -196,7 +202,7 @@ def test_owed_per_currency_is_the_sum_of_the_impact_table(
         exported[r["currency"]] = exported.get(r["currency"], Decimal(0)) + Decimal(
             r["credit_amount"]
         )
-    assert exported == {c: s[0] for c, s in sums.items() if s[0] or s[1]}
+    assert exported == {c: s[0] for c, s in sums.items()}
     assert not re.search(r"\d\.\d+e[-+]?\d", markdown)  # no float ever printed
 
 
@@ -241,8 +247,11 @@ def test_manifest_has_every_input_and_query_hash(
     # the whole description, not only its first header line
     assert "never a duplicate" in method["duplicate_charges"][3]
     policy = {r[0]: r[1] for r in _md_section(markdown, "### Policy as used")}
-    assert policy["incident.id"] == "incident" and policy["goodwill_percent"] == "0"
-    assert report.manifest["policy"] == Policy().as_dict()
+    # the incident is named from the data: date and hash of the largest episode
+    assert re.fullmatch(r"2025-\d\d-\d\d-[0-9a-f]{6}", report.incident_id)
+    assert policy["incident.id"] == report.incident_id and policy["goodwill_percent"] == "0"
+    expected = dataclasses.replace(Policy(), incident_id=report.incident_id)
+    assert report.manifest["policy"] == expected.as_dict()
 
 
 # --------------------------------------------------------------------------- determinism

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from warroom.generate.prices import PriceBook
 from warroom.generate.rows import AbuseRow, LedgerEntry, RequestRow
-from warroom.generate.units import DAY, HOUR, MIN, Q6, TOLERANCE, ZERO, iso_us, money_text, q6
+from warroom.generate.units import DAY, HOUR, MIN, TOLERANCE, ZERO, iso_us, money_text, q6
 from warroom.generate.users import SimulatedUser, WorldConfig
 
 
@@ -386,17 +386,23 @@ def _consumption_anomalies(es: list[LedgerEntry], cur: str, f: list[Finding]) ->
 # -- impact
 
 
-def _round_default_credit(d: Decimal, currency: str) -> Decimal:
-    """DESIGN §4: usd to cents, credits to 6 decimals, any other unit to 1."""
-    quantum = {"usd": Decimal("0.01"), "credits": Q6}.get(currency, Decimal(1))
-    return d.quantize(quantum, rounding=ROUND_HALF_UP)
+#: decimal places of the generator's currencies: usd is a real currency (ISO 4217:
+#: cents); credits and quota units are not, and keep 6 places (DESIGN.md section 4)
+_PLACES = {"usd": 2, "credits": 6, "units": 6}
+
+
+def _round_owed(d: Decimal, currency: str) -> Decimal:
+    """Half-up to the currency's places; never to 0 while something is owed."""
+    unit = Decimal(1).scaleb(-_PLACES[currency])
+    rounded = d.quantize(unit, rounding=ROUND_HALF_UP)
+    return unit if d > 0 and rounded == 0 else rounded
 
 
 def _impact_row(
     u: SimulatedUser, cur: str, f: list[Finding], restricted: int, review: bool
 ) -> dict[str, Any] | None:
-    """The user's impact row (DESIGN §4), for their one currency; None if
-    nothing is owed, nothing was wrongful and there is nothing to review."""
+    """The user's impact row under the default policy (DESIGN.md section 4), for their
+    one currency; None if nothing is owed, nothing was wrongful and nothing to review."""
     comp = {
         "duplicate_charges": ZERO,
         "charged_failed_request": ZERO,
@@ -415,12 +421,17 @@ def _impact_row(
             review = True
     if not (any(comp.values()) or n_wrong or restricted or review):
         return None
-    credit = (
+    owed = (
         comp["duplicate_charges"]
         + comp["charged_failed_request"]
         + comp["abuse_penalty_charges"]
         + comp["overbilled"]
     )
+    # the credit is the whole value owed, given once: the reimbursed top-ups go back to
+    # the card (never more than the credit), the rest to the balance
+    credit = _round_owed(owed, cur)
+    to_card = min(_round_owed(comp["negative_balance_topups"], cur), credit)
+    action = "credit" if credit > 0 else ("review" if review else "notify")
     return {
         "user_id": u.uid,
         "plan": u.plan.name,
@@ -429,12 +440,14 @@ def _impact_row(
         "failed_request_charges": money_text(q6(comp["charged_failed_request"])),
         "abuse_penalty_excess": money_text(q6(comp["abuse_penalty_charges"])),
         "overbilled": money_text(q6(comp["overbilled"])),
-        "credit_amount": money_text(_round_default_credit(credit, cur)),
-        "topup_reimbursement": money_text(
-            _round_default_credit(comp["negative_balance_topups"], cur)
-        ),
+        "credit_amount": money_text(credit),
+        "balance_credit": money_text(credit - to_card),
+        "topup_reimbursement": money_text(to_card),
+        "compensation": "0",
+        "banked_resets": 0,
         "wrongful_429s": n_wrong,
         "restricted_minutes": (2 * restricted + MIN) // (2 * MIN),
+        "action": action,
         "review": review,
     }
 

@@ -107,7 +107,10 @@ class TruthStats:
                 "abuse_penalty_excess": ZERO,
                 "overbilled": ZERO,
                 "credit_amount": ZERO,
+                "balance_credit": ZERO,
                 "topup_reimbursement": ZERO,
+                "compensation": ZERO,
+                "banked_resets": 0,
                 "wrongful_429s": 0,
                 "restricted_minutes": 0,
                 "review": 0,
@@ -120,9 +123,12 @@ class TruthStats:
             "abuse_penalty_excess",
             "overbilled",
             "credit_amount",
+            "balance_credit",
             "topup_reimbursement",
+            "compensation",
         ):
             t[k] += Decimal(row[k])
+        t["banked_resets"] += row["banked_resets"]
         t["wrongful_429s"] += row["wrongful_429s"]
         t["restricted_minutes"] += row["restricted_minutes"]
         t["review"] += int(row["review"])

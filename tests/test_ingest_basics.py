@@ -11,7 +11,8 @@ import pytest
 
 from tests.conftest import write
 from warroom import ingest
-from warroom.errors import InputError, RejectedRowsError
+from warroom.errors import InputError
+from warroom.ingest import RejectedRowsError
 from warroom.model import Kind
 
 REQ = (

@@ -23,8 +23,8 @@ import pytest
 from tests.conftest import ROOT, Cli, write
 from warroom import db, profiles
 from warroom.detect import detect
-from warroom.errors import ProfileError, RejectedRowsError
-from warroom.ingest import ingest
+from warroom.errors import ProfileError
+from warroom.ingest import RejectedRowsError, ingest
 from warroom.model import Kind
 from warroom.pack import load_pack
 

@@ -7,10 +7,6 @@ exit codes of DESIGN.md section 5 and prints their message as one line.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from warroom.ingest import IngestReport
 
 
 class ExitCode(IntEnum):
@@ -36,19 +32,6 @@ class UsageError(WarroomError):
     """A bad argument that the command-line parser could not catch."""
 
     exit_code = ExitCode.USAGE
-
-
-class RejectedRowsError(WarroomError):
-    """Rows were rejected while ``--strict`` was set; nothing was loaded from those files.
-
-    ``report`` is the whole ingest's report (the files that did load are in it too).
-    """
-
-    exit_code = ExitCode.REJECTED
-
-    def __init__(self, message: str, report: IngestReport | None = None) -> None:
-        super().__init__(message)
-        self.report = report
 
 
 class QueryError(WarroomError):

@@ -19,8 +19,7 @@ from warroom.cli.app import (
     emit,
     plain,
 )
-from warroom.errors import RejectedRowsError
-from warroom.ingest import IngestReport
+from warroom.ingest import IngestReport, RejectedRowsError
 from warroom.ingest import ingest as run_ingest
 from warroom.model import Kind
 

@@ -43,11 +43,12 @@ How a file is read, fastest first:
 from __future__ import annotations
 
 from warroom.ingest.convert import LINE_LIMIT
-from warroom.ingest.load import FileResult, IngestReport, ProgressFn, ingest
+from warroom.ingest.load import FileResult, IngestReport, ProgressFn, RejectedRowsError, ingest
 from warroom.ingest.scan import RAW_LIMIT
 from warroom.ingest.sniff import expand_paths
 
 __all__ = [
+    "RejectedRowsError",
     "LINE_LIMIT",
     "RAW_LIMIT",
     "FileResult",

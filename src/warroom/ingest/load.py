@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 
 from warroom import profiles
-from warroom.errors import InputError, RejectedRowsError
+from warroom.errors import ExitCode, InputError, WarroomError
 from warroom.ingest import relations
 from warroom.ingest.convert import install_macros, typed_select
 from warroom.ingest.scan import BadLine, TextScan, clean_copy, scan_file
@@ -34,6 +34,19 @@ from warroom.profiles import Profile
 
 ProgressFn = Callable[[str, float], None]
 """progress(label, fraction done in [0, 1]) — called from a watcher thread."""
+
+
+class RejectedRowsError(WarroomError):
+    """Rows were rejected while ``--strict`` was set; nothing was loaded from those files.
+
+    ``report`` is the whole ingest's report (the files that did load are in it too).
+    """
+
+    exit_code = ExitCode.REJECTED
+
+    def __init__(self, message: str, report: IngestReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass

@@ -1,4 +1,5 @@
--- Every 429 that may have been wrongful, with what the sequential pass of the
+-- Every 429 that may have been wrongful (at a counterfactual balance > 0, or an
+-- abuse 429 of a user with no ledger yet), with what the sequential pass of the
 -- served counterfactual (DESIGN.md section 3; the Python step served_rejections)
 -- needs to judge it. One row per such 429:
 --
@@ -104,8 +105,19 @@ candidates AS (
     LEFT JOIN false_positive_restrictions
         ON rejected_requests.request_id = false_positive_restrictions.request_id
     WHERE
-        rejected_requests.error_code IN ('insufficient_quota', 'usage_limit_reached')
-        OR false_positive_restrictions.request_id IS NOT NULL
+        (
+            rejected_requests.error_code IN ('insufficient_quota', 'usage_limit_reached')
+            OR false_positive_restrictions.request_id IS NOT NULL
+        )
+        -- the served counterfactual is never above the counterfactual (estimates are
+        -- >= 0): a 429 at a counterfactual <= 0 cannot be wrongful, nor cost anything
+        AND (
+            rejection_state.cf_balance > 0
+            OR (
+                false_positive_restrictions.request_id IS NOT NULL
+                AND rejection_state.request_id IS NULL
+            )
+        )
 ),
 
 -- the lower median of a user's own history: the ceil(n/2)-th smallest expected charge

@@ -1,89 +1,40 @@
 -- title: Wrongful rejections
--- description: A row is a 429 the correct state would not have caused: with
---   error_code insufficient_quota or usage_limit_reached while the counterfactual
---   balance (in the currency of the user's latest ledger row before it) was > 0;
---   or with abuse_blocked or rate_limit_exceeded while a false-positive throttle
---   or block stood.
+-- description: A row is a 429 the correct state would not have caused, taken in
+--   (ts, request_id) order per user and currency against the served counterfactual
+--   balance (the counterfactual balance less the estimated cost of each earlier
+--   wrongful 429 since the last reset, in the currency of the user's latest ledger
+--   row before it): insufficient_quota or usage_limit_reached while it was > 0;
+--   abuse_blocked or rate_limit_exceeded during a false-positive throttle or block
+--   while it was > 0 (or the user had no ledger).
 -- severity: high
-WITH rejected_requests AS (
-    SELECT request_id, user_id, ts, status, error_code, source_id, line
-    FROM requests
-    WHERE status = 429
-),
-
-rejection_probes AS (
-    SELECT probe_request_id, currency, balance, cf_balance, last_ledger_ts
-    FROM balance_timeline
-    WHERE row_type = 'rejection'
-),
-
-abuse_restrictions AS (
-    SELECT user_id, action, ts, end_ts, classification FROM abuse_restrictions
-),
-
--- a 429 is judged in the currency of the user's latest ledger row before it
-probes_ranked AS (
+WITH served_rejections AS (
     SELECT
-        probe_request_id AS request_id,
-        currency,
-        balance,
-        cf_balance,
-        last_ledger_ts,
-        row_number() OVER (
-            PARTITION BY probe_request_id
-            ORDER BY last_ledger_ts DESC NULLS LAST, currency ASC
-        ) AS pick
-    FROM rejection_probes
-),
-
-rejection_state AS (
-    SELECT request_id, currency, balance, cf_balance
-    FROM probes_ranked
-    WHERE pick = 1 AND last_ledger_ts IS NOT NULL
-),
-
-blocked AS (
-    SELECT
-        rejected_requests.request_id,
-        min(abuse_restrictions.action) AS action
-    FROM rejected_requests
-    INNER JOIN abuse_restrictions
-        ON rejected_requests.user_id = abuse_restrictions.user_id
-        AND abuse_restrictions.action IN ('throttle', 'block')
-        AND abuse_restrictions.classification = 'false_positive'
-        AND rejected_requests.ts >= abuse_restrictions.ts
-        AND rejected_requests.ts < abuse_restrictions.end_ts
-    WHERE rejected_requests.error_code IN ('abuse_blocked', 'rate_limit_exceeded')
-    GROUP BY rejected_requests.request_id
+        request_id, user_id, currency, ts, error_code, kind, restriction, balance,
+        cf_balance, served_cf_balance, estimated_cost, estimate_source, wrongful,
+        source_id, line
+    FROM served_rejections
 ),
 
 wrongful AS (
     SELECT
-        rejected_requests.user_id,
-        rejection_state.currency,
-        rejected_requests.ts,
-        rejected_requests.request_id,
-        rejected_requests.error_code,
-        rejection_state.balance,
-        rejection_state.cf_balance,
-        rejected_requests.source_id,
-        rejected_requests.line,
-        CASE
-            WHEN rejected_requests.error_code IN ('insufficient_quota', 'usage_limit_reached')
-                THEN
-                    rejected_requests.error_code || ' while the counterfactual balance was '
-                    || CAST(rejection_state.cf_balance AS VARCHAR)
-            ELSE rejected_requests.error_code || ' during a false-positive ' || blocked.action
+        request_id, user_id, currency, ts, error_code, balance, cf_balance,
+        served_cf_balance, estimated_cost, estimate_source, source_id, line,
+        error_code
+        || CASE
+            WHEN kind = 'abuse' THEN ' during a false-positive ' || restriction ELSE ''
+        END
+        || CASE
+            WHEN served_cf_balance IS NULL THEN ' (no ledger)'
+            ELSE
+                ' while the served counterfactual balance was '
+                || CAST(served_cf_balance AS VARCHAR)
+                || CASE
+                    WHEN estimated_cost IS NULL THEN ' (no cost estimate)'
+                    ELSE ' (estimated cost ' || CAST(estimated_cost AS VARCHAR) || ')'
+                END
         END AS detail
-    FROM rejected_requests
-    LEFT JOIN rejection_state ON rejected_requests.request_id = rejection_state.request_id
-    LEFT JOIN blocked ON rejected_requests.request_id = blocked.request_id
-    WHERE
-        (
-            rejected_requests.error_code IN ('insufficient_quota', 'usage_limit_reached')
-            AND rejection_state.cf_balance > 0
-        )
-        OR blocked.request_id IS NOT NULL
+    FROM served_rejections
+    WHERE wrongful
 )
 
 SELECT
@@ -98,6 +49,9 @@ SELECT
     error_code,
     balance,
     cf_balance,
+    served_cf_balance,
+    estimated_cost,
+    estimate_source,
     source_id,
     line
 FROM wrongful

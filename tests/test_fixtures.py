@@ -341,3 +341,27 @@ def test_sql_can_read_the_shared_relations(tmp_path: Path, cli: Cli) -> None:
         '"e1",0.998000,0.998000',
         '"e2",0.996000,0.998000',
     ]
+
+
+def test_user_shows_the_served_counterfactual_beside_the_counterfactual(tmp_path: Path) -> None:
+    from warroom.detect import user_timeline
+
+    con = world(
+        tmp_path,
+        [
+            req("h1", "2025-06-09T12:00:00Z", out=0),  # the estimate: 0.001
+            req("r1", "2025-06-10T09:00:00Z"),
+            req("x1", T0, status=429, error="insufficient_quota", inp=0, out=0),
+        ],
+        [
+            led("g", "2025-06-09T09:00:00Z", "grant", "0.003"),
+            charge("e1", "2025-06-10T09:00:01Z", "r1"),  # 0.001
+            charge("e2", "2025-06-10T09:00:02Z", "r1"),  # dup: -0.001, cf 0.001
+            led("t", "2025-06-10T11:00:00Z", "topup", "1"),  # after x1 cost 0.001: served 0
+        ],
+    )
+    rows = user_timeline(con, load_pack(), "u1").to_pylist()
+    ledger = [
+        (r["id"], r["cf_balance"], r["served_cf_balance"]) for r in rows if r["source"] == "ledger"
+    ]
+    assert ledger[-2:] == [("e2", D("0.001"), D("0.001")), ("t", D("1.001"), D("1.000"))]

@@ -105,6 +105,14 @@ def test_every_injected_incident_is_present(world) -> None:
         "coverage_gaps",
     ]:
         assert found.get(det, 0) > 0, det
+    # wrongful 429s of both kinds: refused for the balance, and under a false-positive restriction
+    kinds = dict(
+        con.execute(
+            "SELECT detail LIKE '%during a false-positive%', count(*) FROM findings "
+            "WHERE detector = 'wrongful_rejections' GROUP BY 1"
+        ).fetchall()
+    )
+    assert kinds.get(True, 0) > 0 and kinds.get(False, 0) > 0, kinds
     # the billing outage is a gap in the ledger: requests (all failed, unbilled) and
     # no ledger row in its hour
     logs = world[0]

@@ -112,6 +112,40 @@ def test_a_query_builds_only_the_shared_relations_it_reads() -> None:
     assert pack.needs("-- user_currency in a comment only\nSELECT 1") == []
 
 
+def test_a_group_step_sits_in_the_pack_after_its_inputs() -> None:
+    # served_rejections is computed in Python from rejection_candidates, group by group
+    pack = load_pack()
+    names = [s.name for s in pack.shared]
+    assert names.index("served_rejections") == names.index("rejection_candidates") + 1
+    needed = pack.needs(pack.get("wrongful_rejections").sql)
+    assert needed[-2:] == ["rejection_candidates", "served_rejections"]
+    step = next(s for s in pack.shared if s.name == "served_rejections")
+    assert step.step is not None and step.path.name == "served.py"
+
+
+def test_the_served_pass_takes_429s_in_order_and_charges_the_wrongful_ones() -> None:
+    from decimal import Decimal as D
+
+    import pyarrow as pa
+
+    from warroom.served import served_rejections
+
+    money = pa.decimal128(38, 6)
+    group = pa.table(
+        {
+            "cf_balance": pa.array([D("0.003"), D("0.003"), D("0.003"), None], money),
+            "estimated_cost": pa.array([D("0.002"), None, D("0.002"), None], money),
+            "kind": ["quota", "quota", "abuse", "abuse"],
+        }
+    )
+    out = served_rejections(group).to_pydict()
+    # 0.003 -> wrongful, costs 0.002 -> 0.001: wrongful, no estimate (0) -> 0.001 -> wrongful
+    assert out["served_cf_balance"] == [D("0.003"), D("0.001"), D("0.001"), None]
+    assert out["wrongful"] == [True, True, True, True]  # the last: no ledger
+    assert out["charged_cost"] == [D("0.002"), D(0), D("0.002"), D(0)]
+    assert served_rejections(group.slice(0, 0)).num_rows == 0
+
+
 def test_every_query_runs_on_the_sample_logs(tmp_path: Path, cli: Cli) -> None:
     from warroom import db
     from warroom.detect import detect

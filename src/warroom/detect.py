@@ -245,24 +245,38 @@ def summary_table(result: DetectResult) -> pa.Table:
 
 _USER_TIMELINE = """
 WITH files AS (SELECT source_id, path FROM sources),
+-- the served counterfactual after a ledger row: less the estimated cost of the
+-- wrongful 429s of its segment at or before it (a 429 at t comes before rows at t)
+served AS (
+    SELECT t.entry_id,
+           t.cf_balance - coalesce(sum(w.charged_cost), 0) AS served_cf_balance
+    FROM balance_timeline AS t
+    LEFT JOIN served_rejections AS w
+      ON w.wrongful AND w.user_id = t.user_id AND w.currency = t.currency
+     AND coalesce(w.reset_entry_id, '') = coalesce(t.reset_entry_id, '') AND w.ts <= t.ts
+    WHERE t.user_id = $user_id AND t.row_type = 'ledger'
+    GROUP BY t.entry_id, t.cf_balance
+),
 rows AS (
     SELECT r.ts, 1 AS ord, 'request' AS source, r.request_id AS id,
            CAST(r.status AS VARCHAR) || coalesce(' ' || r.error_code, '') AS what,
            CAST(NULL AS DECIMAL(38,6)) AS amount, CAST(NULL AS DECIMAL(38,6)) AS balance,
            CAST(NULL AS DECIMAL(38,6)) AS cf_balance,
+           CAST(NULL AS DECIMAL(38,6)) AS served_cf_balance,
            concat_ws(' ', r.model, 'in=' || r.input_tokens, 'cached=' || r.cached_tokens,
                      'out=' || r.output_tokens) AS detail,
            r.source_id, r.line
     FROM requests AS r WHERE r.user_id = $user_id
     UNION ALL
     SELECT t.ts, 2, 'ledger', t.entry_id, t.kind || ' ' || t.currency, t.amount, t.balance,
-           t.cf_balance,
+           t.cf_balance, s.served_cf_balance,
            concat_ws(' ', 'request=' || t.request_id, 'recorded=' || t.recorded_balance),
            t.source_id, t.line
-    FROM balance_timeline AS t WHERE t.user_id = $user_id AND t.row_type = 'ledger'
+    FROM balance_timeline AS t LEFT JOIN served AS s USING (entry_id)
+    WHERE t.user_id = $user_id AND t.row_type = 'ledger'
     UNION ALL
     SELECT e.ts, 3, 'abuse', e.action, e.action || coalesce(' ' || e.rule, ''),
-           NULL, NULL, NULL,
+           NULL, NULL, NULL, NULL,
            concat_ws(' ', a.classification, 'until=' || CAST(a.end_ts AS VARCHAR),
                      'x' || CAST(e.multiplier AS VARCHAR)),
            e.source_id, e.line
@@ -270,11 +284,11 @@ rows AS (
     LEFT JOIN abuse_restrictions AS a ON a.source_id = e.source_id AND a.line = e.line
     WHERE e.user_id = $user_id
     UNION ALL
-    SELECT f.ts, 4, 'finding', f.detector, f.currency, f.amount, NULL, NULL, f.detail,
+    SELECT f.ts, 4, 'finding', f.detector, f.currency, f.amount, NULL, NULL, NULL, f.detail,
            f.source_id, f.line
     FROM findings AS f WHERE f.user_id = $user_id
 )
-SELECT rows.ts, source, id, what, amount, balance, cf_balance, detail,
+SELECT rows.ts, source, id, what, amount, balance, cf_balance, served_cf_balance, detail,
        files.path || ':' || CAST(rows.line AS VARCHAR) AS origin
 FROM rows LEFT JOIN files USING (source_id)
 ORDER BY rows.ts, ord, id, origin
@@ -282,9 +296,9 @@ ORDER BY rows.ts, ord, id, origin
 
 
 def user_timeline(con: duckdb.DuckDBPyConnection, pack: Pack, user_id: str) -> pa.Table:
-    """One user's story in time order: requests, ledger rows with the replayed and
-    counterfactual balance, abuse actions with their classification, and findings,
-    each with the file:line it came from."""
+    """One user's story in time order: requests, ledger rows with the replayed,
+    counterfactual and served counterfactual balance, abuse actions with their
+    classification, and findings, each with the file:line it came from."""
     prepare(con, pack)
     compute_findings(con, pack, table="findings", temp=True)
     try:

@@ -16,6 +16,14 @@ the replayed and counterfactual balance, ...), one per file, named after the
 file without its numeric prefix, built in file order; before a query runs, the
 ones it reads are created as temporary tables (``prepare``).
 
+A few shared relations are a sequential pass that SQL states badly (whether a
+429 was wrongful depends on the earlier ones): a *group step* (``GroupStep``,
+registered in ``GROUP_STEPS``) computes such a relation in Python from a SQL
+input, one group of rows (a user and currency, ...) at a time. It sits in the
+pack like any shared relation (``Pack.needs``, ``prepare``), right after the
+relations its input reads; the Spark engine can run the same function per group
+(``applyInPandas``).
+
 The built-in pack ships inside the package; ``--queries-dir`` and
 ``$WARROOM_QUERIES`` add a user's folders. A user's query with the name of a
 built-in one replaces it.
@@ -76,14 +84,40 @@ class Query:
 
 
 @dataclass(frozen=True)
+class GroupStep:
+    """A shared relation computed in Python, group by group, from a SQL input.
+
+    ``source`` is the SQL the step reads (it names shared relations like any
+    query); its rows are split into groups by ``keys`` (NULL is a value of its
+    own), each ordered by ``order``, and ``function`` turns one group (an Arrow
+    table) into that group's output rows. ``function`` must also accept an
+    empty table (it gives the output's schema). Nothing but the input's rows
+    reaches Python, so the input should be few rows (candidates, not a ledger).
+    """
+
+    name: str
+    source: str
+    keys: tuple[str, ...]
+    order: tuple[str, ...]
+    function: Callable[[pa.Table], pa.Table]
+    #: the file that defines ``function`` (its text is part of the pack's hash)
+    module_path: Path
+
+
+@dataclass(frozen=True)
 class Shared:
     name: str
     path: Path
     sql: str
+    #: set for a relation computed by a Python step; ``sql`` is then its input
+    step: GroupStep | None = None
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
+        text = self.sql
+        if self.step is not None:
+            text += self.step.module_path.read_text(encoding="utf-8")
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass
@@ -142,7 +176,27 @@ def load_pack(extra_dirs: list[Path] | None = None) -> Pack:
             for path in sorted((d / "shared").glob("*.sql")):
                 s = Shared(_shared_name(path), path, path.read_text(encoding="utf-8"))
                 shared[s.name] = s
-    return Pack(queries, sorted(shared.values(), key=lambda s: s.path.name))
+    return Pack(queries, _with_steps(sorted(shared.values(), key=lambda s: s.path.name)))
+
+
+def _group_steps() -> dict[str, GroupStep]:
+    """name -> the group steps of the built-in pack (imported here: they are Python)."""
+    from warroom.served import SERVED_REJECTIONS
+
+    return {SERVED_REJECTIONS.name: SERVED_REJECTIONS}
+
+
+def _with_steps(shared: list[Shared]) -> list[Shared]:
+    """The SQL relations with each group step placed right after the last one
+    its input reads (a step whose input is missing from the pack is left out)."""
+    out = list(shared)
+    for step in _group_steps().values():
+        text = _strip_comments(step.source)
+        read = [i for i, s in enumerate(out) if re.search(rf"\b{re.escape(s.name)}\b", text)]
+        if not read:
+            continue
+        out.insert(max(read) + 1, Shared(step.name, step.module_path, step.source, step))
+    return out
 
 
 def _shared_name(path: Path) -> str:
@@ -329,13 +383,43 @@ def _create_shared(
         started = time.monotonic()
         body = _strip_trailing_semicolon(s.sql)
         try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {s.name} AS {body}")
+            if s.step is not None:
+                _run_group_step(con, s.step)
+            else:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {s.name} AS {body}")
         except duckdb.Error as exc:
             raise QueryError(f"{s.path}: {_first_line(exc)}") from None
         timings.append((s.name, time.monotonic() - started))
         if on_step:
             on_step(i + 1)
     return timings
+
+
+def _run_group_step(con: duckdb.DuckDBPyConnection, step: GroupStep) -> None:
+    """Read the step's input as Arrow, ordered by its keys and order, run its
+    function on each group, and write the rows as the temp table ``step.name``."""
+    order = ", ".join(f"{c} ASC NULLS FIRST" for c in (*step.keys, *step.order))
+    rows = con.sql(
+        f"SELECT * FROM ({_strip_trailing_semicolon(step.source)}) AS step_input ORDER BY {order}"
+    ).to_arrow_table()
+    parts = [step.function(rows.slice(lo, hi - lo)) for lo, hi in _group_bounds(rows, step.keys)]
+    out = pa.concat_tables(parts) if parts else step.function(rows.slice(0, 0))
+    con.register("group_step_output", out)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {step.name} AS SELECT * FROM group_step_output")
+    finally:
+        con.unregister("group_step_output")
+
+
+def _group_bounds(rows: pa.Table, keys: tuple[str, ...]) -> list[tuple[int, int]]:
+    """[lo, hi) of each run of equal keys in ``rows`` (sorted by them)."""
+    n = rows.num_rows
+    if n == 0:
+        return []
+    starts = [0]
+    columns = [rows.column(k).to_pylist() for k in keys]
+    starts += [i for i in range(1, n) if any(c[i] != c[i - 1] for c in columns)]
+    return list(zip(starts, [*starts[1:], n], strict=True))
 
 
 def run(con: duckdb.DuckDBPyConnection, query: Query, params: dict[str, Any]) -> pa.Table:

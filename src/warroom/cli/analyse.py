@@ -131,7 +131,7 @@ def user_cmd(
     db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
 ) -> None:
-    """One user's timeline: requests, ledger with replayed and counterfactual balance,
+    """One user's timeline: requests, ledger with replayed, counterfactual and served balance,
     abuse events, findings."""
     from warroom.detect import user_timeline
     from warroom.pack import load_pack

@@ -38,6 +38,11 @@ Conventions this generator fixes, beyond DECISIONS.md (the tests pin them):
   only flags may stand to the end of the data. Scenarios are placed where the
   pinned abuse rule's verdict is clear-cut (at most 2/3 of the threshold for a
   false positive, well above it for a burst).
+- A wrongful 429 costs, in the served counterfactual, the lower median of the
+  expected charges of the user's successful requests over the 7 UTC days before
+  its day. Users are simulated one at a time, so the plan-wide fallback is out
+  of reach: a wrongful 429 that would need it (no own history after the world's
+  first day) fails the self-check; on the first day nobody has history (cost 0).
 - Duplicates: each ``charge`` of a ``payg`` user whose ``ts`` is in the window
   gets a second entry 3 to 40 ms later; a refund names the request and gives
   back the whole duplicate. A lost write leaves exactly one written row

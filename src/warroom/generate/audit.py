@@ -219,10 +219,12 @@ class _Replay:
         self.start_bal = bal
         self.bal = bal
         self.acc = ZERO  # excess since the last reset: counterfactual = bal + acc
-        self.attributed = ZERO  # reimbursed since the last reset
         self.dup_left: dict[str, Decimal] = {}
         self.reimbursable: dict[str, Decimal] = {}
         self.cf_after: list[Decimal] = []
+        self.reset_ts = [e.ts for e in es if e.kind == "reset"]
+        #: each top-up: its index, the balance and the counterfactual just before it
+        self.topups: list[tuple[int, Decimal, Decimal]] = []
 
     def run(self, f: list[Finding]) -> None:
         prev_recorded: Decimal | None = None
@@ -231,11 +233,12 @@ class _Replay:
                 assert e.balance_after is not None
                 self.bal = e.balance_after
                 self.acc = ZERO
-                self.attributed = ZERO
             else:
                 assert e.amount is not None
                 if e.kind == "topup":
-                    self._topup(k, e, f)
+                    if bisect_left(self.e_ts, e.ts) != k:  # balance at t: rows with ts < t
+                        raise RuntimeError("generator self-check: a top-up shares its instant")
+                    self.topups.append((k, self.bal, self.bal + self.acc))
                 elif e.kind == "refund" and e.rid is not None:
                     back = min(e.amount, self.dup_left.get(e.rid, ZERO))
                     self.dup_left[e.rid] = self.dup_left.get(e.rid, ZERO) - back
@@ -253,18 +256,30 @@ class _Replay:
                 prev_recorded = e.balance_after
             self.cf_after.append(self.bal + self.acc)
 
-    def _topup(self, k: int, e: LedgerEntry, f: list[Finding]) -> None:
-        """A top-up made at a negative balance that the counterfactual says was
-        not negative reimburses what the wrongful charges took, once."""
-        assert e.amount is not None
-        if bisect_left(self.e_ts, e.ts) != k:  # balance at t: rows with ts < t
-            raise RuntimeError("generator self-check: a top-up shares its instant")
-        b_t, cf_t = self.bal, self.bal + self.acc
-        if b_t < 0 and cf_t >= 0:
-            back = max(ZERO, min(e.amount, (cf_t - b_t) - self.attributed))
-            self.attributed += back
-            self.reimbursable[e.eid] = back
-            f.append(Finding("negative_balance_topups", self.cur, e.ts, None, e.eid, back, None))
+    def segment(self, t: int) -> int:
+        """Which segment t is in: the number of resets with ts < t."""
+        return bisect_left(self.reset_ts, t)
+
+    def judge_topups(self, costs: list[tuple[int, Decimal]], f: list[Finding]) -> None:
+        """A top-up made at a negative balance that the served counterfactual
+        (less ``costs``: each wrongful 429's ts and estimated cost) says was not
+        negative reimburses what the wrongful charges took, once per segment."""
+        attributed: dict[int, Decimal] = {}
+        for k, b_t, cf_t in self.topups:
+            e = self.es[k]
+            assert e.amount is not None
+            seg = self.segment(e.ts)
+            served = cf_t - sum(
+                (c for ts, c in costs if ts < e.ts and self.segment(ts) == seg), ZERO
+            )
+            if b_t < 0 and served >= 0:
+                done = attributed.get(seg, ZERO)
+                back = max(ZERO, min(e.amount, (cf_t - b_t) - done))
+                attributed[seg] = done + back
+                self.reimbursable[e.eid] = back
+                f.append(
+                    Finding("negative_balance_topups", self.cur, e.ts, None, e.eid, back, None)
+                )
 
     def _check_chain(self, e: LedgerEntry, prev_recorded: Decimal | None, f: list[Finding]) -> None:
         """A recorded balance_after that the replay does not reach is a chain
@@ -303,19 +318,22 @@ def _requests(
     replay: _Replay,
     spans: list[_Span],
     prices: PriceBook,
+    start: int,
     f: list[Finding],
-) -> tuple[set[str], set[str]]:
-    """Wrongful 429s and unbilled requests (findings appended to ``f``)."""
+) -> tuple[set[str], set[str], list[tuple[int, Decimal]]]:
+    """Wrongful 429s and unbilled requests (findings appended to ``f``), and the
+    estimated cost of each wrongful 429 (its ts and cost)."""
     wrongful: set[str] = set()
     unbilled: set[str] = set()
-    for r in requests:
+    served = _Served(requests, replay, prices, start)
+    for r in sorted(requests, key=lambda r: (r.ts, r.request_id)):
         status, rid = r.status, r.request_id
         if status == 200 and rid in charged_ids:
             continue
         t = r.ts
         r_cur = _currency_before(replay.es, replay.e_ts, t)
         if status == 429:
-            if _wrongful_429(r, r_cur, replay, spans):
+            if served.wrongful(r, r_cur, spans):
                 wrongful.add(rid)
                 f.append(Finding("wrongful_rejections", r_cur, t, rid, None, None, r.error_code))
         elif status < 400 and (r.input_tokens or r.output_tokens) and rid not in charged_ids:
@@ -325,18 +343,59 @@ def _requests(
                 price = prices.at(r.model, r_cur, t)
                 amount = price.expected(r.input_tokens, r.cached_tokens, r.output_tokens)
             f.append(Finding("unbilled_requests", r_cur, t, rid, None, amount, None))
-    return wrongful, unbilled
+    return wrongful, unbilled, served.costs
 
 
-def _wrongful_429(r: RequestRow, r_cur: str | None, replay: _Replay, spans: list[_Span]) -> bool:
-    """Refused for a balance the counterfactual says was positive, or by a
-    standing false-positive throttle or block."""
-    err = r.error_code
-    if err in ("insufficient_quota", "usage_limit_reached"):
-        return r_cur is not None and replay.counterfactual_before(r.ts) > 0
-    if err in ("abuse_blocked", "rate_limit_exceeded"):
-        return any(s.cls == "false_positive" for s in _standing(spans, ("throttle", "block"), r.ts))
-    return False
+class _Served:
+    """The served counterfactual (DESIGN.md section 3): the counterfactual less the
+    estimated cost of each wrongful 429 since the last reset, 429s taken in
+    (ts, request_id) order."""
+
+    def __init__(
+        self, requests: list[RequestRow], replay: _Replay, prices: PriceBook, start: int
+    ) -> None:
+        self.replay = replay
+        self.start = start
+        self.costs: list[tuple[int, Decimal]] = []
+        self.by_day: dict[int, list[Decimal]] = {}
+        cur = replay.cur
+        for r in requests:
+            if r.status < 400:
+                cost = prices.at(r.model, cur, r.ts).expected(
+                    r.input_tokens, r.cached_tokens, r.output_tokens
+                )
+                self.by_day.setdefault(r.ts // DAY, []).append(cost)
+
+    def estimate(self, t: int) -> Decimal:
+        """The lower median of the user's expected charges over the 7 UTC days
+        before t's day; the plan's pool is never needed (see ``cross_check``)."""
+        day = t // DAY
+        values = sorted(x for d in range(day - 7, day) for x in self.by_day.get(d, ()))
+        if not values:
+            if day * DAY > self.start:
+                raise RuntimeError("generator self-check: a 429 priced by other users' history")
+            return ZERO
+        return values[(len(values) + 1) // 2 - 1]
+
+    def wrongful(self, r: RequestRow, r_cur: str | None, spans: list[_Span]) -> bool:
+        """A quota 429 while the served counterfactual was > 0; an abuse 429 under
+        a standing false-positive throttle or block, if it was > 0 or there was no
+        ledger yet. A wrongful one costs its estimate from then on."""
+        err = r.error_code
+        if err in ("abuse_blocked", "rate_limit_exceeded"):
+            standing = _standing(spans, ("throttle", "block"), r.ts)
+            if not any(s.cls == "false_positive" for s in standing):
+                return False
+        elif err not in ("insufficient_quota", "usage_limit_reached"):
+            return False
+        if r_cur is None:
+            return err in ("abuse_blocked", "rate_limit_exceeded")
+        seg = self.replay.segment(r.ts)
+        spent = sum((c for ts, c in self.costs if self.replay.segment(ts) == seg), ZERO)
+        if self.replay.counterfactual_before(r.ts) - spent <= 0:
+            return False
+        self.costs.append((r.ts, self.estimate(r.ts)))
+        return True
 
 
 # -- abuse and consumption
@@ -470,7 +529,10 @@ def audit_user(
     causes, charged_ids = _charges(es, cur, requests, cfg.prices, spans, f)
     replay = _Replay(es, causes, cur)
     replay.run(f)
-    wrongful, unbilled = _requests(requests, charged_ids, replay, spans, cfg.prices, f)
+    wrongful, unbilled, costs = _requests(
+        requests, charged_ids, replay, spans, cfg.prices, cfg.timeline.start, f
+    )
+    replay.judge_topups(costs, f)
     restricted, review = _abuse_findings(spans, replay, f)
     _consumption_anomalies(es, cur, f)
     impact = _impact_row(u, cur, f, restricted, review)

@@ -23,11 +23,12 @@ class Billing(UserState):
             self.bal = e.balance_after
             self.acc = ZERO
             self.attributed = ZERO
+            self.spent = ZERO
             return
         assert e.amount is not None
         if e.kind == "topup":
             self.topup_pending = False
-            if self.bal < 0 and self.bal + self.acc >= 0:
+            if self.bal < 0 and self.bal + self.acc - self.spent >= 0:
                 r = max(ZERO, min(e.amount, self.acc - self.attributed))
                 self.reimbursable[e.eid] = r
                 self.attributed += r

@@ -10,7 +10,7 @@ from math import exp
 
 from warroom.generate.rows import RequestRow
 from warroom.generate.sim.state import UserState
-from warroom.generate.units import HOUR, MIN, SEC, off_second
+from warroom.generate.units import DAY, HOUR, MIN, SEC, off_second
 
 
 class Gateway(UserState):
@@ -58,9 +58,12 @@ class Gateway(UserState):
             if err == "abuse_blocked" or err == "rate_limit_exceeded":
                 standing = self.block or self.throttle
                 if standing is not None and standing.cls == "false_positive":
-                    self.wrongful.add(rid)
+                    self.wrongly_refused(t, rid)
         else:
             lat_us = 50_000 + int(19_950_000 * rand())
+        if status < 400:
+            cost = self.cfg.prices.at(model, self.cur, t).expected(inp, cached, out)
+            self.served_by_day.setdefault(t // DAY, []).append(cost)
         req = RequestRow(t, rid, status, err, model, inp, cached, out, lat_us / 1000)
         self.requests.append(req)
         if self.track:
@@ -95,10 +98,9 @@ class Gateway(UserState):
         return 200, None, inp, cached, out
 
     def _refuse_for_balance(self, t: int, rid: str) -> None:
-        """A prepaid balance at or below zero: wrongful if the counterfactual
-        balance is positive; a payg user may top up in reaction."""
-        if self.bal + self.acc > 0:
-            self.wrongful.add(rid)
+        """A prepaid balance at or below zero: wrongful if the served
+        counterfactual balance is positive; a payg user may top up in reaction."""
+        self.wrongly_refused(t, rid)
         if not self.payg or self.topup_pending:
             return
         rand = self.rng.random

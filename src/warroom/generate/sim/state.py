@@ -159,6 +159,9 @@ class UserState:
         self.bal = ZERO  # replay of the ledger rows so far (what the gateway sees)
         self.acc = ZERO  # excess since the last reset: counterfactual = bal + acc
         self.attributed = ZERO  # reimbursable already given since the last reset
+        # estimated costs of the wrongful 429s since the last reset: served = bal + acc - spent
+        self.spent = ZERO
+        self.served_by_day: dict[int, list[Decimal]] = {}  # expected charges of status < 400
         self.dup_left: dict[str, Decimal] = {}
         self.topup_pending = False
         self.track = False  # keep per-hour counts for the abuse rule (users with actions)
@@ -200,6 +203,25 @@ class UserState:
         self.entries.append(e)
         self.push(e.ts, 2, "row", e)
         return e
+
+    def wrongly_refused(self, t: int, rid: str) -> None:
+        """A 429 at t that the served counterfactual (bal + acc - spent) did not
+        warrant, if it is > 0: wrongful, and it would have been paid for."""
+        if self.bal + self.acc - self.spent > 0:
+            self.wrongful.add(rid)
+            self.spent += self.estimated_cost(t)
+
+    def estimated_cost(self, t: int) -> Decimal:
+        """The lower median of the expected charges of this user's successful
+        requests over the 7 UTC days before t's day (0 with none: only on the
+        world's first day, where no user of the plan has any either)."""
+        day = t // DAY
+        values = sorted(x for d in range(day - 7, day) for x in self.served_by_day.get(d, ()))
+        if not values:
+            if day * DAY > self.tl.start:
+                raise RuntimeError("generator self-check: a 429 priced by other users' history")
+            return ZERO
+        return values[(len(values) + 1) // 2 - 1]
 
     def new_entry_id(self) -> str:
         """The next entry_id: the user's entries are numbered as they are made."""

@@ -380,6 +380,50 @@ CASES: list[Case] = [
         text(led(kind="CHARGE", currency="USD")),
         {1: {"kind": "charge", "currency": "usd"}},
     ),
+    # initiated_by: an enumeration like kind; it means something only for a reset,
+    # and elsewhere it is checked and kept but read by nothing (DECISIONS)
+    Case(
+        "ledger-initiated_by",
+        "ledger.jsonl",
+        text(
+            led(kind="reset", amount=None, request_id=None, balance_after="20"),
+            led(
+                entry_id="e2",
+                kind="RESET",
+                amount=None,
+                request_id=None,
+                balance_after="20",
+                initiated_by="User",
+            ),
+            led(
+                entry_id="e3",
+                kind="reset",
+                amount=None,
+                request_id=None,
+                balance_after="20",
+                initiated_by="SYSTEM",
+            ),
+            led(entry_id="e4", initiated_by="user"),
+        ),
+        {
+            1: {"kind": "reset", "initiated_by": "system"},
+            2: {"kind": "reset", "initiated_by": "user"},
+            3: {"kind": "reset", "initiated_by": "system"},
+            4: {"kind": "charge", "initiated_by": "user"},
+        },
+    ),
+    _missing(
+        "ledger-unknown-initiated_by",
+        "ledger.jsonl",
+        led(kind="reset", amount=None, request_id=None, balance_after="20", initiated_by="admin"),
+        "initiated_by: unknown value 'admin' (expected one of system|user)",
+    ),
+    _missing(
+        "ledger-initiated_by-not-a-string",
+        "ledger.jsonl",
+        led(kind="reset", amount=None, request_id=None, balance_after="20", initiated_by=1),
+        "initiated_by: unknown value '1'",
+    ),
     _missing(
         "amount-not-numeric", "ledger.jsonl", led(amount="abc"), "amount: not a number: 'abc'"
     ),

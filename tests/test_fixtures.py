@@ -66,6 +66,7 @@ def led(
     currency: str = "usd",
     balance_after: str | None = None,
     key: str | None = None,
+    initiated_by: str | None = None,
 ) -> dict[str, object]:
     row: dict[str, object] = {
         "entry_id": eid,
@@ -79,6 +80,7 @@ def led(
         ("request_id", rid),
         ("balance_after", balance_after),
         ("idempotency_key", key),
+        ("initiated_by", initiated_by),
     ):
         if v is not None:
             row[k] = v
@@ -165,6 +167,7 @@ LEDGER_FIELDS = {
     "currency": "currency",
     "balance_after": "balance_after",
     "idempotency_key": "key",
+    "initiated_by": "initiated_by",
 }
 ABUSE_FIELDS = {
     "ts": "ts",

@@ -12,7 +12,7 @@ import csv
 import re
 import time
 from bisect import bisect_left
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -435,6 +435,34 @@ def test_quota_refusals_happen_at_a_replayed_balance_at_or_below_zero(run: Run) 
         assert bal <= 0 or r["user_id"] in chain_users, r
         refusals += 1
     assert refusals
+
+
+def test_subscribers_spend_banked_resets_for_the_fault_and_for_none(run: Run) -> None:
+    """A subscriber refused for their quota spends a banked reset (initiated_by user);
+    those after a wrongful quota 429 are to restore, the others (a quota the user
+    drained themselves) are not. Every other reset is the system's."""
+    resets = [r for r in run.canonical.values() if r["kind"] == "reset"]
+    assert {r["initiated_by"] for r in resets} == {"system", "user"}
+    assert all(r["initiated_by"] is None for r in run.canonical.values() if r["kind"] != "reset")
+    by_user = {r["entry_id"] for r in resets if r["initiated_by"] == "user"}
+    restorable = {f["entry_id"] for f in run.truth("spent_banked_resets")}
+    assert restorable and restorable < by_user
+    assert all(r["currency"] == "units" for r in resets)
+    banked = {u["user_id"]: u["banked_resets"] for u in run.users if u["banked_resets"]}
+    spent = Counter(f["user_id"] for f in run.truth("spent_banked_resets"))
+    assert banked == dict(spent)
+
+
+def test_the_mass_reset_does_not_stop_the_drain(run: Run) -> None:
+    """Quota penalties charge on after the global reset of every subscription."""
+    reset = run.summary["injected"]["global_quota_reset"]
+    assert reset is not None
+    after = [
+        f
+        for f in run.truth("abuse_penalty_charges")
+        if f["currency"] == "units" and f["ts"] > reset
+    ]
+    assert after
 
 
 def test_counterfactual_balance_explains_wrongful_429s_and_reimbursed_topups(run: Run) -> None:

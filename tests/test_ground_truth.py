@@ -100,6 +100,7 @@ def test_every_injected_incident_is_present(world) -> None:
         "abuse_penalty_charges",
         "wrongful_rejections",
         "negative_balance_topups",
+        "spent_banked_resets",
         "ledger_conflicts",
         "balance_chain_breaks",
         "coverage_gaps",

@@ -30,6 +30,7 @@ EXPECTED = {
     "abuse_penalty_charges",
     "wrongful_rejections",
     "negative_balance_topups",
+    "spent_banked_resets",
     "balance_chain_breaks",
     "ledger_conflicts",
     "coverage_gaps",
@@ -148,9 +149,8 @@ def test_the_served_pass_takes_429s_in_order_and_charges_the_wrongful_ones() -> 
 
 def test_every_query_runs_on_the_sample_logs(tmp_path: Path, cli: Cli) -> None:
     from warroom import db
-    from warroom.detect import detect
+    from warroom.detect import detect, run_one
     from warroom.ingest import ingest
-    from warroom.pack import bind, run
 
     path = tmp_path / "s.duckdb"
     con = db.connect(path)
@@ -158,7 +158,7 @@ def test_every_query_runs_on_the_sample_logs(tmp_path: Path, cli: Cli) -> None:
     pack = load_pack()
     detect(con, pack)  # the shared relations as tables, and the findings
     for name in sorted(EXPECTED):
-        rows = run(con, pack.get(name), bind(pack.get(name), {}))
+        rows = run_one(con, pack, name, {})
         assert rows.num_rows > 0, name
     con.close()
     # and one through the command line, as a user runs it
@@ -294,6 +294,70 @@ def test_bad_user_query_headers_are_clear_errors(tmp_path: Path, text: str, mess
     (tmp_path / "bad.sql").write_text(text)
     with pytest.raises(QueryError, match=re.escape(message)):
         load_pack([tmp_path])
+
+
+_DETECTION = (
+    "-- title: t\n-- description: d\n-- severity: low\n{uses}"
+    "SELECT 'x' AS detector, user_id, currency, ts, request_id, entry_id, amount, detail "
+    "FROM {source}\n"
+)
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        (
+            {"a": ("-- uses: nothing_here\n", "ledger")},
+            "'-- uses: nothing_here' names no detection",
+        ),
+        (
+            {"a": ("-- uses: b\n", "b"), "b": ("-- uses: a\n", "a")},
+            "detections use each other in a cycle: a -> b -> a",
+        ),
+    ],
+)
+def test_detections_that_use_others_are_checked(
+    tmp_path: Path, files: dict[str, tuple[str, str]], message: str
+) -> None:
+    for name, (uses, source) in files.items():
+        (tmp_path / f"{name}.sql").write_text(_DETECTION.format(uses=uses, source=source))
+    pack = load_pack([tmp_path])
+    with pytest.raises(QueryError, match=re.escape(message)):
+        pack.detections()
+
+
+def test_a_detection_reads_the_whole_of_the_one_it_uses(tmp_path: Path) -> None:
+    """--since bounds spent_banked_resets' own rows, not the wrongful 429s it reads:
+    the 429 at 11:00 is before --since, the banked reset at 11:30 after it."""
+    from warroom.detect import detect, run_one
+
+    con = world(
+        tmp_path,
+        [
+            req("r1", "2025-06-10T10:00:00Z", plan="plus"),
+            req("x", "2025-06-10T11:00:00Z", status=429, error="usage_limit_reached", plan="plus"),
+        ],
+        [
+            led("q", "2025-06-10T09:00:00Z", "reset", None, currency="units", balance_after="4"),
+            charge("e1", "2025-06-10T10:00:01Z", "r1", "-4", currency="units"),
+            led(
+                "b",
+                "2025-06-10T11:30:00Z",
+                "reset",
+                None,
+                currency="units",
+                balance_after="4",
+                initiated_by="user",
+            ),
+        ],
+    )
+    pack = load_pack()
+    since = "2025-06-10T11:15:00Z"
+    rows = run_one(con, pack, "spent_banked_resets", {}, since=since).to_pylist()
+    assert [(r["entry_id"], r["request_id"]) for r in rows] == [("b", "x")]
+    detect(con, pack, since=since)
+    found = con.execute("SELECT detector, entry_id FROM findings ORDER BY 1").fetchall()
+    assert found == [("spent_banked_resets", "b")]
 
 
 def test_detect_stores_findings_and_fails_on_severity(tmp_path: Path, cli: Cli) -> None:

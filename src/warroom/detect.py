@@ -92,9 +92,43 @@ def run_one(
     if _uses_findings(query):
         prepare(con, pack)
         compute_findings(con, pack, table="findings", temp=True)
-    else:
-        prepare(con, pack, only=pack.needs(query.sql))
-    return run(con, query, params)
+        return run(con, query, params)
+    used = _used_closure(pack, query)
+    prepare(con, pack, only=pack.needs("\n".join([query.sql] + [q.sql for q in used])))
+    rows_of: dict[str, pa.Table] = {}
+    for q in used:
+        rows_of[q.name] = _run_using(con, pack, q, bind(q, {}, None, None), rows_of)
+    return _run_using(con, pack, query, params, rows_of)
+
+
+def _used_closure(pack: Pack, query: Query) -> list[Query]:
+    """The detections ``query`` reads, directly or through another, in running order."""
+    wanted: set[str] = set()
+    todo = pack.uses(query)
+    while todo:
+        n = todo.pop()
+        if n not in wanted:
+            wanted.add(n)
+            todo += pack.uses(pack.queries[n])
+    return [q for q in pack.detections() if q.name in wanted]
+
+
+def _run_using(
+    con: duckdb.DuckDBPyConnection,
+    pack: Pack,
+    query: Query,
+    params: dict[str, Any],
+    rows_of: dict[str, pa.Table],
+) -> pa.Table:
+    """Run ``query`` with the rows of each detection it uses readable under its name."""
+    used = pack.uses(query)
+    for n in used:
+        con.register(n, rows_of[n])
+    try:
+        return run(con, query, params)
+    finally:
+        for n in used:
+            con.unregister(n)
 
 
 def detect(
@@ -150,14 +184,23 @@ def _run_detectors(
     already: int = 0,
     steps: int = 0,
 ) -> list[DetectorSummary]:
-    detectors = [q for q in sorted(pack.queries.values(), key=lambda q: q.name) if q.findings]
+    detectors = pack.detections()
+    # a detection that another uses is read whole: --since/--until bound only its own rows
+    used = {n for q in detectors for n in pack.uses(q)}
+    rows_of: dict[str, pa.Table] = {}
     steps = max(steps, already + len(detectors), 1)
     summaries = []
     for i, q in enumerate(detectors):
         if progress:
             progress("detect", (already + i) / steps)
         t0 = time.monotonic()
-        rows = run(con, q, bind(q, {}, since, until))
+        rows = _run_using(con, pack, q, bind(q, {}, since, until), rows_of)
+        if q.name in used:
+            rows_of[q.name] = (
+                rows
+                if since is None and until is None
+                else _run_using(con, pack, q, bind(q, {}, None, None), rows_of)
+            )
         _check_columns(q, rows)
         con.register("wr_rows", rows)
         try:
@@ -189,7 +232,7 @@ def _run_detectors(
         )
     if progress:
         progress("detect", 1.0)
-    return summaries
+    return sorted(summaries, key=lambda d: d.name)
 
 
 def _check_columns(q: Query, rows: pa.Table) -> None:

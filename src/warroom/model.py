@@ -41,6 +41,9 @@ class Field:
 
 
 LEDGER_KINDS = ("charge", "refund", "topup", "grant", "reset", "adjustment")
+#: who started a ledger row; it means something only for a ``reset``: ``user`` when
+#: the user spent one of their banked resets (subscription quotas)
+INITIATORS = ("system", "user")
 ABUSE_ACTIONS = ("flag", "throttle", "block", "penalty", "clear")
 
 F = FieldType
@@ -74,6 +77,7 @@ FIELDS: dict[Kind, tuple[Field, ...]] = {
         Field("cached_tokens", F.BIGINT),
         Field("output_tokens", F.BIGINT),
         Field("balance_after", F.MONEY),
+        Field("initiated_by", F.STRING, default="'system'", choices=INITIATORS),
     ),
     Kind.abuse: (
         Field("ts", F.TIMESTAMP, required=True),

@@ -11,6 +11,11 @@ a header of ``-- key: value`` lines::
 Every query also takes ``$since`` and ``$until`` (TIMESTAMP, default NULL =
 unbounded). Parameters are bound by DuckDB, never formatted into the SQL.
 
+A detection may read another's rows by naming it in its header
+(``-- uses: wrongful_rejections``): the one it uses runs first, over all the
+data (``$since``/``$until`` bound only the rows each returns), and its rows are
+readable under its name. ``-- uses: findings`` (report tables) reads them all.
+
 ``shared/`` holds relations the detections build on (the charge attribution,
 the replayed and counterfactual balance, ...), one per file, named after the
 file without its numeric prefix, built in file order; before a query runs, the
@@ -144,6 +149,36 @@ class Pack:
                     wanted.add(name)
                     todo.append(s.sql)
         return [s.name for s in self.shared if s.name in wanted]
+
+    def uses(self, query: Query) -> list[str]:
+        """The detections whose rows ``query`` reads (``-- uses: NAME ...``; the word
+        ``findings`` there means every detection's, and is not one of them)."""
+        names = [n for n in query.headers.get("uses", "").split() if n != "findings"]
+        for n in names:
+            if n not in self.queries or not self.queries[n].findings:
+                raise QueryError(
+                    f"{query.path.name}: '-- uses: {n}' names no detection of the pack"
+                )
+        return names
+
+    def detections(self) -> list[Query]:
+        """Every detection, by name, except that each comes after those it uses."""
+        done: dict[str, Query] = {}
+
+        def visit(q: Query, path: tuple[str, ...]) -> None:
+            if q.name in done:
+                return
+            if q.name in path:
+                cycle = " -> ".join(path[path.index(q.name) :] + (q.name,))
+                raise QueryError(f"{q.path.name}: detections use each other in a cycle: {cycle}")
+            for n in self.uses(q):
+                visit(self.queries[n], (*path, q.name))
+            done[q.name] = q
+
+        for q in sorted(self.queries.values(), key=lambda q: q.name):
+            if q.findings:
+                visit(q, ())
+        return list(done.values())
 
 
 COMMON = ("since", "until")

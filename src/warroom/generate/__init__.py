@@ -25,8 +25,14 @@ Conventions this generator fixes, beyond DECISIONS.md (the tests pin them):
   whole seconds, never two at one instant for a user; request and charge
   timestamps never sit on a whole second. No rule depends on a tie.
 - ``plus``/``pro`` hold ``units``: a ``reset`` (no amount, ``balance_after`` =
-  quota) at sign-up, weekly from sign-up, and once for everyone in the middle
-  of the abuse incident. ``free`` holds ``credits`` from a weekly ``grant``.
+  quota, ``initiated_by`` ``system``) at sign-up, weekly from sign-up, and once
+  for everyone in the middle of the abuse incident (the worst penalty outlasts
+  it by 10 hours or more: the mass reset does not stop the drain). Each
+  subscriber banks 2 resets and, 5 to 60 minutes after a quota refusal, spends
+  one (``initiated_by`` ``user``) while any is left and none is on its way; it
+  is to restore if a refusal in the window it ends was wrongful (a
+  ``heavy_quota`` user drains their own quota: theirs are not). ``free`` holds
+  ``credits`` from a weekly ``grant``.
   Quotas and the free grant scale with ``requests_per_user_day`` / 40.
   ``payg`` (usd) starts with a ``grant`` and tops up; ``enterprise`` (usd)
   starts with a ``grant`` and may go negative. Every user's first ledger row

@@ -48,6 +48,7 @@ class AuditResult:
     unbilled: set[str]
     reimbursable: dict[str, Decimal]
     classes: dict[int, str]
+    spent_resets: set[str]
 
 
 class _Span(NamedTuple):
@@ -398,6 +399,47 @@ class _Served:
         return True
 
 
+def _spent_banked_resets(
+    es: list[LedgerEntry],
+    requests: list[RequestRow],
+    wrongful: set[str],
+    cur: str,
+    f: list[Finding],
+) -> set[str]:
+    """Each reset the user ran (initiated_by user) after a wrongful quota 429 in the
+    window it ends: since the previous reset, any; a 429 at a reset's own instant
+    saw the balance before it. The row names the last such 429."""
+    refused = [
+        r
+        for r in requests
+        if r.request_id in wrongful
+        and r.error_code in ("insufficient_quota", "usage_limit_reached")
+    ]
+    refused.sort(key=lambda r: (r.ts, r.request_id))
+    spent: set[str] = set()
+    previous: int | None = None
+    for e in es:
+        if e.kind != "reset":
+            continue
+        if e.initiated_by == "user":
+            inside = [r for r in refused if (previous is None or r.ts > previous) and r.ts <= e.ts]
+            if inside:
+                spent.add(e.eid)
+                f.append(
+                    Finding(
+                        "spent_banked_resets",
+                        cur,
+                        e.ts,
+                        inside[-1].request_id,
+                        e.eid,
+                        None,
+                        None,
+                    )
+                )
+        previous = e.ts
+    return spent
+
+
 # -- abuse and consumption
 
 
@@ -469,13 +511,15 @@ def _impact_row(
         "overbilled": ZERO,
         "negative_balance_topups": ZERO,
     }
-    n_wrong = 0
+    n_wrong = banked = 0
     for x in f:
         key = x.detail if x.detector == "billing_mismatch" else x.detector
         if key in comp and x.amount is not None:
             comp[key] += x.amount
         elif x.detector == "wrongful_rejections":
             n_wrong += 1
+        elif x.detector == "spent_banked_resets":
+            banked += 1
         if x.detector == "billing_mismatch" and x.detail == "orphan_charge":
             review = True
     if not (any(comp.values()) or n_wrong or restricted or review):
@@ -490,7 +534,7 @@ def _impact_row(
     # the card (never more than the credit), the rest to the balance
     credit = _round_owed(owed, cur)
     to_card = min(_round_owed(comp["negative_balance_topups"], cur), credit)
-    action = "credit" if credit > 0 else ("review" if review else "notify")
+    action = "credit" if credit > 0 or banked > 0 else ("review" if review else "notify")
     return {
         "user_id": u.uid,
         "plan": u.plan.name,
@@ -503,7 +547,7 @@ def _impact_row(
         "balance_credit": money_text(credit - to_card),
         "topup_reimbursement": money_text(to_card),
         "compensation": "0",
-        "banked_resets": 0,
+        "banked_resets": banked,
         "wrongful_429s": n_wrong,
         "restricted_minutes": (2 * restricted + MIN) // (2 * MIN),
         "action": action,
@@ -533,10 +577,11 @@ def audit_user(
         requests, charged_ids, replay, spans, cfg.prices, cfg.timeline.start, f
     )
     replay.judge_topups(costs, f)
+    spent = _spent_banked_resets(es, requests, wrongful, cur, f)
     restricted, review = _abuse_findings(spans, replay, f)
     _consumption_anomalies(es, cur, f)
     impact = _impact_row(u, cur, f, restricted, review)
-    return AuditResult(f, impact, causes, wrongful, unbilled, replay.reimbursable, classes)
+    return AuditResult(f, impact, causes, wrongful, unbilled, replay.reimbursable, classes, spent)
 
 
 def cross_check(u: SimulatedUser, a: AuditResult, written: list[LedgerEntry]) -> None:
@@ -552,6 +597,11 @@ def cross_check(u: SimulatedUser, a: AuditResult, written: list[LedgerEntry]) ->
         problems.append(f"wrongful 429s: simulated {sorted(u.wrongful ^ a.wrongful)} differ")
     if u.unbilled != a.unbilled:
         problems.append(f"unbilled: simulated {sorted(u.unbilled)}, rules {sorted(a.unbilled)}")
+    intended = {e.eid for e in written if e.cause == "spent_banked_reset"}
+    if intended != a.spent_resets:
+        problems.append(
+            f"spent banked resets: simulated {sorted(intended)}, rules {sorted(a.spent_resets)}"
+        )
     if u.reimbursable != a.reimbursable:
         problems.append(f"reimbursable: simulated {u.reimbursable}, rules {a.reimbursable}")
     for act in u.actions:

@@ -22,6 +22,7 @@ class LedgerEntry:
         "rid",
         "tokens",
         "balance_after",
+        "initiated_by",
         "lost",
         "cause",
         "excess",
@@ -38,6 +39,7 @@ class LedgerEntry:
         rid: str | None = None,
         tokens: tuple[int, int, int] | None = None,
         balance_after: Decimal | None = None,
+        initiated_by: str | None = None,
     ) -> None:
         self.ts = ts
         self.eid = eid
@@ -47,6 +49,9 @@ class LedgerEntry:
         self.rid = rid
         self.tokens = tokens
         self.balance_after = balance_after
+        # who ran a reset: the schedule or the operator (system), or the user, who
+        # spent one of their banked resets; None for every other row
+        self.initiated_by = initiated_by if initiated_by or kind != "reset" else "system"
         self.lost = False
         self.cause: str | None = None
         self.excess = ZERO  # what counts in the counterfactual balance
@@ -60,6 +65,7 @@ class LedgerEntry:
             amount = self.amount
         tok = self.tokens
         rid = self.rid
+        by = self.initiated_by
         if tok is not None and rid is not None:  # a charge
             tail = (
                 f'"request_id":"{rid}","idempotency_key":"ik-{rid[4:]}",'
@@ -75,7 +81,8 @@ class LedgerEntry:
             f'{{"entry_id":"{self.eid}","ts":"{iso_us(self.ts)}","user_id":"{uid}",'
             f'"kind":"{self.kind}","amount":{json_money(amount)},'
             f'"currency":"{self.currency}",{tail},'
-            f'"balance_after":{json_money(self.balance_after)}}}'
+            f'"balance_after":{json_money(self.balance_after)},'
+            + ('"initiated_by":null}' if by is None else f'"initiated_by":"{by}"}}')
         )
 
 

@@ -74,6 +74,7 @@ ROLE_RATES = (
     ("lost_write", 0.001),
     ("dup_victim", 0.01),
     ("runaway", 0.002),
+    ("heavy_quota", 0.005),
 )
 #: so that even a small run holds every scenario, these go to distinct random users
 #: first ("role:plan" also fixes the plan)
@@ -97,6 +98,7 @@ FORCED_ROLES = (
     "flagged",
     "cache_bug",
     "dup_victim:payg",
+    "heavy_quota:plus",
 )
 
 # hour-of-day weights in the user's local time
@@ -107,6 +109,9 @@ LOCAL_HOURS = (
 TZ_OFFSETS = (-8, -7, -7, -5, -4, 0, 1, 1, 2, 5, 8, 9)
 
 FP_RULE = "usage_velocity_v2"
+#: the resets a subscription user has banked: when their quota runs out, they spend
+#: one (a ledger reset with initiated_by = user) while any is left
+BANKED_RESETS = 2
 
 
 @dataclass(frozen=True)

@@ -170,15 +170,21 @@ def _policy_row(sums: dict[str, Any], policy: Policy) -> dict[str, Any] | None:
     currency = sums["currency"]
     excluded = plan in policy.exclude_plans
     money = _money(sums, comp, policy) if not excluded else _NOTHING
-    banked = 0
+    banked = granted = 0
     if not excluded and harmed:
-        banked = int(sums["spent_banked_resets"])
-        banked += policy.grant_banked_resets if sums["quota_currency"] else 0
+        granted = policy.grant_banked_resets if sums["quota_currency"] else 0
+        banked = int(sums["spent_banked_resets"]) + granted
     if money["credit_amount"] > 0 or money["compensation"] > 0 or banked > 0:
         action = "credit"
     else:
         action = "review" if sums["review"] else "notify"
     reasons = _reasons(sums, restricted_minutes)
+    if granted:
+        reasons.append(
+            _plural(
+                granted, "banked reset granted by the policy", "banked resets granted by the policy"
+            )
+        )
     if excluded:
         reasons.append(f"plan excluded ({plan})")
     return {

@@ -20,6 +20,11 @@ class Billing(UserState):
         """A ledger row becomes visible to the gateway at its ts."""
         if e.kind == "reset":
             assert e.balance_after is not None
+            if e.initiated_by == "user":
+                self.reset_pending = False
+                if self.quota_wrongful:
+                    e.cause = "spent_banked_reset"  # to restore: the fault made them spend it
+            self.quota_wrongful = False
             self.bal = e.balance_after
             self.acc = ZERO
             self.attributed = ZERO

@@ -99,8 +99,14 @@ class Gateway(UserState):
 
     def _refuse_for_balance(self, t: int, rid: str) -> None:
         """A prepaid balance at or below zero: wrongful if the served
-        counterfactual balance is positive; a payg user may top up in reaction."""
+        counterfactual balance is positive; a payg user may top up in reaction,
+        a subscriber spends a banked reset."""
         self.wrongly_refused(t, rid)
+        if rid in self.wrongful:
+            self.quota_wrongful = True
+        if self.quota is not None:
+            self._spend_banked_reset(t)
+            return
         if not self.payg or self.topup_pending:
             return
         rand = self.rng.random
@@ -120,6 +126,18 @@ class Gateway(UserState):
         if ts < self.tl.end:
             self.topup_pending = True
             self.schedule_row(ts, "topup", amount)
+
+    def _spend_banked_reset(self, t: int) -> None:
+        """A subscriber refused for their quota spends a banked reset, 5 to 60
+        minutes later, while any is left. Billing decides, as it lands, whether
+        the fault made them spend it (a wrongful refusal in the window it ends)."""
+        if not self.banked or self.reset_pending:
+            return
+        ts = t + 5 * MIN + int(self.rng.random() * 55 * MIN)
+        if ts < self.tl.end - HOUR:
+            self.banked -= 1
+            self.reset_pending = True
+            self.schedule_row(ts, "reset", None, balance_after=self.quota, initiated_by="user")
 
     def _count_for_abuse_rule(self, t: int, tok: int) -> None:
         """What the abuse rule will look at (kept for users with actions only)."""

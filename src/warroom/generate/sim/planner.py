@@ -99,7 +99,8 @@ class Planner(UserState):
         """A false-positive penalty, throttle or block during the abuse incident."""
         rng = self.rng
         # the story's worst case, guaranteed in every run: a weekly quota drained
-        # at 20x from the first hours of the misfire, before the global reset
+        # at 20x from the first hours of the misfire, before the global reset and
+        # for at least 10 hours after it (the mass reset does not stop the drain)
         worst = self.forced_plan == "plus"
         if worst:
             t = self._window(arrivals, abuse[0], abuse[0] + 4 * HOUR)
@@ -114,7 +115,7 @@ class Planner(UserState):
                 FP_RULE,
                 round(rng.uniform(0.9, 0.99), 3),
                 "false_positive",
-                rng.randrange(30 * HOUR, 48 * HOUR, SEC),
+                rng.randrange((40 if worst else 30) * HOUR, 48 * HOUR, SEC),
                 multiplier=20.0 if worst else rng.choice((10.0, 12.5, 15.0, 20.0)),
                 use_until=rng.random() < 0.7,
             )

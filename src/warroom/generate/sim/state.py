@@ -17,6 +17,7 @@ from warroom.generate.rows import AbuseAction, LedgerEntry, RequestRow
 from warroom.generate.timeline import OUTAGE_LEAD
 from warroom.generate.units import DAY, HOUR, SEC, ZERO, q6
 from warroom.generate.users import (
+    BANKED_RESETS,
     BILLING_PLANS,
     LOCAL_HOURS,
     PLAN_BY_NAME,
@@ -42,6 +43,8 @@ def _draw_plan(rng: random.Random, role: str, forced_plan: str) -> BillingPlan:
         return PLAN_BY_NAME["plus" if rng.random() < 0.85 else "pro"]
     if role == "dup_victim":
         return PLAN_BY_NAME["payg"]
+    if role == "heavy_quota":
+        return PLAN_BY_NAME["plus" if rng.random() < 0.7 else "pro"]
     plan = rng.choices(BILLING_PLANS, weights=[p.weight for p in BILLING_PLANS])[0]
     if role == "new_restricted" and plan.name == "enterprise":
         plan = PLAN_BY_NAME["payg"]
@@ -108,6 +111,8 @@ class UserState:
             activity = max(activity, 1.0)  # steady users with a real baseline
         if role == "fp_penalty" and self.forced_plan == "plus":
             activity = max(activity, 2.0)  # a heavy user, whom the misfire drains
+        if role == "heavy_quota":
+            activity = 5.0  # drains their own quota, with no fault of the service
         self.daily = cfg.rate * USAGE_NORM * plan.usage * activity
         tz = rng.choice(TZ_OFFSETS)
         self.hour_cum: list[float] = []
@@ -164,6 +169,9 @@ class UserState:
         self.served_by_day: dict[int, list[Decimal]] = {}  # expected charges of status < 400
         self.dup_left: dict[str, Decimal] = {}
         self.topup_pending = False
+        self.banked = BANKED_RESETS if self.quota is not None else 0
+        self.reset_pending = False  # a banked reset is on its way
+        self.quota_wrongful = False  # a wrongful quota refusal since the last reset
         self.track = False  # keep per-hour counts for the abuse rule (users with actions)
         self.penalty: AbuseAction | None = None
         self.throttle: AbuseAction | None = None

@@ -19,6 +19,7 @@ DETECTORS = (
     "duplicate_charges",
     "ledger_conflicts",
     "negative_balance_topups",
+    "spent_banked_resets",
     "unbilled_requests",
     "wrongful_rejections",
 )

@@ -189,3 +189,13 @@ def test_gzip_csv_tsv_and_parquet(con, tmp_path: Path) -> None:
 def test_missing_path_is_a_clear_error(con, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file or folder"):
         ingest(con, [tmp_path / "nope.jsonl"])
+
+
+@pytest.mark.parametrize("text", ["PAR1", "PAR1\n", "PAR1 not parquet PAR1\n" + REQ % 2])
+def test_a_text_line_that_starts_like_parquet_is_a_line(con, tmp_path: Path, text: str) -> None:
+    # found by the property test: only a file that also ends like Parquet is one
+    f = write(tmp_path / "requests.jsonl", text)
+    report = ingest(con, [f])
+    lines = text.count("\n") + (0 if text.endswith("\n") else 1)
+    assert report.files[0].rows_loaded + report.files[0].rows_rejected == lines
+    assert rows(con, "SELECT line FROM rejects") == [(1,)]

@@ -16,10 +16,15 @@ resets AS (
     WHERE kind = 'reset'
 ),
 
+-- the erroneous charges of the selected faults: every one, unless impact names a fault
+-- window (DESIGN.md section 7.4: only the charges with ts in it are undone)
 charge_attribution AS (
     SELECT entry_id, ts, user_id, currency, request_id, excess_gross
     FROM charge_attribution
-    WHERE excess_gross > 0
+    WHERE
+        excess_gross > 0
+        AND ($fault_start IS NULL OR ts >= $fault_start)
+        AND ($fault_end IS NULL OR ts < $fault_end)
 ),
 
 gross_by_request AS (

@@ -41,8 +41,13 @@ rejection_probes AS (
     WHERE row_type = 'rejection'
 ),
 
+-- the restrictions of the selected faults: every one, unless impact names a fault
+-- window (DESIGN.md section 7.4: only the actions whose own ts is in it are undone)
 abuse_restrictions AS (
     SELECT user_id, action, ts, end_ts, classification FROM abuse_restrictions
+    WHERE
+        ($fault_start IS NULL OR ts >= $fault_start)
+        AND ($fault_end IS NULL OR ts < $fault_end)
 ),
 
 -- a 429 is judged in the currency of the user's latest ledger row before it

@@ -390,13 +390,17 @@ def prepare(
     *,
     only: list[str] | None = None,
     on_step: Callable[[int], None] | None = None,
+    fault_window: tuple[datetime | None, datetime | None] = (None, None),
 ) -> list[tuple[str, float]]:
     """Create the pack's shared relations on ``con`` as temporary tables (a view
     read by several queries would be computed once per read).
 
     ``only`` limits them to those named (``Pack.needs`` tells which a query
-    reads). Returns each relation's name and the seconds it took to create;
-    ``on_step`` is told how many are done after each one.
+    reads). ``fault_window`` (``$fault_start``, ``$fault_end``; unbounded by
+    default) selects the faults the counterfactual undoes: erroneous charges and
+    false-positive abuse actions with ts in [start, end) (DESIGN.md section 7.4).
+    Returns each relation's name and the seconds it took to create; ``on_step`` is
+    told how many are done after each one.
     """
     # Every query orders its own rows, so a materialised relation needs no
     # physical order; not keeping it lets DuckDB stream (and spill) them.
@@ -405,13 +409,21 @@ def prepare(
     con.execute("SET preserve_insertion_order = false")
     try:
         shared = [x for x in pack.shared if only is None or x.name in only]
-        return _create_shared(con, shared, on_step)
+        window = {"fault_start": fault_window[0], "fault_end": fault_window[1]}
+        return _create_shared(con, shared, on_step, window)
     finally:
         con.execute(f"SET preserve_insertion_order = {str(keep_order).lower()}")
 
 
+#: the parameters a shared relation may read (bound by ``prepare``)
+SHARED_PARAMS = ("fault_start", "fault_end")
+
+
 def _create_shared(
-    con: duckdb.DuckDBPyConnection, shared: list[Shared], on_step: Callable[[int], None] | None
+    con: duckdb.DuckDBPyConnection,
+    shared: list[Shared],
+    on_step: Callable[[int], None] | None,
+    params: dict[str, Any],
 ) -> list[tuple[str, float]]:
     timings = []
     for i, s in enumerate(shared):
@@ -419,9 +431,9 @@ def _create_shared(
         body = _strip_trailing_semicolon(s.sql)
         try:
             if s.step is not None:
-                _run_group_step(con, s.step)
+                _run_group_step(con, s.step, params)
             else:
-                con.execute(f"CREATE OR REPLACE TEMP TABLE {s.name} AS {body}")
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {s.name} AS {body}", _used(body, params))
         except duckdb.Error as exc:
             raise QueryError(f"{s.path}: {_first_line(exc)}") from None
         timings.append((s.name, time.monotonic() - started))
@@ -430,12 +442,22 @@ def _create_shared(
     return timings
 
 
-def _run_group_step(con: duckdb.DuckDBPyConnection, step: GroupStep) -> None:
+def _used(sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The ``params`` that ``sql`` reads (DuckDB refuses one it does not)."""
+    used = set(_PARAM_REF.findall(_strip_comments(sql)))
+    return {k: v for k, v in params.items() if k in used}
+
+
+def _run_group_step(
+    con: duckdb.DuckDBPyConnection, step: GroupStep, params: dict[str, Any]
+) -> None:
     """Read the step's input as Arrow, ordered by its keys and order, run its
     function on each group, and write the rows as the temp table ``step.name``."""
     order = ", ".join(f"{c} ASC NULLS FIRST" for c in (*step.keys, *step.order))
+    source = _strip_trailing_semicolon(step.source)
     rows = con.sql(
-        f"SELECT * FROM ({_strip_trailing_semicolon(step.source)}) AS step_input ORDER BY {order}"
+        f"SELECT * FROM ({source}) AS step_input ORDER BY {order}",
+        params=_used(source, params),
     ).to_arrow_table()
     parts = [step.function(rows.slice(lo, hi - lo)) for lo, hi in _group_bounds(rows, step.keys)]
     out = pa.concat_tables(parts) if parts else step.function(rows.slice(0, 0))

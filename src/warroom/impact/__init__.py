@@ -122,17 +122,18 @@ def impact(
     By default the findings are computed afresh from the data on ``con`` (so the
     answer can never be stale); ``stored_findings`` uses the ``findings`` table
     and shared relations that ``detect`` has just left on this connection.
+
+    A policy window (``[incident] start/end``) selects the faults to remediate;
+    their effects count wherever they fall: the findings are then computed with a
+    counterfactual that undoes only those faults (DESIGN.md section 7.4), and the
+    connection is left with the findings of every fault, as before.
     """
-    if stored_findings:
-        # one name for the findings either way: temp.findings
-        current = con.execute("SELECT current_database()").fetchone()
-        catalog = str(current[0]) if current else "main"
-        con.execute(
-            f'CREATE OR REPLACE TEMP TABLE findings AS SELECT * FROM "{catalog}".main.findings'
-        )
-    else:
-        prepare(con, pack)
+    windowed = policy.start is not None or policy.end is not None
+    if windowed:
+        prepare(con, pack, fault_window=(policy.start, policy.end))
         compute_findings(con, pack, table="findings", temp=True)
+    else:
+        _findings(con, pack, stored=stored_findings)
     if policy.incident_id is None:
         policy = replace(policy, incident_id=incident_id(con, pack, None))
     sql = resources.files("warroom.impact").joinpath("impact.sql").read_text(encoding="utf-8")
@@ -141,6 +142,9 @@ def impact(
         names, raw = rel.columns, rel.fetchall()
     except duckdb.Error as exc:
         raise QueryError(f"impact: {str(exc).splitlines()[0]}") from None
+    if windowed:  # what later readers of this connection expect: every fault's findings
+        prepare(con, pack)
+        _findings(con, pack, stored=stored_findings)
     out: dict[str, list[Any]] = {c: [] for c in IMPACT_COLUMNS}
     for values in raw:
         row = _policy_row(dict(zip(names, values, strict=True)), policy)
@@ -148,6 +152,20 @@ def impact(
             for c in IMPACT_COLUMNS:
                 out[c].append(row[c])
     return pa.table(out, schema=_SCHEMA)
+
+
+def _findings(con: duckdb.DuckDBPyConnection, pack: Pack, *, stored: bool) -> None:
+    """temp.findings (and the shared relations) of every fault: computed afresh, or
+    the ones ``detect`` stored on this connection."""
+    if stored:
+        current = con.execute("SELECT current_database()").fetchone()
+        catalog = str(current[0]) if current else "main"
+        con.execute(
+            f'CREATE OR REPLACE TEMP TABLE findings AS SELECT * FROM "{catalog}".main.findings'
+        )
+    else:
+        prepare(con, pack)
+        compute_findings(con, pack, table="findings", temp=True)
 
 
 def _policy_row(sums: dict[str, Any], policy: Policy) -> dict[str, Any] | None:

@@ -2,14 +2,21 @@
 -- the banked resets spent because of a fault, and the minutes under false-positive
 -- restrictions. Read by warroom.impact, which applies the credit policy to each row.
 -- Parameters: $start, $end (the policy's incident window; NULL for none): the faults
--- (erroneous charges) with ts in [start, end) are remediated. Reads the findings and
--- the shared relations abuse_restrictions and user_currency, built before this runs.
+-- (erroneous charges, abuse actions) with ts in [start, end) are remediated; their
+-- effects (wrongful 429s, reimbursable top-ups, spent banked resets) count wherever
+-- they fall, as the findings computed with that fault window say (DESIGN.md 7.4).
+-- Reads the findings and the shared relations abuse_restrictions and user_currency.
 WITH findings_in_window AS (
     SELECT detector, user_id, currency, amount, detail
     FROM findings
     WHERE
         user_id IS NOT NULL
-        AND ($start IS NULL OR ts >= $start) AND ($end IS NULL OR ts < $end)
+        AND (
+            detector IN ('wrongful_rejections', 'negative_balance_topups', 'spent_banked_resets')
+            OR (
+                ($start IS NULL OR ts >= $start) AND ($end IS NULL OR ts < $end)
+            )
+        )
 ),
 
 sums AS (
@@ -61,19 +68,22 @@ sums AS (
     GROUP BY user_id, currency
 ),
 
--- each false-positive restriction, clipped to the window, once per currency of its user
+-- each false-positive restriction imposed in the window, for as long as it stood,
+-- once per currency of its user
 restrictions AS (
     SELECT
         abuse_restrictions.user_id,
         user_currency.currency,
         abuse_restrictions.action,
-        greatest(abuse_restrictions.ts, coalesce($start, abuse_restrictions.ts)) AS start_ts,
-        least(abuse_restrictions.end_ts, coalesce($end, abuse_restrictions.end_ts)) AS end_ts
+        abuse_restrictions.ts AS start_ts,
+        abuse_restrictions.end_ts
     FROM abuse_restrictions
     LEFT JOIN user_currency ON abuse_restrictions.user_id = user_currency.user_id
     WHERE
         abuse_restrictions.classification = 'false_positive'
         AND abuse_restrictions.action IN ('throttle', 'block', 'penalty')
+        AND ($start IS NULL OR abuse_restrictions.ts >= $start)
+        AND ($end IS NULL OR abuse_restrictions.ts < $end)
 ),
 
 -- overlapping restrictions count once: merge them into islands of time, twice — every

@@ -166,8 +166,19 @@ def _check_magic(p: Path, fmt: str, compression: str | None) -> None:
         return
     if magic[:2] == b"\x1f\x8b":
         raise InputError(f"{p}: this is gzip data; name it {p.name}.gz")
-    if magic == b"PAR1":
+    if magic == b"PAR1" and _ends_like_parquet(p):
         raise InputError(f"{p}: this is a Parquet file; name it {p.stem}.parquet")
+
+
+def _ends_like_parquet(p: Path) -> bool:
+    """A Parquet file ends with its footer's length and PAR1 too (12 bytes at least):
+    a text line that merely starts with PAR1 is a line, loaded or rejected as such."""
+    size = p.stat().st_size
+    if size < 12:
+        return False
+    with open(p, "rb") as fh:
+        fh.seek(size - 4)
+        return fh.read(4) == b"PAR1"
 
 
 def _kind_from_name(p: Path) -> Kind | None:

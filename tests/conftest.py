@@ -26,6 +26,8 @@ SAMPLE = ROOT / "sample_logs"
 def _utc(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "UTC")
     monkeypatch.delenv("WARROOM_DB", raising=False)
+    # the suite runs a worker per core: one DuckDB thread each, not one per core each
+    monkeypatch.setenv("WARROOM_THREADS", "1")
 
 
 @pytest.fixture

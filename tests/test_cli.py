@@ -212,3 +212,14 @@ def test_decimals_are_exact_in_json(tmp_path: Path, cli: Cli) -> None:
     cli("ingest", str(f), "--db", db)
     res = cli("sql", "SELECT amount, amount * 3 AS triple FROM ledger", "--db", db, "-f", "json")
     assert json.loads(res.stdout) == [{"amount": "0.100001", "triple": "0.300003"}]
+
+
+@pytest.mark.parametrize("threads", ["0", "two", "-1"])
+def test_a_bad_thread_cap_is_a_one_line_error(tmp_path: Path, cli: Cli, threads: str) -> None:
+    db = str(tmp_path / "x.duckdb")
+    assert cli("ingest", str(ROOT / "sample_logs" / "prices.csv"), "--db", db).code == 0
+    done = cli("sources", "--db", db, env={"WARROOM_THREADS": threads})
+    assert done.code == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: WARROOM_THREADS='{threads}': expected a whole number, 1 or more"
+    ]

@@ -31,6 +31,9 @@ def connect(
 ) -> duckdb.DuckDBPyConnection:
     """Open the database at ``path`` (creating its schema unless ``read_only``).
 
+    ``$WARROOM_THREADS`` caps DuckDB's threads (default: one per core), for a
+    machine shared with other work.
+
     Raises DatabaseLockedError when another process holds the file, and
     DatabaseError when it cannot be opened or is not a warroom database.
     """
@@ -51,6 +54,12 @@ def connect(
     # keep query progress for our own bars, but never let DuckDB print its own
     con.execute("SET enable_progress_bar = true")
     con.execute("SET enable_progress_bar_print = false")
+    threads = os.environ.get("WARROOM_THREADS")
+    if threads:
+        if not threads.isdigit() or int(threads) < 1:
+            con.close()
+            raise DatabaseError(f"WARROOM_THREADS={threads!r}: expected a whole number, 1 or more")
+        con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
         try:
             con.execute("SET memory_limit = ?", [memory_limit])

@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tests.conftest import SAMPLE
 from warroom import db
 from warroom.detect import detect
 from warroom.generate import generate
@@ -27,6 +28,8 @@ SIZES = [
     pytest.param((1, 40, 9), id="seed1-40u-9d"),
     pytest.param((2, 70, 14), id="seed2-70u-14d", marks=pytest.mark.slow),
     pytest.param((5, 50, 12), id="seed5-50u-12d", marks=pytest.mark.slow),
+    # the committed sample incident, as README's command generated it
+    pytest.param(None, id="sample_logs"),
 ]
 
 
@@ -44,15 +47,31 @@ def _amount(a: object) -> str | None:
 
 @pytest.fixture(scope="module", params=SIZES)
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    seed, users, days = request.param
-    root = tmp_path_factory.mktemp(f"gen{seed}")
-    generate(root / "logs", users=users, days=days, seed=seed)
+    root = tmp_path_factory.mktemp("world")
+    if request.param is None:
+        logs = SAMPLE
+    else:
+        seed, users, days = request.param
+        logs = root / "logs"
+        generate(logs, users=users, days=days, seed=seed)
     con = db.connect(root / "w.duckdb")
-    ingest(con, [root / "logs"])
+    ingest(con, [logs])
     pack = load_pack()
     detect(con, pack)
-    yield root / "logs", con, pack
+    yield logs, con, pack
     con.close()
+
+
+def test_the_sample_logs_are_what_the_readme_command_generates(tmp_path: Path) -> None:
+    # README: warroom generate sample_logs --users 45 --days 9 --seed 2 --requests-per-user-day 25
+    generate(tmp_path / "sample", users=45, days=9, seed=2, requests_per_user_day=25.0)
+    committed = sorted(p.relative_to(SAMPLE) for p in SAMPLE.rglob("*") if p.is_file())
+    regenerated = sorted(
+        p.relative_to(tmp_path / "sample") for p in (tmp_path / "sample").rglob("*") if p.is_file()
+    )
+    assert committed == regenerated
+    for name in committed:
+        assert (SAMPLE / name).read_bytes() == (tmp_path / "sample" / name).read_bytes(), name
 
 
 def _truth(logs: Path, name: str) -> list[dict[str, object]]:

@@ -177,6 +177,16 @@ def test_export_filters_by_action_and_investigate_writes_impact_csv(
         paid = Decimal(r["balance_credit"]) + Decimal(r["topup_reimbursement"])
         assert paid == Decimal(r["credit_amount"]), r["user_id"]
     db = str(out / "warroom.duckdb")
+    # a user owed a banked reset: their timeline says which resets they spent themselves
+    restored = next(r for r in every if int(r["banked_resets"]) > 0)
+    timeline = cli("user", restored["user_id"], "--db", db, "-f", "csv")
+    resets = [
+        r
+        for r in csv.DictReader(io.StringIO(timeline.stdout.decode()))
+        if r["what"].startswith("reset ")
+    ]
+    assert any(r["detail"].endswith("by=user") for r in resets)
+    assert any(r["detail"].endswith("by=system") for r in resets)
     for action in ("credit", "notify", "review"):
         got = cli("export", "affected-users", "--db", db, "--action", action, "-f", "csv")
         assert got.code == 0, got.stderr

@@ -313,9 +313,11 @@ rows AS (
     UNION ALL
     SELECT t.ts, 2, 'ledger', t.entry_id, t.kind || ' ' || t.currency, t.amount, t.balance,
            t.cf_balance, s.served_cf_balance,
-           concat_ws(' ', 'request=' || t.request_id, 'recorded=' || t.recorded_balance),
+           concat_ws(' ', 'request=' || t.request_id, 'recorded=' || t.recorded_balance,
+                     CASE WHEN t.kind = 'reset' THEN 'by=' || l.initiated_by END),
            t.source_id, t.line
     FROM balance_timeline AS t LEFT JOIN served AS s USING (entry_id)
+    LEFT JOIN ledger AS l ON l.entry_id = t.entry_id
     WHERE t.user_id = $user_id AND t.row_type = 'ledger'
     UNION ALL
     SELECT e.ts, 3, 'abuse', e.action, e.action || coalesce(' ' || e.rule, ''),

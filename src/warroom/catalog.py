@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 import pyarrow as pa
 
@@ -26,11 +28,97 @@ def rejects(con: duckdb.DuckDBPyConnection) -> pa.Table:
     ).to_arrow_table()
 
 
+#: statement types that only read (DESCRIBE, SHOW and SUMMARIZE parse as SELECT)
+_READ_TYPES = {duckdb.StatementType.SELECT}
+#: PRAGMAs that only read; others can write files (``profiling_output``) or change settings
+_READ_PRAGMAS = {
+    "collations",
+    "database_list",
+    "database_size",
+    "functions",
+    "metadata_info",
+    "platform",
+    "show",
+    "show_databases",
+    "show_tables",
+    "show_tables_expanded",
+    "storage_info",
+    "table_info",
+    "user_agent",
+    "version",
+}
+_PRAGMA_NAME = re.compile(r"\s*pragma\s+([A-Za-z_][A-Za-z0-9_]*)\s*(?:\(|;|$)", re.I)
+#: EXPLAIN and its options (``ANALYZE`` runs the statement, so it is checked like one)
+_EXPLAIN = re.compile(r"\s*explain\s+(?:analy[sz]e\s+|\([^)]*\)\s*)?", re.I)
+_COMMENTS = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.S)
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    """Refuse ``query`` unless each of its statements only reads.
+
+    DuckDB's own parser splits the text and names each statement's type, so a
+    write cannot hide behind a comment, a string or a second statement. Allowed:
+    SELECT / WITH / VALUES / FROM / DESCRIBE / SHOW / SUMMARIZE, EXPLAIN of one
+    of those, and the read-only PRAGMAs. COPY, EXPORT, INSTALL / LOAD, ATTACH,
+    SET, CALL and every DDL or DML statement raise QueryError.
+    """
+    try:
+        statements = con.extract_statements(query)
+    except duckdb.Error as exc:
+        raise QueryError(_first_line(exc)) from None
+    for statement in statements:
+        _check_statement(con, statement)
+
+
+def _check_statement(con: duckdb.DuckDBPyConnection, statement: duckdb.Statement) -> None:
+    text = _COMMENTS.sub("", statement.query)
+    kind = statement.type
+    if kind in _READ_TYPES:
+        return
+    if kind == duckdb.StatementType.PRAGMA:
+        name = _PRAGMA_NAME.match(text)
+        if name and name.group(1).lower() in _READ_PRAGMAS:
+            return
+    if kind == duckdb.StatementType.EXPLAIN:
+        head = _EXPLAIN.match(text)
+        inner = con.extract_statements(text[head.end() :]) if head else []
+        if len(inner) == 1:
+            _check_statement(con, inner[0])
+            return
+    word = text.split(None, 1)[0].upper() if text.strip() else kind.name
+    raise QueryError(
+        f"`warroom sql` only reads; {word} is refused (use SELECT, WITH, "
+        "DESCRIBE, SHOW, SUMMARIZE, EXPLAIN or a read-only PRAGMA)"
+    )
+
+
+def _lock_extensions(con: duckdb.DuckDBPyConnection) -> None:
+    """No extension is installed or loaded behind the query's back (httpfs would reach
+    the network); local files stay readable."""
+    row = con.execute("SELECT current_setting('lock_configuration')").fetchall()[0]
+    if row and row[0]:
+        return
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET allow_community_extensions = false")
+    con.execute("SET lock_configuration = true")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def run_sql(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
     """Run ``query`` (the connection should be read-only) and return its rows.
 
-    Raises QueryError with DuckDB's first line of explanation.
+    Only statements that read are run (``check_read_only``), with extension
+    install and autoload switched off on ``con``; reading local files
+    (``read_csv('x.csv')``) stays allowed. Raises QueryError with DuckDB's first
+    line of explanation.
     """
+    check_read_only(con, query)
+    _lock_extensions(con)
     try:
         rel = con.sql(query)
         if rel is None:
@@ -38,7 +126,7 @@ def run_sql(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
         return rel.to_arrow_table()
     except duckdb.Error as exc:
         text = str(exc).strip()
-        first = text.splitlines()[0] if text else type(exc).__name__
+        first = _first_line(exc)
         if "read-only" in text or "read only" in text:
             first = "the database is opened read-only here; `warroom sql` cannot change it"
         raise QueryError(first) from None

@@ -6,8 +6,13 @@ Every command that prints rows goes through ``write``, so ``--format`` and
 * money stays exact: decimals are written as their exact decimal text (JSON
   strings), never through a binary float;
 * text opened in a spreadsheet cannot start a formula: in CSV and Markdown a
-  text cell beginning with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
-  is prefixed with a single quote. Numeric columns are left numeric.
+  text cell is prefixed with a single quote when it begins with ``=``, ``+``,
+  ``-``, ``@`` or their full-width forms (``＝ ＋ － ＠``), also after leading
+  blanks, line breaks or other controls (a NUL), or when it begins with any
+  control character (tab, carriage return, ...): OWASP's CSV-injection triggers.
+  Numeric columns are left numeric;
+* Markdown is for people: every cell goes through ``warroom.escape.md_escape``,
+  as ``report.md`` does (no HTML, controls and bidi characters shown as escapes).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from warroom.escape import md_escape
+
 
 class Format(str, Enum):
     table = "table"
@@ -33,7 +40,9 @@ class Format(str, Enum):
     markdown = "markdown"
 
 
-_FORMULA = r"^[=+\-@\t\r]"
+#: a leading control, or a formula sign after any leading blanks, controls or invisible
+#: format characters (RE2 classes: Z = separators, Cc = controls, Cf = format)
+_FORMULA = r"^(?:\p{Cc}|[\p{Z}\p{Cc}\p{Cf}]*[=+\-@\x{FF1D}\x{FF0B}\x{FF0D}\x{FF20}])"
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -125,10 +134,7 @@ def write_parquet(table: pa.Table, out: BinaryIO) -> None:
 
 
 def _md_cell(value: object) -> str:
-    if value is None:
-        return ""
-    text = str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ")
-    return text.replace("\n", "<br>")
+    return "" if value is None else md_escape(str(value))
 
 
 def write_markdown(table: pa.Table, out: BinaryIO) -> None:

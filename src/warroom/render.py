@@ -2,6 +2,11 @@
 
 Tables go to stdout (they are the data, drawn for a person); progress bars,
 notes and summaries go to stderr, and only when stderr is a terminal.
+
+Nothing that comes from data, a file name or an argument is ever read as rich
+markup: every value reaches rich as a ``Text``, through ``warroom.escape.visible``
+(so ``[/x]`` is shown, not parsed, and a terminal escape or a bidi control is
+shown as ``\x1b`` or ``\u202e``, not obeyed).
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ import pyarrow as pa
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
+
+from warroom.escape import visible
 
 #: rows drawn by the table format before it truncates (and says so)
 TABLE_ROWS = 200
@@ -36,7 +44,7 @@ def stdout_console() -> Console:
 def draw_table(table: pa.Table, *, title: str | None = None, limit: int = TABLE_ROWS) -> None:
     """Draw ``table`` on stdout; announce on stderr when rows were left out."""
     shown = table.slice(0, limit)
-    out = Table(title=title, show_lines=False, header_style="bold")
+    out = Table(title=_text(title), show_lines=False, header_style="bold")
     numeric = []
     for f in table.schema:
         num = (
@@ -45,7 +53,7 @@ def draw_table(table: pa.Table, *, title: str | None = None, limit: int = TABLE_
             or pa.types.is_decimal(f.type)
         )
         numeric.append(num)
-        out.add_column(f.name, justify="right" if num else "left", overflow="fold")
+        out.add_column(Text(visible(f.name)), justify="right" if num else "left", overflow="fold")
     for row in shown.to_pylist():
         out.add_row(*(_cell(v) for v in row.values()))
     stdout_console().print(out)
@@ -58,31 +66,44 @@ def draw_table(table: pa.Table, *, title: str | None = None, limit: int = TABLE_
 
 def draw_summary(table: pa.Table, *, title: str | None = None) -> None:
     """A summary is not data: draw it on stderr so stdout stays clean."""
-    out = Table(title=title, header_style="bold")
+    out = Table(title=_text(title), header_style="bold")
     for f in table.schema:
         num = pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
-        out.add_column(f.name, justify="right" if num else "left")
+        out.add_column(Text(visible(f.name)), justify="right" if num else "left")
     for row in table.to_pylist():
         out.add_row(*(_cell(v) for v in row.values()))
     stderr.print(out)
 
 
-def _cell(v: object) -> str:
+def _text(value: str | None) -> Text | None:
+    return None if value is None else Text(visible(value))
+
+
+def _cell(v: object) -> Text:
     if v is None:
-        return ""
+        return Text("")
     if isinstance(v, Decimal):
-        return format(v, "f")
+        return Text(format(v, "f"))
     if isinstance(v, datetime | date):
-        return v.isoformat(sep=" ") if isinstance(v, datetime) else v.isoformat()
-    return str(v).replace("[", r"\[")
+        return Text(v.isoformat(sep=" ") if isinstance(v, datetime) else v.isoformat())
+    return Text(visible(str(v)))
 
 
-def note(message: str) -> None:
-    stderr.print(message)
+#: a piece of a note: plain text, or (text, rich style) for a coloured word
+Part = str | tuple[str, str]
+
+
+def note(*parts: Part) -> None:
+    """One line on stderr, every part shown as text (never as markup)."""
+    stderr.print(
+        Text.assemble(
+            *((visible(p), "") if isinstance(p, str) else (visible(p[0]), p[1]) for p in parts)
+        )
+    )
 
 
 def error(message: str) -> None:
-    stderr.print(f"[bold red]error:[/] {message}", markup=True)
+    stderr.print(Text.assemble(("error:", "bold red"), " ", visible(message)))
 
 
 class ProgressBars:
@@ -91,7 +112,7 @@ class ProgressBars:
     def __init__(self) -> None:
         self.enabled = sys.stderr.isatty()
         self.progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             TextColumn("{task.percentage:>3.0f}%"),
             TimeElapsedColumn(),
@@ -104,7 +125,7 @@ class ProgressBars:
         if not self.enabled:
             return
         if label not in self.tasks:
-            self.tasks[label] = self.progress.add_task(label, total=1.0)
+            self.tasks[label] = self.progress.add_task(visible(label), total=1.0)
         self.progress.update(self.tasks[label], completed=fraction)
 
     @contextmanager

@@ -141,11 +141,6 @@ PolicyOption = Annotated[
 ]
 
 
-def plain(text: str) -> str:
-    """Text shown as is by the stderr console (no rich markup in ids or paths)."""
-    return text.replace("[", r"\[")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the command line on ``argv`` (default ``sys.argv``) and return its exit code.
 

@@ -17,7 +17,6 @@ from warroom.cli.app import (
     QueriesDirOption,
     app,
     emit,
-    plain,
 )
 from warroom.ingest import IngestReport, RejectedRowsError
 from warroom.ingest import ingest as run_ingest
@@ -80,17 +79,18 @@ def ingest(
 def ingest_summary(report: IngestReport) -> None:
     for f in report.files:
         if f.status == "skipped":
-            render.note(f"[yellow]skipped[/] {f.path}: {f.note}")
+            render.note(("skipped", "yellow"), f" {f.path}: {f.note}")
             continue
         verb = {"loaded": "loaded", "replaced": "replaced", "strict-rejected": "refused"}[f.status]
-        rej = f", [red]{f.rows_rejected:,} rejected[/]" if f.rows_rejected else ""
         via = f", profile {f.profile}" if f.profile else ""
         render.note(
-            f"{verb} {f.path} ({f.kind}, {f.format}{via}): {f.rows_loaded:,} rows{rej}"
-            + (f" in {f.seconds:.1f}s" if f.seconds >= 0.1 else "")
+            f"{verb} {f.path} ({f.kind}, {f.format}{via}): {f.rows_loaded:,} rows",
+            ", " if f.rows_rejected else "",
+            (f"{f.rows_rejected:,} rejected", "red") if f.rows_rejected else "",
+            f" in {f.seconds:.1f}s" if f.seconds >= 0.1 else "",
         )
         if f.first_reject:
-            render.note(plain(f"  first rejected row: {f.path}:{f.first_reject}"))
+            render.note(f"  first rejected row: {f.path}:{f.first_reject}")
     render.note(
         f"{report.rows_loaded:,} rows loaded, {report.rows_rejected:,} rejected "
         f"from {len(report.files)} file(s)"

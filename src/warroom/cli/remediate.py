@@ -22,7 +22,6 @@ from warroom.cli.app import (
     QueriesDirOption,
     app,
     emit,
-    plain,
 )
 from warroom.cli.load import ingest_summary
 from warroom.errors import UsageError
@@ -180,7 +179,7 @@ def report_cmd(
         sys.stdout.buffer.flush()
         return
     write_atomic(out, data)
-    render.note(plain(f"wrote the {chosen.value} report to {out}"))
+    render.note(f"wrote the {chosen.value} report to {out}")
 
 
 @app.command("investigate")
@@ -242,13 +241,9 @@ def investigate_cmd(
     bundle = write_bundle(built, out_dir)
     render.note("")
     for line in summary_lines(built):
-        render.note(plain(line))
-    render.note(
-        plain(
-            f"report: {bundle.markdown}, {bundle.html}\n"
-            f"refund and support list: {bundle.affected_users} ({bundle.affected_rows:,} rows)\n"
-            f"impact of every user: {bundle.impact}\n"
-            f"database: {db_file}\n"
-            f"done in {time.monotonic() - started:.1f}s"
-        )
-    )
+        render.note(line)
+    render.note(f"report: {bundle.markdown}, {bundle.html}")
+    render.note(f"refund and support list: {bundle.affected_users} ({bundle.affected_rows:,} rows)")
+    render.note(f"impact of every user: {bundle.impact}")
+    render.note(f"database: {db_file}")
+    render.note(f"done in {time.monotonic() - started:.1f}s")

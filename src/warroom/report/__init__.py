@@ -34,6 +34,7 @@ The parts, in the order a report is made:
 
 from __future__ import annotations
 
+from warroom.escape import md_escape
 from warroom.report.build import Report, ReportError, build_report, default_generated_at
 from warroom.report.files import (
     RENDERERS,
@@ -43,7 +44,7 @@ from warroom.report.files import (
     write_bundle,
 )
 from warroom.report.html import render_html
-from warroom.report.markdown import md_escape, render_markdown
+from warroom.report.markdown import render_markdown
 from warroom.report.summary import summary_lines
 from warroom.report.text import credit_text
 

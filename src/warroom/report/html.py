@@ -2,19 +2,20 @@
 nothing fetched when it is viewed (no scripts, fonts, images or styles from elsewhere).
 
 Every piece of text is HTML-escaped, so user-derived text cannot run anything.
-Long tokens get break opportunities (``<wbr>``) so tables narrow to a printed page.
+Long tokens get break opportunities (``<wbr>``) so tables narrow to a printed page;
+a cell longer than ``CELL_LIMIT`` characters (a 20,000-character user id) is cut,
+with its whole value in the cell's title.
 """
 
 from __future__ import annotations
 
 import re
-from html import escape
 
+from warroom.escape import html_escape
 from warroom.pack import SEVERITIES
 from warroom.report.blocks import Block, Cards, Chart, Facts, Heading, Paragraph, Table
 from warroom.report.build import Report
 from warroom.report.outline import outline
-from warroom.report.text import without_controls
 
 
 def render_html(report: Report) -> str:
@@ -41,8 +42,10 @@ def render_html(report: Report) -> str:
     )
 
 
-def _escape(text: str) -> str:
-    return escape(without_controls(text), quote=True)
+_escape = html_escape
+
+#: a text cell longer than this is cut, with the whole value in its title (tooltip)
+CELL_LIMIT = 120
 
 
 def _block_html(block: Block, svgs: dict[str, str], toc: list[tuple[str, str]]) -> str:
@@ -97,11 +100,13 @@ def _table_html(t: Table) -> str:
     for row in t.rows:
         cells = []
         for i, v in enumerate(row):
-            text = _escape(v)
+            text = _escape(v if len(v) <= CELL_LIMIT else v[: CELL_LIMIT - 1])
             if i == severity and v in SEVERITIES:
                 text = f'<span class="sev sev-{v}">{text}</span>'
             elif not t.numeric[i]:
                 text = _with_breaks(text, times=t.nowrap[i])
+            if len(v) > CELL_LIMIT:
+                text = f'<span class="cut" title="{_escape(v)}">{text}\u2026</span>'
             cells.append(f"<td{_class_attr(t, i)}>{text}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     css = f' class="{t.css}"' if t.css else ""
@@ -180,6 +185,7 @@ tbody tr:nth-child(even) td { background: #fcfcfd; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.num, td.nowrap, td.id { white-space: nowrap; }
 td.wrap { overflow-wrap: anywhere; min-width: 14ch; }
+td .cut { white-space: normal; overflow-wrap: anywhere; }
 table.hashes td.wrap, table.method td.wrap { font-family: ui-monospace, SFMono-Regular,
   Menlo, Consolas, monospace; font-size: 12px; }
 table.method td:nth-child(4) { min-width: 24ch; }

@@ -6,15 +6,13 @@ and the terminal summary use these, so a figure reads the same everywhere.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from warroom.escape import visible
 from warroom.impact import round_credit
-
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def timestamp_text(ts: datetime | None) -> str:
@@ -90,13 +88,9 @@ def value_text(value: Any) -> str:
     return str(value)
 
 
-def without_controls(text: str) -> str:
-    """``text`` with each control character (other than tab and line breaks) as U+FFFD."""
-    return _CONTROL_CHARS.sub("\ufffd", text)
-
-
 def one_line(text: str) -> str:
-    """``text`` on one line: line breaks and tabs as spaces, control characters as U+FFFD."""
-    return without_controls(
+    """``text`` on one line for a chart label: line breaks and tabs as spaces, every
+    other control or bidi character as a visible escape (``warroom.escape.visible``)."""
+    return visible(
         text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ").replace("\t", " ")
     )

@@ -333,6 +333,39 @@ CASES: list[Case] = [
         text(req(1, user_id="u\x00\x07")),
         {1: ok(1, user_id="u\x00\x07")},
     ),
+    # ---- hostile values load exactly (the outputs show them safely: test_hostile_output.py)
+    Case(
+        "terminal-escapes-in-values-load-exactly",
+        "requests.jsonl",
+        text(
+            req(1, user_id="\x1b]52;c;aGk=\x07", error_code="\x1b[2J\x9b31m"),
+            req(2, user_id="u\u202e00.5-", error_code="\u2066x\u2069\u200b\ufeff"),
+        ),
+        {
+            1: ok(1, user_id="\x1b]52;c;aGk=\x07", error_code="\x1b[2J\x9b31m"),
+            2: ok(2, user_id="u\u202e00.5-", error_code="\u2066x\u2069\u200b\ufeff"),
+        },
+    ),
+    Case(
+        "markup-html-and-formulas-in-values-load-exactly",
+        "requests.jsonl",
+        text(
+            req(1, user_id="[/x][credit]", error_code="<img src=https://x/y.png>"),
+            req(2, user_id=" \uff1d1+1", error_code="\n=HYPERLINK(1)"),
+            req(3, user_id="u" * 20_000),
+        ),
+        {
+            1: ok(1, user_id="[/x][credit]", error_code="<img src=https://x/y.png>"),
+            2: ok(2, user_id=" \uff1d1+1", error_code="\n=HYPERLINK(1)"),
+            3: ok(3, user_id="u" * 20_000),
+        },
+    ),
+    Case(
+        "hostile-values-in-a-csv-load-exactly",
+        "requests.csv",
+        (CSV_HEAD + f'{TS},r1,"[/x]\u202e=1",200,1\n{TS},r2,"\uff20SUM(A1)",200,2\n').encode(),
+        {2: {"user_id": "[/x]\u202e=1"}, 3: {"user_id": "\uff20SUM(A1)"}},
+    ),
     _bad_middle(
         "form-feed-after-the-object",
         req(2) + "\x0c",

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Cli, write
+from tests.conftest import Cli, run_cli, write
 
 TS = "2025-06-01T10:0{}:00Z"
 
@@ -107,10 +107,12 @@ def _one_line(stderr: str) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def small_db(tmp_path: Path, cli: Cli) -> str:
-    db = str(tmp_path / "w.db")
-    assert cli("ingest", *_huge_logs(tmp_path / "logs"), "--db", db).code == 0
+@pytest.fixture(scope="module")
+def small_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One small database per module (the tests that use it only read, or fail)."""
+    folder = tmp_path_factory.mktemp("small")
+    db = str(folder / "w.db")
+    assert run_cli("ingest", *_huge_logs(folder / "logs"), "--db", db).code == 0
     return db
 
 

@@ -289,6 +289,20 @@ def test_hand_computed_case(tmp_path: Path, case: dict[str, Any]) -> None:
         ('[credits]\noverbilled = "yes"\n', "must be true or false"),
         ('[incident]\nstart = "yesterday"\n', "is not a timestamp"),
         ("not toml at all [", "not valid TOML"),
+        # numbers out of range name their key (issue 11 #20)
+        ('[credits]\ngoodwill_percent = "NaN"\n', "goodwill_percent must be a finite number"),
+        ('[credits]\ngoodwill_percent = "sNaN"\n', "goodwill_percent must be a finite number"),
+        ('[credits]\ngoodwill_percent = "Infinity"\n', "goodwill_percent must be a finite"),
+        ('[credits]\ngoodwill_percent = "-inf"\n', "goodwill_percent must be a finite"),
+        ('[credits]\ngoodwill_percent = "1e30"\n', "goodwill_percent must be at most 1,000"),
+        ("[credits]\ngoodwill_percent = 1" + "0" * 40 + "\n", "goodwill_percent must be at most"),
+        ('[credits]\ngoodwill_percent = "0.0000001"\n', "at most 6 decimal places"),
+        ('[credits]\nminimum_credit = {usd = "1e30"}\n', "minimum_credit.usd must be at most"),
+        ('[credits]\nminimum_credit = {usd = "NaN"}\n', "minimum_credit.usd must be a finite"),
+        ('[credits]\nper_wrongful_429 = {eur = "Infinity"}\n', "per_wrongful_429.eur must be"),
+        ("[credits]\nper_restricted_hour = {usd = 1" + "0" * 30 + "}\n", "per_restricted_hour.usd"),
+        ('[credits]\nper_restricted_hour = {usd = "1e-30"}\n', "at most 6 decimal places"),
+        ("[credits]\ngrant_banked_resets = 1" + "0" * 30 + "\n", "grant_banked_resets must be"),
     ],
 )
 def test_bad_policy_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:

@@ -39,7 +39,7 @@ FINDINGS_DDL = """CREATE TABLE IF NOT EXISTS findings (
     ts TIMESTAMP,
     request_id VARCHAR,
     entry_id VARCHAR,
-    amount DECIMAL(18,6),
+    amount DECIMAL(38,6),
     detail VARCHAR,
     source_id INTEGER,
     line BIGINT
@@ -149,6 +149,7 @@ def detect(
     # a fresh computation (run/impact) may have left a temp findings shadowing ours
     con.execute("DROP TABLE IF EXISTS temp.findings")
     con.execute(FINDINGS_DDL)
+    _widen_findings(con)
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("DELETE FROM findings")
@@ -158,9 +159,30 @@ def detect(
         store_incident_id(con, pack)
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        _rollback(con)
         raise
     return DetectResult(summaries, time.monotonic() - started, shared)
+
+
+def _widen_findings(con: duckdb.DuckDBPyConnection) -> None:
+    """A findings table made before amounts were DECIMAL(38,6) is widened: sums of
+    legal rows (two top-ups of 999,999,999,999) outgrow DECIMAL(18,6)."""
+    row = con.execute(
+        "SELECT data_type FROM duckdb_columns() WHERE schema_name = 'main' "
+        "AND table_name = 'findings' AND column_name = 'amount'"
+    ).fetchone()
+    if row is not None and row[0] != "DECIMAL(38,6)":
+        con.execute("ALTER TABLE main.findings ALTER amount TYPE DECIMAL(38,6)")
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back, if there is still a transaction to roll back: after some failures
+    (a full disk) DuckDB has ended it already, and its "no transaction is active"
+    must not hide the error that ended it."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
 
 
 def compute_findings(con: duckdb.DuckDBPyConnection, pack: Pack, *, table: str, temp: bool) -> None:
@@ -211,7 +233,7 @@ def _run_detectors(
             )
             con.execute(
                 f"INSERT INTO {table} SELECT detector, ?, user_id, currency, ts, request_id, "
-                f"entry_id, CAST(amount AS DECIMAL(18,6)), detail, {tail} FROM wr_rows",
+                f"entry_id, CAST(amount AS DECIMAL(38,6)), detail, {tail} FROM wr_rows",
                 [q.severity],
             )
             amounts = con.execute(
@@ -219,7 +241,7 @@ def _run_detectors(
                 "WHERE amount IS NOT NULL GROUP BY 1 ORDER BY 1"
             ).fetchall()
         finally:
-            con.unregister("wr_rows")
+            _unregister(con, "wr_rows")
         summaries.append(
             DetectorSummary(
                 q.name,
@@ -233,6 +255,15 @@ def _run_detectors(
     if progress:
         progress("detect", 1.0)
     return sorted(summaries, key=lambda d: d.name)
+
+
+def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Unregister ``name``; in an aborted transaction DuckDB refuses, and its
+    "Current transaction is aborted" must not hide the error that aborted it."""
+    try:
+        con.unregister(name)
+    except duckdb.TransactionException:
+        pass
 
 
 def _check_columns(q: Query, rows: pa.Table) -> None:

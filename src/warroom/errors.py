@@ -50,3 +50,8 @@ class DatabaseError(WarroomError):
 
 class ProfileError(WarroomError):
     """An unknown import profile, or a mapping file with a bad key or value."""
+
+
+class OutputError(WarroomError):
+    """An output file or folder cannot be written: a full disk, a folder named as
+    the file, a missing parent folder, no permission."""

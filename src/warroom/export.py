@@ -68,18 +68,125 @@ def defuse_formulas(table: pa.Table, text_columns: list[str] | None = None) -> p
 
 def _text_columns(table: pa.Table, *, decimals: bool = True) -> pa.Table:
     """Timestamps -> ISO-8601 UTC text (``...Z``); decimals -> exact text unless
-    ``decimals`` is false (CSV writes them as plain numbers)."""
+    ``decimals`` is false (CSV writes them as plain numbers); every other type
+    that is not text, a number or a boolean -> its text form (``as_text``)."""
     cols = []
     for col in table.columns:
         t = col.type
         if decimals and pa.types.is_decimal(t):
             col = pc.cast(col, pa.string())
-        elif pa.types.is_timestamp(t):
-            col = _iso(col)
-        elif pa.types.is_date(t):
-            col = pc.cast(col, pa.string())
+        elif not _is_plain(t):
+            col = as_text(col)
         cols.append(col)
     return pa.table(cols, names=table.column_names)
+
+
+def text_table(table: pa.Table) -> pa.Table:
+    """``table`` for the table view: every column that is not text, a number, a
+    boolean or a timestamp or date Python can hold becomes text (``as_text``)."""
+    cols = [
+        col if _is_plain(col.type) or _python_temporal(col) else as_text(col)
+        for col in table.columns
+    ]
+    return pa.table(cols, names=table.column_names)
+
+
+def _python_temporal(col: pa.ChunkedArray) -> bool:
+    """A timestamp (to the microsecond) or date column whose values all lie in years 1-9999."""
+    t = col.type
+    if pa.types.is_timestamp(t) and t.unit != "ns":
+        micros = pc.cast(pc.cast(col, pa.timestamp("us", tz=t.tz)), pa.int64())
+        lo, hi = _ISO_RANGE
+    elif pa.types.is_date(t):
+        micros = pc.cast(pc.cast(col, pa.date32()), pa.int32())
+        lo, hi = -719_162, 2_932_897
+    else:
+        return False
+    inside = pc.and_(pc.greater_equal(micros, lo), pc.less(micros, hi))
+    return bool(pc.all(inside).as_py() is not False)
+
+
+def _is_plain(t: pa.DataType) -> bool:
+    """Text, numbers, booleans: every format writes these as they are."""
+    return bool(
+        _is_text(t)
+        or pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_decimal(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_null(t)
+    )
+
+
+def _is_nested(t: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_list(t)
+        or pa.types.is_large_list(t)
+        or pa.types.is_fixed_size_list(t)
+        or pa.types.is_struct(t)
+        or pa.types.is_map(t)
+    )
+
+
+#: microseconds since the epoch of 0001-01-01 and 10000-01-01: the years _iso can write
+_ISO_RANGE = (-62_135_596_800_000_000, 253_402_300_800_000_000)
+
+
+def as_text(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A column of any type as text, the form every format without such a type writes:
+    timestamps ``2025-06-01T16:00:00.5Z`` (UTC), dates ``2025-06-01``, and DuckDB's own
+    text for the rest (``infinity``, ``294246-01-01 00:00:00``, ``3 days 00:00:05``,
+    ``12:34:56.5``, ``[1, 2]``, ``{'a': 1}``, ``{k=1}``, a BLOB as ``ab\\x00``)."""
+    t = col.type
+    if pa.types.is_timestamp(t) and t.unit == "ns":
+        return _duck_text(col)  # nanoseconds: DuckDB's text keeps every digit
+    if pa.types.is_timestamp(t):
+        micros = pc.cast(pc.cast(col, pa.timestamp("us", tz=t.tz), safe=False), pa.int64())
+        odd = pc.invert(
+            pc.and_(pc.greater_equal(micros, _ISO_RANGE[0]), pc.less(micros, _ISO_RANGE[1]))
+        )
+        if not pc.any(odd).as_py():
+            return _iso(col)
+        safe = pc.if_else(odd, pa.scalar(None, col.type), col)
+        return pc.if_else(odd, _duck_text(col), _iso(safe))
+    if pa.types.is_date(t):
+        days = pc.cast(pc.cast(col, pa.date32()), pa.int32())
+        odd = pc.invert(pc.and_(pc.greater_equal(days, -719_162), pc.less(days, 2_932_897)))
+        if not pc.any(odd).as_py():
+            return pc.cast(col, pa.string())
+        safe = pc.if_else(odd, pa.scalar(None, col.type), col)
+        return pc.if_else(odd, _duck_text(col), pc.cast(safe, pa.string()))
+    if pa.types.is_dictionary(t):
+        return _text_of(pc.cast(col, t.value_type))
+    return _duck_text(col)
+
+
+def _text_of(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    return col if _is_text(col.type) else as_text(col)
+
+
+def _duck_text(col: pa.ChunkedArray, *, json: bool = False) -> pa.ChunkedArray:
+    """DuckDB's text (or, with ``json``, its ``to_json``) of each value of ``col``."""
+    import duckdb
+
+    expr = "to_json(c)::VARCHAR" if json else "CAST(c AS VARCHAR)"
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        con.register("wr_col", pa.table({"c": col}))
+        return con.sql(f"SELECT {expr} AS c FROM wr_col").to_arrow_table().column(0)  # noqa: S608
+    finally:
+        con.close()
+
+
+def _json_columns(table: pa.Table) -> tuple[pa.Table, list[str]]:
+    """Nested columns as JSON text (to be written as JSON, not as strings), the rest
+    as ``_text_columns``; returns the table and the names of the JSON columns."""
+    nested = [f.name for f in table.schema if _is_nested(f.type)]
+    cols = [
+        _duck_text(col, json=True) if name in nested else col
+        for name, col in zip(table.column_names, table.columns, strict=True)
+    ]
+    return _text_columns(pa.table(cols, names=table.column_names)), nested
 
 
 def _iso(col: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -102,7 +209,13 @@ def _iso(col: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def _rows(table: pa.Table) -> list[dict[str, object]]:
-    return _text_columns(table).to_pylist()  # type: ignore[no-any-return]
+    table, nested = _json_columns(table)
+    rows: list[dict[str, object]] = table.to_pylist()
+    for row in rows:
+        for name in nested:
+            if row[name] is not None:
+                row[name] = orjson.Fragment(row[name])  # type: ignore[arg-type]
+    return rows
 
 
 def _text_names(table: pa.Table) -> list[str]:
@@ -128,9 +241,27 @@ def write_jsonl(table: pa.Table, out: BinaryIO) -> None:
 
 
 def write_parquet(table: pa.Table, out: BinaryIO) -> None:
+    cols = [col if _parquet_has(col.type) else as_text(col) for col in table.columns]
+    table = pa.table(cols, names=table.column_names)
     buf = io.BytesIO()
     pq.write_table(table, buf)
     out.write(buf.getvalue())
+
+
+def _parquet_has(t: pa.DataType) -> bool:
+    """Types Parquet stores as they are (intervals, unions and DuckDB's own
+    extension types are written as text)."""
+    if _is_plain(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return True
+    if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_time(t):
+        return True
+    if pa.types.is_dictionary(t):
+        return _parquet_has(t.value_type)
+    if isinstance(t, pa.ExtensionType) or pa.types.is_union(t) or pa.types.is_interval(t):
+        return False
+    if _is_nested(t):
+        return all(_parquet_has(t.field(i).type) for i in range(t.num_fields))
+    return False
 
 
 def _md_cell(value: object) -> str:

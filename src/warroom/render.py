@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from warroom.escape import visible
+from warroom.export import text_table
 
 #: rows drawn by the table format before it truncates (and says so)
 TABLE_ROWS = 200
@@ -43,7 +44,7 @@ def stdout_console() -> Console:
 
 def draw_table(table: pa.Table, *, title: str | None = None, limit: int = TABLE_ROWS) -> None:
     """Draw ``table`` on stdout; announce on stderr when rows were left out."""
-    shown = table.slice(0, limit)
+    shown = text_table(table.slice(0, limit))
     out = Table(title=_text(title), show_lines=False, header_style="bold")
     numeric = []
     for f in table.schema:
@@ -70,7 +71,7 @@ def draw_summary(table: pa.Table, *, title: str | None = None) -> None:
     for f in table.schema:
         num = pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
         out.add_column(Text(visible(f.name)), justify="right" if num else "left")
-    for row in table.to_pylist():
+    for row in text_table(table).to_pylist():
         out.add_row(*(_cell(v) for v in row.values()))
     stderr.print(out)
 

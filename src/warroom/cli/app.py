@@ -8,6 +8,7 @@ analyse, remediate), and register themselves on ``app``.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ import pyarrow as pa
 import typer
 
 from warroom import __version__, db, render
+from warroom.atomic import write_atomic
 from warroom.errors import ExitCode, UsageError, WarroomError
 from warroom.export import Format, write
 
@@ -104,8 +106,9 @@ def emit(
         render.draw_table(table, title=title)
         return
     if out is not None:
-        with open(out, "wb") as fh:
-            write(table, fmt, fh)
+        buf = io.BytesIO()
+        write(table, fmt, buf)
+        write_atomic(out, buf.getvalue())
         render.note(f"wrote {table.num_rows} rows to {out}")
         return
     stream: BinaryIO = sys.stdout.buffer

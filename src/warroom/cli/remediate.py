@@ -214,6 +214,7 @@ def investigate_cmd(
     progress and a summary on stderr, nothing on stdout."""
     import time
 
+    from warroom.atomic import make_folder
     from warroom.detect import detect
     from warroom.impact import load_policy
     from warroom.pack import load_pack
@@ -224,7 +225,7 @@ def investigate_cmd(
     pol = load_policy(policy, incident_id=incident)
     pack = load_pack(queries_dir)
     files = investigation_inputs(paths, out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     db_file = db_path or out_dir / "warroom.duckdb"
     with db.connect(db_file, memory_limit=memory_limit) as con:
         with render.ProgressBars().running() as bars:

@@ -98,7 +98,7 @@ def credit_id(incident_id: str, user_id: str, currency: str | None) -> str:
     return "cr_" + digest[:24]
 
 
-_MONEY = pa.decimal128(18, 6)
+_MONEY = pa.decimal128(38, 6)
 _TYPES: dict[str, pa.DataType] = {
     "user_id": pa.string(),
     "plan": pa.string(),

@@ -29,6 +29,15 @@ COMPONENTS = (
 )
 
 
+#: a policy amount fits a row's money, DECIMAL(18,6): below 10**12, at most 6 places
+MONEY_LIMIT = Decimal("999999999999.999999")
+MONEY_PLACES = 6
+#: goodwill is a percentage of what is owed: up to ten times it
+GOODWILL_LIMIT = Decimal(1000)
+#: banked resets granted per user
+COUNT_LIMIT = 1_000_000
+
+
 class PolicyError(WarroomError):
     """The policy file is unreadable, has an unknown key, or a bad value."""
 
@@ -188,11 +197,18 @@ class _Reader:
                 'must be a number written as a string ("0.50") or an integer, never a float',
             )
         try:
-            amount = Decimal(str(value))
+            amount = Decimal(str(value).strip())
         except InvalidOperation:
             raise PolicyError(f"{self.path}: [credits] {key}: {value!r} is not a number") from None
+        if not amount.is_finite():
+            raise self.error("credits", key, f"must be a finite number, not {value!r}")
         if amount < 0:
             raise self.error("credits", key, "must not be negative")
+        limit = GOODWILL_LIMIT if key == "goodwill_percent" else MONEY_LIMIT
+        if amount > limit:
+            raise self.error("credits", key, f"must be at most {limit:,} (got {value!r})")
+        if -amount.normalize().as_tuple().exponent > MONEY_PLACES:  # type: ignore[operator]
+            raise self.error("credits", key, f"must have at most {MONEY_PLACES} decimal places")
         return amount
 
     def flag(self, key: str) -> bool:
@@ -219,8 +235,8 @@ class _Reader:
 
     def count(self, key: str) -> int:
         value = self.credits.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise self.error("credits", key, "must be a whole number, 0 or more")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= COUNT_LIMIT:
+            raise self.error("credits", key, f"must be a whole number from 0 to {COUNT_LIMIT:,}")
         return value
 
     def rounding(self) -> dict[str, int]:

@@ -28,19 +28,19 @@ The parts, in the order a report is made:
 * ``blocks``: what a document is made of (headings, paragraphs, tables, ...).
 * ``outline``: the document as blocks, one function per section.
 * ``markdown``, ``html``: one format each; ``charts``: the HTML's SVG (matplotlib).
-* ``files``: renderers by format, atomic writes, investigate's bundle.
+* ``files``: renderers by format, investigate's bundle (written by warroom.atomic).
 * ``summary``: the few lines ``investigate`` prints on the terminal.
 """
 
 from __future__ import annotations
 
+from warroom.atomic import write_atomic
 from warroom.escape import md_escape
 from warroom.report.build import Report, ReportError, build_report, default_generated_at
 from warroom.report.files import (
     RENDERERS,
     Bundle,
     investigation_inputs,
-    write_atomic,
     write_bundle,
 )
 from warroom.report.html import render_html

@@ -1,16 +1,15 @@
-"""The report's files: a renderer per format, atomic writes, and the bundle
+"""The report's files: a renderer per format, and the bundle
 ``investigate`` leaves in its output folder (report.md, report.html,
 affected-users.csv and impact.csv), which it must not read back as logs."""
 
 from __future__ import annotations
 
 import io
-import os
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from warroom.atomic import write_bundle_atomic
 from warroom.errors import InputError
 from warroom.export import Format, write
 from warroom.report.build import Report
@@ -39,32 +38,25 @@ class Bundle:
     impact: Path
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, so a reader never sees half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # open() rather than mkstemp, so the file gets the usual permissions (umask)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_bundle(report: Report, out_dir: Path) -> Bundle:
-    """Write report.md, report.html, affected-users.csv and impact.csv into ``out_dir``."""
-    md, page = out_dir / REPORT_MD, out_dir / REPORT_HTML
-    csv_path, impact_path = out_dir / AFFECTED_CSV, out_dir / IMPACT_CSV
-    write_atomic(md, render_markdown(report).encode())
-    write_atomic(page, render_html(report).encode())
-    rows = report.affected_users
-    for table, path in ((rows, csv_path), (report.impact, impact_path)):
+    """Write report.md, report.html, affected-users.csv and impact.csv into ``out_dir``,
+    all or none: a failure (a full disk) leaves the old bundle whole. Raises OutputError."""
+    files = {
+        REPORT_MD: render_markdown(report).encode(),
+        REPORT_HTML: render_html(report).encode(),
+    }
+    for name, table in ((AFFECTED_CSV, report.affected_users), (IMPACT_CSV, report.impact)):
         buf = io.BytesIO()
         write(table, Format.csv, buf)
-        write_atomic(path, buf.getvalue())
-    return Bundle(md, page, csv_path, rows.num_rows, impact_path)
+        files[name] = buf.getvalue()
+    write_bundle_atomic(out_dir, files)
+    return Bundle(
+        out_dir / REPORT_MD,
+        out_dir / REPORT_HTML,
+        out_dir / AFFECTED_CSV,
+        report.affected_users.num_rows,
+        out_dir / IMPACT_CSV,
+    )
 
 
 def investigation_inputs(paths: Sequence[str | Path], out_dir: Path) -> list[Path]:

@@ -120,20 +120,30 @@ def test_reingest_same_bytes_loads_nothing_and_force_replaces(con, tmp_path: Pat
     assert rows(con, "SELECT count(*) FROM sources") == [(1,)]
 
 
-def test_force_reelects_canonical_rows(con, tmp_path: Path) -> None:
+def test_force_keeps_the_files_place_and_its_canonical_rows(con, tmp_path: Path) -> None:
     f1 = write(tmp_path / "requests-1.jsonl", REQ % 1)
     f2 = write(tmp_path / "requests-2.jsonl", REQ % 1 + REQ % 2)
     ingest(con, [f1, f2])
-    assert rows(con, "SELECT source_id, line FROM requests_all WHERE canonical ORDER BY 1, 2") == [
-        (1, 1),
-        (2, 2),
+    canonical = """SELECT s.path, r.line FROM requests_all r JOIN sources s USING (source_id)
+                   WHERE canonical ORDER BY r.request_id"""
+    assert rows(con, canonical) == [(str(f1), 1), (str(f2), 2)]
+    assert ingest(con, [f1], force=True).files[0].status == "replaced"
+    # f1 keeps its source id, so its row of r1 stays the one used
+    assert rows(con, "SELECT source_id, path FROM sources ORDER BY 1") == [
+        (1, str(f1)),
+        (2, str(f2)),
     ]
-    ingest(con, [f1], force=True)  # f1's rows now come after f2's
-    assert rows(
-        con,
-        """SELECT s.path, r.line FROM requests_all r JOIN sources s USING (source_id)
-                        WHERE canonical ORDER BY r.request_id""",
-    ) == [(str(f2), 1), (str(f2), 2)]
+    assert rows(con, canonical) == [(str(f1), 1), (str(f2), 2)]
+    ingest(con, [f2], force=True)
+    assert rows(con, canonical) == [(str(f1), 1), (str(f2), 2)]
+    # a replaced file that no longer holds an id hands it to the next row in order
+    con.execute("BEGIN")
+    from warroom.ingest.load import _delete_source, _elect_orphans
+
+    _delete_source(con, 1, reelect=False)
+    _elect_orphans(con)
+    con.execute("COMMIT")
+    assert rows(con, canonical) == [(str(f2), 1), (str(f2), 2)]
 
 
 def test_strict_loads_nothing_from_a_file_with_rejects(con, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 
 from warroom.errors import DatabaseError, DatabaseLockedError
-from warroom.model import FIELDS, IDENTITY, TABLES, Kind
+from warroom.model import CONTENT_IDENTITY, FIELDS, IDENTITY, TABLES, Kind
 
 DEFAULT_DB = "warroom.duckdb"
 SCHEMA_VERSION = "1"
@@ -126,6 +126,13 @@ def schema_statements() -> list[str]:
         stmts.append(
             f"CREATE VIEW IF NOT EXISTS {view} AS SELECT {names} FROM {TABLES[kind]} "
             "WHERE canonical"
+        )
+    for kind, view in CONTENT_IDENTITY.items():
+        names = ", ".join(f.name for f in FIELDS[kind])
+        stmts.append(
+            f"CREATE VIEW IF NOT EXISTS {view} AS SELECT source_id, line, {names} "
+            f"FROM {TABLES[kind]} QUALIFY row_number() OVER "
+            f"(PARTITION BY {names} ORDER BY source_id, line) = 1"
         )
     stmts.append(
         """CREATE VIEW IF NOT EXISTS rejects_view AS

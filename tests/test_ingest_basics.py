@@ -209,3 +209,22 @@ def test_a_text_line_that_starts_like_parquet_is_a_line(con, tmp_path: Path, tex
     lines = text.count("\n") + (0 if text.endswith("\n") else 1)
     assert report.files[0].rows_loaded + report.files[0].rows_rejected == lines
     assert rows(con, "SELECT line FROM rejects") == [(1,)]
+
+
+def test_an_older_database_keeps_its_abuse_events_under_the_new_name(tmp_path: Path) -> None:
+    """Before abuse events counted once per content, their table was `abuse_events`
+    (now the view): opening such a database renames it to `abuse_events_all`."""
+    from warroom import db
+    from warroom.model import FIELDS
+
+    cols = ", ".join(f"{f.name} {f.type.value}" for f in FIELDS[Kind.abuse])
+    old = duckdb.connect(str(tmp_path / "old.duckdb"))
+    old.execute(f"CREATE TABLE abuse_events (source_id INTEGER, line BIGINT, {cols})")
+    old.execute(
+        "INSERT INTO abuse_events (source_id, line, ts, user_id, action) VALUES "
+        "(1, 1, '2025-06-10 00:00:00', 'u1', 'flag'), (2, 1, '2025-06-10 00:00:00', 'u1', 'flag')"
+    )
+    old.close()
+    con = db.connect(tmp_path / "old.duckdb")
+    assert rows(con, "SELECT count(*) FROM abuse_events_all") == [(2,)]
+    assert rows(con, "SELECT source_id, line FROM abuse_events") == [(1, 1)]

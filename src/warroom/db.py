@@ -79,12 +79,29 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the canonical tables and views if they are not there yet."""
     con.execute("BEGIN")
     try:
+        _migrate(con)
         for stmt in schema_statements():
             con.execute(stmt)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """A database made before abuse events counted once per content holds them in
+    a table named like the view that now shows them: it becomes ``*_all``."""
+    for kind, view in CONTENT_IDENTITY.items():
+        found = {
+            str(r[0]): str(r[1])
+            for r in con.execute(
+                "SELECT table_name, table_type FROM information_schema.tables "
+                "WHERE table_schema = 'main' AND table_name IN (?, ?)",
+                [view, TABLES[kind]],
+            ).fetchall()
+        }
+        if found.get(view) == "BASE TABLE" and TABLES[kind] not in found:
+            con.execute(f"ALTER TABLE {view} RENAME TO {TABLES[kind]}")
 
 
 def schema_statements() -> list[str]:

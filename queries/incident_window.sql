@@ -1,7 +1,8 @@
 -- title: Incident window
 -- description: The estimated window of each fault: first and last timestamp of the
 --   erroneous rows each detector found (billing mismatches and abuse false positives
---   split by kind), with the number of rows in each clock hour that has any.
+--   split by kind), with the number of rows in each clock hour that has any. Coverage
+--   gaps, consumption anomalies and price conflicts speak about the data, not a fault.
 -- severity: info
 -- findings: no
 -- uses: findings
@@ -20,7 +21,7 @@ erroneous AS (
         ts
     FROM findings
     WHERE
-        detector NOT IN ('coverage_gaps', 'consumption_anomalies')
+        detector NOT IN ('coverage_gaps', 'consumption_anomalies', 'price_conflicts')
         AND ts IS NOT NULL
         AND ($since IS NULL OR ts >= $since)
         AND ($until IS NULL OR ts < $until)

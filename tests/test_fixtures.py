@@ -176,7 +176,22 @@ ABUSE_FIELDS = {
     "until": "until",
     "multiplier": "multiplier",
 }
-CASE_KEYS = {"requests", "ledger", "abuse", "prices", "policy", "ingest_again", "expect"}
+CASE_KEYS = {
+    "requests",
+    "ledger",
+    "abuse",
+    "prices",
+    "policy",
+    "ingest_again",
+    "ingest_force",
+    "expect",
+}
+#: an ``ingest_again`` file's rows are of the kind its name starts with (else ledger
+#: rows); a price list is its CSV text
+AGAIN_KINDS = {
+    "requests": (REQUEST_FIELDS, req),
+    "abuse": (ABUSE_FIELDS, abuse),
+}
 FINDING_COLUMNS = ["user_id", "ts", "request_id", "entry_id", "amount", "detail"]
 STEPS = {"m": timedelta(minutes=1), "h": timedelta(hours=1)}
 
@@ -253,10 +268,19 @@ def test_hand_computed_case(tmp_path: Path, case: dict[str, Any]) -> None:
     )
     for name, rows in case.get("ingest_again", {}).items():
         again = tmp_path / "logs" / name
-        again.write_bytes(
-            b"".join(orjson.dumps(r) + b"\n" for r in _rows(rows, LEDGER_FIELDS, led))
+        fields, make = next(
+            (v for k, v in AGAIN_KINDS.items() if name.startswith(k)), (LEDGER_FIELDS, led)
         )
+        if isinstance(rows, str):  # a price list: CSV text
+            again.write_text(rows)
+        else:
+            lines = _rows(rows, fields, make)
+            again.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in lines))
         ingest(con, [again])
+    # files already ingested (the world's own, or an ingest_again one), replaced with --force
+    for name in case.get("ingest_force", []):
+        report = ingest(con, [tmp_path / "logs" / name], force=True)
+        assert [f.status for f in report.files] == ["replaced"], name
     pack = load_pack()
     for name, want in case["expect"].items():
         if name == "runs":

@@ -120,20 +120,30 @@ def test_reingest_same_bytes_loads_nothing_and_force_replaces(con, tmp_path: Pat
     assert rows(con, "SELECT count(*) FROM sources") == [(1,)]
 
 
-def test_force_reelects_canonical_rows(con, tmp_path: Path) -> None:
+def test_force_keeps_the_files_place_and_its_canonical_rows(con, tmp_path: Path) -> None:
     f1 = write(tmp_path / "requests-1.jsonl", REQ % 1)
     f2 = write(tmp_path / "requests-2.jsonl", REQ % 1 + REQ % 2)
     ingest(con, [f1, f2])
-    assert rows(con, "SELECT source_id, line FROM requests_all WHERE canonical ORDER BY 1, 2") == [
-        (1, 1),
-        (2, 2),
+    canonical = """SELECT s.path, r.line FROM requests_all r JOIN sources s USING (source_id)
+                   WHERE canonical ORDER BY r.request_id"""
+    assert rows(con, canonical) == [(str(f1), 1), (str(f2), 2)]
+    assert ingest(con, [f1], force=True).files[0].status == "replaced"
+    # f1 keeps its source id, so its row of r1 stays the one used
+    assert rows(con, "SELECT source_id, path FROM sources ORDER BY 1") == [
+        (1, str(f1)),
+        (2, str(f2)),
     ]
-    ingest(con, [f1], force=True)  # f1's rows now come after f2's
-    assert rows(
-        con,
-        """SELECT s.path, r.line FROM requests_all r JOIN sources s USING (source_id)
-                        WHERE canonical ORDER BY r.request_id""",
-    ) == [(str(f2), 1), (str(f2), 2)]
+    assert rows(con, canonical) == [(str(f1), 1), (str(f2), 2)]
+    ingest(con, [f2], force=True)
+    assert rows(con, canonical) == [(str(f1), 1), (str(f2), 2)]
+    # a replaced file that no longer holds an id hands it to the next row in order
+    con.execute("BEGIN")
+    from warroom.ingest.load import _delete_source, _elect_orphans
+
+    _delete_source(con, 1, reelect=False)
+    _elect_orphans(con)
+    con.execute("COMMIT")
+    assert rows(con, canonical) == [(str(f2), 1), (str(f2), 2)]
 
 
 def test_strict_loads_nothing_from_a_file_with_rejects(con, tmp_path: Path) -> None:
@@ -199,3 +209,22 @@ def test_a_text_line_that_starts_like_parquet_is_a_line(con, tmp_path: Path, tex
     lines = text.count("\n") + (0 if text.endswith("\n") else 1)
     assert report.files[0].rows_loaded + report.files[0].rows_rejected == lines
     assert rows(con, "SELECT line FROM rejects") == [(1,)]
+
+
+def test_an_older_database_keeps_its_abuse_events_under_the_new_name(tmp_path: Path) -> None:
+    """Before abuse events counted once per content, their table was `abuse_events`
+    (now the view): opening such a database renames it to `abuse_events_all`."""
+    from warroom import db
+    from warroom.model import FIELDS
+
+    cols = ", ".join(f"{f.name} {f.type.value}" for f in FIELDS[Kind.abuse])
+    old = duckdb.connect(str(tmp_path / "old.duckdb"))
+    old.execute(f"CREATE TABLE abuse_events (source_id INTEGER, line BIGINT, {cols})")
+    old.execute(
+        "INSERT INTO abuse_events (source_id, line, ts, user_id, action) VALUES "
+        "(1, 1, '2025-06-10 00:00:00', 'u1', 'flag'), (2, 1, '2025-06-10 00:00:00', 'u1', 'flag')"
+    )
+    old.close()
+    con = db.connect(tmp_path / "old.duckdb")
+    assert rows(con, "SELECT count(*) FROM abuse_events_all") == [(2,)]
+    assert rows(con, "SELECT source_id, line FROM abuse_events") == [(1, 1)]

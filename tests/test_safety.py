@@ -101,7 +101,7 @@ def base_db(tmp_path: Path) -> Path:
     return path
 
 
-TABLES = ("sources", "rejects", "requests_all", "ledger_all", "abuse_events", "prices")
+TABLES = ("sources", "rejects", "requests_all", "ledger_all", "abuse_events_all", "prices")
 
 
 def snapshot(path: Path) -> dict[str, list[tuple[object, ...]]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 
 from warroom.errors import DatabaseError, DatabaseLockedError
-from warroom.model import FIELDS, IDENTITY, TABLES, Kind
+from warroom.model import CONTENT_IDENTITY, FIELDS, IDENTITY, TABLES, Kind
 
 DEFAULT_DB = "warroom.duckdb"
 SCHEMA_VERSION = "1"
@@ -79,12 +79,29 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the canonical tables and views if they are not there yet."""
     con.execute("BEGIN")
     try:
+        _migrate(con)
         for stmt in schema_statements():
             con.execute(stmt)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """A database made before abuse events counted once per content holds them in
+    a table named like the view that now shows them: it becomes ``*_all``."""
+    for kind, view in CONTENT_IDENTITY.items():
+        found = {
+            str(r[0]): str(r[1])
+            for r in con.execute(
+                "SELECT table_name, table_type FROM information_schema.tables "
+                "WHERE table_schema = 'main' AND table_name IN (?, ?)",
+                [view, TABLES[kind]],
+            ).fetchall()
+        }
+        if found.get(view) == "BASE TABLE" and TABLES[kind] not in found:
+            con.execute(f"ALTER TABLE {view} RENAME TO {TABLES[kind]}")
 
 
 def schema_statements() -> list[str]:
@@ -126,6 +143,13 @@ def schema_statements() -> list[str]:
         stmts.append(
             f"CREATE VIEW IF NOT EXISTS {view} AS SELECT {names} FROM {TABLES[kind]} "
             "WHERE canonical"
+        )
+    for kind, view in CONTENT_IDENTITY.items():
+        names = ", ".join(f.name for f in FIELDS[kind])
+        stmts.append(
+            f"CREATE VIEW IF NOT EXISTS {view} AS SELECT source_id, line, {names} "
+            f"FROM {TABLES[kind]} QUALIFY row_number() OVER "
+            f"(PARTITION BY {names} ORDER BY source_id, line) = 1"
         )
     stmts.append(
         """CREATE VIEW IF NOT EXISTS rejects_view AS

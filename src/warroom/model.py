@@ -103,12 +103,17 @@ FIELDS: dict[Kind, tuple[Field, ...]] = {
 TABLES: dict[Kind, str] = {
     Kind.requests: "requests_all",
     Kind.ledger: "ledger_all",
-    Kind.abuse: "abuse_events",
+    Kind.abuse: "abuse_events_all",
     Kind.prices: "prices",
 }
 
 #: kinds whose rows carry an identity: the same id shipped twice counts once
 IDENTITY: dict[Kind, str] = {Kind.requests: "request_id", Kind.ledger: "entry_id"}
+
+#: kinds without an id, whose identical rows (every field the same) are one event
+#: shipped twice -> their logical table: a view keeping the first of each (lowest
+#: source id, then line; the copies differ in provenance only)
+CONTENT_IDENTITY: dict[Kind, str] = {Kind.abuse: "abuse_events"}
 
 #: fields whose presence tells a file's kind when neither --kind nor its name does
 SIGNATURES: dict[Kind, frozenset[str]] = {

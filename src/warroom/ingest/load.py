@@ -232,6 +232,14 @@ def _attempt(
     it back and return True when the file ends here unloaded (a repeat, or
     ``--strict`` with rejects). Raises _Fallback when the fast path cannot."""
     source_id = _count(con, "SELECT nextval('source_ids')")
+    replaced = _replaced(con, plan, scan) if options.force else []
+    if replaced:
+        # The file keeps its place in ingest order: its rows go back under its
+        # old source id, so the canonical row of an id (the first ingested,
+        # lowest source id then line) is the same before and after --force.
+        for old_id in replaced:
+            _delete_source(con, old_id, reelect=False)
+        source_id = replaced[0]
     with _Watch(con, options.progress, plan.path.name):
         if loader == "fast":
             loaded, rejected = _load_json_fast(con, plan, source_id, scan)
@@ -247,8 +255,10 @@ def _attempt(
         return True
     for old_id, _ in previous:
         _delete_source(con, old_id)
+    if replaced:
+        _elect_orphans(con)
     result.sha256 = sha
-    result.status = "replaced" if previous else "loaded"
+    result.status = "replaced" if previous or replaced else "loaded"
     result.rows_loaded, result.rows_rejected = loaded, rejected
     if plan.profile is not None and rejected:
         first = con.execute(
@@ -307,10 +317,35 @@ def _skipped(result: FileResult, con: duckdb.DuckDBPyConnection, sha: str) -> Fi
     return result
 
 
-def _delete_source(con: duckdb.DuckDBPyConnection, source_id: int) -> None:
-    """Remove one source's rows everywhere, re-electing canonical rows it held."""
+def _replaced(con: duckdb.DuckDBPyConnection, plan: FilePlan, scan: Future[TextScan]) -> list[int]:
+    """The source ids holding this file's bytes already (to be replaced: --force)."""
+    # only a file of the same size can have the same hash: no wait for it otherwise
+    if not _count(con, "SELECT count(*) FROM sources WHERE size_bytes = ?", [plan.size]):
+        return []
+    return [old_id for old_id, _ in _previous(con, scan.result().sha256)]
+
+
+def _elect_orphans(con: duckdb.DuckDBPyConnection) -> None:
+    """Make the first row (lowest source id, then line) of every id that has no
+    canonical row canonical: after a replaced file no longer holds an id."""
+    for kind, key in IDENTITY.items():
+        table = TABLES[kind]
+        con.execute(f"""
+            UPDATE {table} SET canonical = true FROM (
+                SELECT {key} AS k, source_id AS s, line AS l FROM {table}
+                WHERE {key} IN (
+                    SELECT {key} FROM {table} GROUP BY {key} HAVING NOT bool_or(canonical)
+                )
+                QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY source_id, line) = 1
+            ) first WHERE {table}.{key} = first.k AND {table}.source_id = first.s
+                AND {table}.line = first.l""")
+
+
+def _delete_source(con: duckdb.DuckDBPyConnection, source_id: int, *, reelect: bool = True) -> None:
+    """Remove one source's rows everywhere, re-electing canonical rows it held
+    (unless ``reelect`` is False: the caller loads the file again in its place)."""
     for kind, table in TABLES.items():
-        if kind in IDENTITY:
+        if kind in IDENTITY and reelect:
             key = IDENTITY[kind]
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE wr_lost AS SELECT DISTINCT {key} "

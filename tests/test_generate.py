@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import warroom.generate as gen
@@ -765,6 +765,8 @@ def test_a_naive_start_is_utc(tmp_path: Path) -> None:
 @settings(
     max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+# found by hypothesis: a sparse user refused with no history of their own after day one
+@example(users=5, days=3, seed=4_909_849_858, rate=1.25)
 @given(
     users=st.integers(1, 12),
     days=st.integers(1, 9),

@@ -8,7 +8,7 @@ from bisect import bisect_left
 from decimal import ROUND_CEILING, Decimal
 from math import exp
 
-from warroom.generate.rows import RequestRow
+from warroom.generate.rows import AbuseAction, RequestRow
 from warroom.generate.sim.state import UserState
 from warroom.generate.units import DAY, HOUR, MIN, SEC, off_second
 
@@ -37,11 +37,15 @@ class Gateway(UserState):
         outage = self.outage
         if outage[0] <= t < outage[1]:
             status, err = 503, "overloaded"  # the billing outage (and its lead-up)
-        elif self.block is not None:
+        elif self.block is not None and not self._unpriceable_refusal(self.block, t):
             status, err = 429, "abuse_blocked"
-        elif self.throttle is not None and rand() < 0.8:
+        elif (
+            self.throttle is not None
+            and rand() < 0.8
+            and not self._unpriceable_refusal(self.throttle, t)
+        ):
             status, err = 429, "rate_limit_exceeded"
-        elif self.prepaid and self.bal <= 0:
+        elif self.prepaid and self.bal <= 0 and not self.unpriceable(t):
             status, err = 429, self.quota_code
             self._refuse_for_balance(t, rid)
         elif rand() < 0.003:
@@ -74,6 +78,11 @@ class Gateway(UserState):
             heapq.heappush(self.heap, (c + 1 if c % SEC == 0 else c, 2, self.seq, "done", req))
         elif status == 500 and inp:
             self._bill_failed(req, lat_us)
+
+    def _unpriceable_refusal(self, standing: AbuseAction, t: int) -> bool:
+        """A refusal by a false-positive restriction that would need other users'
+        history to price (see ``unpriceable``)."""
+        return standing.cls == "false_positive" and self.unpriceable(t)
 
     def _serve(self, model: str) -> tuple[int, str | None, int, int, int]:
         """An admitted request: status, error code and its input, cached and

@@ -219,6 +219,18 @@ class UserState:
             self.wrongful.add(rid)
             self.spent += self.estimated_cost(t)
 
+    def unpriceable(self, t: int) -> bool:
+        """Would a refusal at t be wrongful and need other users' history to price?
+        The simulation runs one user at a time and cannot know that history, so
+        the gateway serves such a request instead of refusing it (rare: a user with
+        no successful request in the 7 days before, after the world's first day)."""
+        if self.bal + self.acc - self.spent <= 0:
+            return False
+        day = t // DAY
+        if day * DAY <= self.tl.start:
+            return False
+        return not any(self.served_by_day.get(d) for d in range(day - 7, day))
+
     def estimated_cost(self, t: int) -> Decimal:
         """The lower median of the expected charges of this user's successful
         requests over the 7 UTC days before t's day (0 with none: only on the

@@ -272,6 +272,49 @@ CASES: list[Case] = [
         '{"ts":1e20,"request_id":"r2","user_id":"u1","status":200}',
         "ts: out of range",
     ),
+    # offsets within +-14:00 only; no zone names or abbreviations (DECISIONS)
+    _bad_middle("ts-offset-25h", req(2, ts=TS[:-1] + "+25:00"), "ts: offset beyond +-14:00"),
+    _bad_middle("ts-offset-99-99", req(2, ts=TS[:-1] + "+99:99"), "ts: offset beyond +-14:00"),
+    _bad_middle("ts-offset-14-01", req(2, ts=TS[:-1] + "-14:01"), "ts: offset beyond +-14:00"),
+    _bad_middle("ts-offset-60-minutes", req(2, ts=TS[:-1] + "+12:60"), "ts: offset beyond"),
+    _bad_middle(
+        "ts-zone-abbreviation",
+        req(2, ts="2025-06-01T12:00:00 PST"),
+        "ts: a zone name is not accepted (write Z or an offset such as +02:00): "
+        "'2025-06-01T12:00:00 PST'",
+    ),
+    _bad_middle("ts-zone-name", req(2, ts=TS[:-1] + " Europe/Paris"), "ts: a zone name"),
+    _bad_middle("ts-zone-utc-name", req(2, ts=TS[:-1] + " UTC"), "ts: a zone name"),
+    _bad_middle(
+        "ts-dst-ambiguous-local-time",
+        req(2, ts="2025-11-02T01:30:00 America/New_York"),
+        "ts: a zone name",
+    ),
+    _bad_middle(
+        "ts-dst-nonexistent-local-time",
+        req(2, ts="2025-03-09T02:30:00 America/New_York"),
+        "ts: a zone name",
+    ),
+    Case(
+        "ts-offsets-at-the-edges",
+        "requests.jsonl",
+        text(
+            req(1, ts="2025-06-01T10:00:00+14:00"),
+            req(2, ts="2025-06-01T10:00:00-14:00"),
+            req(3, ts="2025-06-01T10:00:00+13:59"),
+            req(4, ts="2025-06-01T12:00:00+0200"),
+            req(5, ts="2025-06-01T08:00:00-02"),
+            req(6, ts="2025-06-01T10:00:00-00:00"),
+        ),
+        {
+            1: ok(1, ts=datetime(2025, 5, 31, 20, 0)),
+            2: ok(2, ts=datetime(2025, 6, 2, 0, 0)),
+            3: ok(3, ts=datetime(2025, 5, 31, 20, 1)),
+            4: ok(4),
+            5: ok(5),
+            6: ok(6),
+        },
+    ),
     _bad_middle("ts-epoch-negative", req(2, ts=-1), "ts: out of range: '-1'"),
     _bad_middle(
         "ts-epoch-16-digits", req(2, ts=9999999999999999), "ts: out of range: '9999999999999999'"

@@ -166,17 +166,42 @@ class _Value(NamedTuple):
     n: str
 
 
+#: an ISO 8601 date and time without its zone, as DuckDB reads it
+_ISO = r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?"
+#: the zones we take: Z, or an offset within +-14:00 (the widest in use)
+_ZONE = r"(Z|[+-]((0[0-9]|1[0-3])(:?[0-5][0-9])?|14(:?00)?))?"
+
+
 def _timestamp(f: Field, x: _Value) -> tuple[str, list[Rule]]:
-    """ISO 8601 text (a zone, or none meaning UTC), or epoch seconds or
-    milliseconds; within [TS_MIN, TS_MAX)."""
+    """ISO 8601 text (Z, an offset within +-14:00, or no zone meaning UTC), or
+    epoch seconds or milliseconds; within [TS_MIN, TS_MAX). A zone name or
+    abbreviation (PST, Europe/Paris) is rejected: DuckDB would read it, but
+    abbreviations are ambiguous and a named zone's local time can be ambiguous
+    or nonexistent at a DST change (docs/DECISIONS.md)."""
     typed = (
         f"CASE WHEN {x.v} LIKE '____-__-__%' "
-        f"THEN TRY_CAST(TRY_CAST({x.v} AS TIMESTAMPTZ) AS TIMESTAMP) "
+        f"THEN CASE WHEN regexp_full_match({x.v}, '{_ISO}{_ZONE}[ ]*') "
+        f"THEN TRY_CAST(TRY_CAST({x.v} AS TIMESTAMPTZ) AS TIMESTAMP) END "
         f"ELSE wr_epoch({x.v}) END"
+    )
+    unparsed = f"{x.v} IS NOT NULL AND {x.t} IS NULL"
+    offset = f"regexp_full_match({x.v}, '{_ISO}[ ]*[+-][0-9]{{2}}:?[0-9]{{2}}[ ]*')"
+    name = (
+        f"regexp_full_match({x.v}, '{_ISO}[ ]*[A-Za-z][A-Za-z0-9/_+-]*[ ]*') "
+        f"AND NOT regexp_full_match({x.v}, '{_ISO}Z[ ]*')"
     )
     return typed, [
         Rule(
-            f"{x.v} IS NOT NULL AND {x.t} IS NULL",
+            f"{unparsed} AND {offset}",
+            f"{x.n} || ': offset beyond +-14:00: ' || wr_quote({x.v})",
+        ),
+        Rule(
+            f"{unparsed} AND {name}",
+            f"{x.n} || ': a zone name is not accepted (write Z or an offset such as "
+            f"+02:00): ' || wr_quote({x.v})",
+        ),
+        Rule(
+            f"{unparsed} AND NOT ({offset}) AND NOT ({name})",
             f"{x.n} || ': not a timestamp: ' || wr_quote({x.v})",
         ),
         Rule(

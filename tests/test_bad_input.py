@@ -567,6 +567,31 @@ CASES: list[Case] = [
         text(R1, req(1, status=500)),
         {1: ok(1, canonical=True), 2: ok(1, status=500, canonical=False)},
     ),
+    # ---- a key twice: readers disagree on which value counts (Python and
+    # JavaScript take the last, DuckDB the first), so the row is a reject
+    _bad_middle(
+        "json-duplicate-key",
+        req(2)[:-1] + ',"status":500}',
+        "duplicate key 'status': JSON readers disagree on which value counts",
+    ),
+    _missing(
+        "json-duplicate-money-key",
+        "ledger.jsonl",
+        led()[:-1] + ',"amount":"-5.00"}',
+        "duplicate key 'amount'",
+    ),
+    Case(  # a key warroom does not read: a repeat changes nothing
+        "json-duplicate-unknown-key",
+        "requests.jsonl",
+        text(req(1)[:-1] + ',"x":1,"x":2}'),
+        {1: ok(1)},
+    ),
+    Case(
+        "json-same-key-in-a-nested-object-or-another-case",
+        "requests.jsonl",
+        text(req(1)[:-1] + ',"Status":500,"meta":{"a":1}}'),
+        {1: ok(1)},
+    ),
     # ---- CSV and TSV: one record per line
     Case(
         "csv-too-few-too-many-columns",
@@ -896,6 +921,18 @@ FILE_ERRORS = [
         "cannot tell what this file holds",
     ),
     ("unknown-extension", "requests.txt", text(R1), "unknown file type"),
+    (
+        "csv-header-with-a-column-twice",
+        "ledger.csv",
+        b"entry_id,ts,user_id,kind,amount,Amount\ne1,2025-06-01,u1,topup,1,5\n",
+        "column(s) amount appear twice in the header",
+    ),
+    (
+        "tsv-header-with-a-column-twice",
+        "abuse.tsv",
+        b"ts\tuser_id\taction\tuser_id\n2025-06-01\tu1\tblock\tu2\n",
+        "column(s) user_id appear twice in the header",
+    ),
 ]
 
 
@@ -1021,9 +1058,37 @@ def test_json_array_file_tells_objects_from_strings(
         (1, "{}"),
         (4, "12"),
     ]
-    assert mem.execute("SELECT line, reason FROM rejects ORDER BY line").fetchall() == [
-        (2, "user_id: expected a string, got an object"),
-        (3, "status: not an integer: 'abc'"),
+    assert mem.execute("SELECT line, raw, reason FROM rejects ORDER BY line").fetchall() == [
+        (2, req(2, user_id={"a": 1}), "user_id: expected a string, got an object"),
+        (3, req(3, status="abc"), "status: not an integer: 'abc'"),
+    ]
+
+
+def test_rejected_array_elements_keep_their_json_text(
+    mem: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """Every way an element of a .json array is rejected keeps the element's text
+    as written (spaces, key order, number forms) in raw; a key twice is one of them."""
+    elements = [
+        req(1),
+        '{ "ts" : "yesterday", "request_id": "r2", "user_id": "u1", "status": 200 }',
+        "42",
+        '"text"',
+        req(5)[:-1] + ',"status":500}',
+        "[1, 2]",
+        req(7),
+    ]
+    f = write(tmp_path / "requests.json", "[" + ",\n".join(elements) + "]")
+    ingest(mem, [f])
+    assert mem.execute("SELECT line FROM requests ORDER BY line").fetchall() == [(1,), (7,)]
+    rej = mem.execute("SELECT line, raw, reason FROM rejects ORDER BY line").fetchall()
+    assert [(n, raw) for n, raw, _ in rej] == [(n, elements[n - 1]) for n in (2, 3, 4, 5, 6)]
+    assert [r[2].split(":")[0] for r in rej] == [
+        "ts",
+        "not a JSON object",
+        "not a JSON object",
+        "duplicate key 'status'",
+        "not a JSON object",
     ]
 
 

@@ -27,7 +27,7 @@ The rules are those of DESIGN.md section 2 and docs/DECISIONS.md.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import duckdb
@@ -83,10 +83,17 @@ def lines_ok(body: bytes) -> bool:
 NOT_AN_OBJECT = "not a JSON object: a JSON "
 
 
-def json_record_reason(doc: str, not_object: str) -> str:
-    """SQL: why the JSON text ``doc`` is not a record (malformed, or not an
-    object), or NULL. ``not_object`` is the SQL telling a valid ``doc`` is not an
-    object: each source uses the test that is cheapest for it."""
+def json_record_reason(doc: str, not_object: str, read: Sequence[str] | None = None) -> str:
+    """SQL: why the JSON text ``doc`` is not a record (malformed, not an object,
+    or an object with a key twice: Python and JavaScript read the last value,
+    DuckDB the first), or NULL. ``not_object`` is the SQL telling a valid ``doc``
+    is not an object: each source uses the test that is cheapest for it. With
+    ``read``, only those keys count (the others are not read, so a repeat of
+    one changes nothing); else every key does."""
+    keys = f"json_keys({doc})"
+    if read is not None:
+        names = ", ".join(f"'{k}'" for k in read)
+        keys = f"list_filter(json_keys({doc}), lambda k: k IN ({names}))"
     return f"""CASE
         WHEN NOT json_valid({doc}) THEN 'malformed JSON'
         WHEN {not_object}
@@ -94,6 +101,10 @@ def json_record_reason(doc: str, not_object: str) -> str:
                 WHEN 'ARRAY' THEN 'array' WHEN 'VARCHAR' THEN 'string'
                 WHEN 'BOOLEAN' THEN 'boolean' WHEN 'NULL' THEN 'null'
                 ELSE 'number' END
+        WHEN len({keys}) <> len(list_distinct({keys}))
+            THEN 'duplicate key ' || wr_quote(list_filter({keys},
+                lambda k, i: list_position({keys}, k) < i)[1])
+                || ': JSON readers disagree on which value counts'
         END"""
 
 

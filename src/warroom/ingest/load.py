@@ -203,11 +203,6 @@ def _ingest_one(
                 return result
         except _Fallback:
             con.execute("ROLLBACK")
-            if plan.json_array:
-                raise InputError(
-                    f"{plan.path}: not a well-formed JSON array of objects; "
-                    "use one JSON object per line (.jsonl)"
-                ) from None
             continue
         except BaseException:
             try:
@@ -471,11 +466,9 @@ def _load_json_fast(
     )
     bad = _count(con, "SELECT count(*) FROM wr_bad")
     if plan.json_array:
-        # rows of an array have no line of their own: keep the element as text
-        con.execute(
-            """INSERT INTO rejects SELECT $source_id, b.line, NULL, b.reason FROM wr_bad b""",
-            {"source_id": source_id},
-        )
+        if bad:
+            # the careful path keeps each rejected element's JSON text as raw
+            raise _Fallback("rejected elements of an array")
         return loaded, bad
     if loaded + bad != total:
         raise _Fallback("blank lines: ordinality is not the line number")
@@ -535,6 +528,15 @@ def _load_careful(
             )
         except duckdb.Error as exc:
             raise InputError(f"{plan.path}: cannot read Parquet: {one_line(exc)}") from None
+    if plan.json_array:
+        try:
+            values = relations.array_values(plan)
+            return _load_staged(con, plan, source_id, values, {"path": str(plan.path)})
+        except duckdb.Error:
+            raise InputError(
+                f"{plan.path}: not a well-formed JSON array of objects; "
+                "use one JSON object per line (.jsonl)"
+            ) from None
     with _scratch_dir() as tmp:
         clean, bad = clean_copy(plan.path, plan.compression, tmp)
         values = relations.lines_values(plan)

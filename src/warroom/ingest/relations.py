@@ -118,8 +118,9 @@ def json_fast_values(plan: FilePlan) -> str:
     )
 
 
-def _json_values(kind: Kind) -> str:
-    """The careful path's JSON lines: every line parsed by SQL."""
+def _json_values(kind: Kind, records: str = _RECORD_LINES) -> str:
+    """The careful path's JSON lines (or elements of an array: ``records``, a
+    relation of ``line`` and ``raw``): every record parsed by SQL."""
     fields = FIELDS[kind]
     paths = ", ".join(f"'$.\"{f.name}\"'" for f in fields)
     money = [i for i, f in enumerate(fields) if f.type is FieldType.MONEY]
@@ -144,8 +145,10 @@ def _json_values(kind: Kind) -> str:
                 CASE WHEN pre_reason IS NULL THEN json_extract_string(raw, [{paths}]) END AS v,
                 CASE WHEN pre_reason IS NULL THEN json_extract(raw, [{money_paths}]) END AS j
             FROM (
-                SELECT line, raw, {json_record_reason("raw", not_object)} AS pre_reason
-                FROM ({_RECORD_LINES})
+                SELECT line, raw,
+                    {json_record_reason("raw", not_object, [f.name for f in fields])}
+                    AS pre_reason
+                FROM ({records})
             )
         )"""
 
@@ -172,6 +175,16 @@ def _csv_values(plan: FilePlan) -> str:
 def lines_values(plan: FilePlan) -> str:
     """The careful path's text file (its clean copy at ``$path``), line by line."""
     return _json_values(plan.kind) if plan.format == "json" else _csv_values(plan)
+
+
+def array_values(plan: FilePlan) -> str:
+    """The careful path's .json array (the file itself at ``$path``), element by
+    element; ``raw`` is the element's JSON text as written."""
+    elements = (
+        "SELECT ordinality AS line, CAST(json AS VARCHAR) AS raw FROM read_json_objects("
+        f"$path, format = 'array', maximum_object_size = {LINE_LIMIT}) WITH ORDINALITY"
+    )
+    return _json_values(plan.kind, elements)
 
 
 def parquet_values(plan: FilePlan) -> str:

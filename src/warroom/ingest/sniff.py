@@ -254,6 +254,12 @@ def _plan_csv(plan: FilePlan, named: Kind | None, lines: list[str], first_idx: i
     """A canonical CSV/TSV file: its header (names lower-case) tells its kind."""
     plan.header_line = first_idx + 1
     plan.header = [c.lower() for c in _csv_header(lines[first_idx], plan.format)]
+    dup = sorted({c for c in plan.header if plan.header.count(c) > 1})
+    if dup:
+        raise InputError(
+            f"{plan.path}: column(s) {', '.join(dup)} appear twice in the header "
+            "(names are case-insensitive)"
+        )
     plan.kind = named or _kind_from_fields(plan.path, set(plan.header))
     missing = [f.name for f in FIELDS[plan.kind] if f.required and f.name not in plan.header]
     if missing:

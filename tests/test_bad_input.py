@@ -783,6 +783,52 @@ def test_gzip_cut_at_a_line_end_reports_the_lost_rest(
     assert "the rest of the file is lost" in rej[0][2]
 
 
+@pytest.mark.parametrize(
+    ("name", "tail"),
+    [
+        ("requests.jsonl.gz", b"\0" * 4096),  # zero padding, as some log shippers write
+        ("requests.jsonl.gz", b"\0"),
+        ("requests.jsonl.gz", b"junk\n"),
+        ("requests.csv.gz", b"\0" * 10),
+    ],
+)
+def test_bytes_after_the_gzip_data_are_one_reject(
+    mem: duckdb.DuckDBPyConnection, tmp_path: Path, name: str, tail: bytes
+) -> None:
+    """What zcat reads loads; the bytes after the gzip data are one reject, after
+    the last line, with their offset in the file."""
+    csv = name.startswith("requests.csv")
+    head = CSV_HEAD if csv else ""
+    rows = [f"{TS},r{i},u1,200,{i}" if csv else req(i) for i in range(1, 2001)]
+    packed = gzip.compress(head.encode() + text(*rows[:700])) + gzip.compress(text(*rows[700:]))
+    path = write(tmp_path / name, packed + tail)
+    (f,) = ingest(mem, [path]).files
+    first = 2 if csv else 1
+    assert mem.execute("SELECT min(line), max(line), count(*) FROM requests").fetchone() == (
+        first,
+        2000 + first - 1,
+        2000,
+    )
+    assert mem.execute("SELECT line, raw, reason FROM rejects").fetchall() == [
+        (
+            2000 + first,
+            "",
+            f"{len(tail)} bytes after the end of the gzip data (at byte {len(packed) + 1} "
+            "of the file) are not gzip: not loaded",
+        )
+    ]
+    assert (f.rows_loaded, f.rows_rejected, f.blank_lines) == (2000, 1, 0)
+
+
+def test_concatenated_gzip_members_load_whole(
+    mem: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """The neighbour: a second member after the first is more text, not trailing bytes."""
+    data = gzip.compress(text(R1)) + gzip.compress(text(req(2))) + gzip.compress(b"")
+    (f,) = ingest(mem, [write(tmp_path / "requests.jsonl.gz", data)]).files
+    assert (f.rows_loaded, f.rows_rejected) == (2, 0)
+
+
 def test_gzip_with_bad_lines_inside(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     plain = b"\n".join([R1.encode(), TRUNCATED.encode(), with_user(b"u\xff"), R3.encode()])
     path = write(tmp_path / "requests.ndjson.gz", gzip.compress(plain + b"\n"))

@@ -449,6 +449,8 @@ def _load_json_fast(
     except duckdb.Error as exc:
         raise _Fallback(str(exc)) from None
     scanned = scan.result()
+    if scanned.trailing:
+        raise _Fallback("bytes after the gzip data: the careful path rejects them")
     if not plan.json_array and (scanned.control or scanned.lone_cr or scanned.long_line):
         # DuckDB's JSON reader takes some control bytes (DEL in a string, form
         # feed as blank) and lines somewhat over its maximum_object_size, which

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import gzip
 import os
 import zlib
 from collections.abc import Iterator, Sequence
@@ -20,7 +19,7 @@ import duckdb
 import orjson
 
 from warroom.errors import InputError
-from warroom.ingest.scan import BOM
+from warroom.ingest.scan import BOM, _Gunzip
 from warroom.model import FIELDS, SIGNATURES, Kind
 from warroom.profiles import Profile
 
@@ -139,9 +138,14 @@ def _format_of(p: Path) -> tuple[str, str | None]:
 def _head(p: Path, compression: str | None, limit: int = 1 << 16) -> bytes:
     """The first ``limit`` bytes of the file's text; empty if it cannot be read."""
     try:
-        with gzip.open(p, "rb") if compression == "gzip" else open(p, "rb") as fh:
-            return fh.read(limit)
-    except (OSError, EOFError, zlib.error):
+        with open(p, "rb") as fh:
+            if compression != "gzip":
+                return fh.read(limit)
+            g, out = _Gunzip(), b""  # as ingest reads it: trailing bytes end the text
+            while len(out) < limit and (chunk := fh.read(1 << 16)):
+                out += g.feed(chunk)
+            return out[:limit]
+    except (OSError, zlib.error):
         return b""
 
 

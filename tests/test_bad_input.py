@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import zlib
 from collections.abc import Iterator
@@ -1155,3 +1156,45 @@ def test_timestamps_are_utc_whatever_the_session_zone(tmp_path: Path) -> None:
     assert con.execute("SELECT DISTINCT CAST(ts AS VARCHAR) FROM requests").fetchall() == [
         ("2025-06-01 10:00:00",)
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "change"),
+    [
+        ("requests.jsonl", "grow"),
+        ("requests.jsonl", "rewrite"),
+        ("requests.csv", "grow"),
+        ("requests.jsonl", None),  # the neighbour: read while untouched, it loads
+    ],
+)
+def test_a_file_that_changes_while_it_is_ingested_is_refused(
+    mem: duckdb.DuckDBPyConnection, tmp_path: Path, name: str, change: str | None
+) -> None:
+    """A log still being written: its hash, size and rows would describe different
+    states of it, so it is refused whole with a clear error (nothing loaded); once
+    it is complete, it loads. The progress callback runs between the load and the
+    commit, which makes the change land at a known moment."""
+    csv = name.endswith(".csv")
+    first = CSV_HEAD + f"{TS},r1,u1,200,1\n" if csv else R1 + "\n"
+    more = f"{TS},r2,u1,200,2\n" if csv else req(2) + "\n"
+    path = write(tmp_path / name, first)
+
+    def touch(label: str, done: float) -> None:
+        if change == "grow":
+            with open(path, "a") as fh:
+                fh.write(more)
+        elif change == "rewrite":  # same size, other bytes
+            path.write_text(first.replace("u1", "u9"))
+            st = path.stat()
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+
+    if change is None:
+        ingest(mem, [path], progress=touch)
+        assert mem.execute("SELECT count(*) FROM requests").fetchone() == (1,)
+        return
+    with pytest.raises(InputError, match="the file changed while it was being ingested"):
+        ingest(mem, [path], progress=touch)
+    assert _tables(mem) == {t: [] for t in _tables(mem)}
+    (f,) = ingest(mem, [path]).files
+    assert f.rows_loaded == (2 if change == "grow" else 1)
+    assert mem.execute("SELECT size_bytes FROM sources").fetchone() == (path.stat().st_size,)

@@ -234,6 +234,7 @@ def _attempt(
             loaded, rejected = _load_profile(con, plan, source_id)
         else:
             loaded, rejected = _load_careful(con, plan, source_id)
+    _check_unchanged(plan, scan.result())
     sha = scan.result().sha256
     previous = _previous(con, sha)
     if previous and not options.force:
@@ -279,6 +280,25 @@ def _attempt(
     )
     con.execute("COMMIT")
     return False
+
+
+def _check_unchanged(plan: FilePlan, scan: TextScan) -> None:
+    """Raise InputError (the open transaction is then rolled back: nothing of the
+    file loads) if the file changed between its planning and the end of its load,
+    e.g. a log still being written: its hash, size and rows would describe
+    different states of it."""
+    try:
+        st = plan.path.stat()
+        now: tuple[int, int] = (st.st_size, st.st_mtime_ns)
+    except OSError:
+        now = (-1, 0)
+    if scan.size != plan.size or now != (plan.size, plan.mtime_ns):
+        size = max(now[0], scan.size)
+        raise InputError(
+            f"{plan.path}: the file changed while it was being ingested "
+            f"({plan.size} bytes when ingest began, {size} now); nothing loaded from it; "
+            "ingest it again once it is complete"
+        )
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str, params: object = None) -> int:

@@ -80,6 +80,8 @@ class TextScan:
     """What ``scan_file`` found in a file."""
 
     sha256: str = ""
+    #: bytes of the file hashed (its size as the hash saw it)
+    size: int = 0
     #: physical lines of the (decompressed) text; a final unterminated one counts
     lines: int = 0
     #: What the fast path cannot load exactly: control bytes (see
@@ -152,6 +154,7 @@ def scan_file(p: Path, compression: str | None) -> TextScan:
     with open(p, "rb") as raw:
         while chunk := raw.read(_CHUNK):
             h.update(chunk)
+            scan.size += len(chunk)
             if g is None:
                 scan.look(chunk)
             elif not corrupt:

@@ -120,6 +120,9 @@ class FilePlan:
     profile: Profile | None = None
     #: a profile's .json file holding pretty-printed JSON documents, not one per line
     json_document: bool = False
+    #: the file's modification time when planned: a file that changes while it
+    #: is ingested is refused (see load._check_unchanged)
+    mtime_ns: int = 0
 
 
 def _format_of(p: Path) -> tuple[str, str | None]:
@@ -224,7 +227,8 @@ def plan_file(
         raise InputError(f"{p}: permission denied")
     fmt, compression = _format_of(p)
     _check_magic(p, fmt, compression) if p.stat().st_size else None
-    plan = FilePlan(p, fmt, compression, kind or Kind.requests, p.stat().st_size)
+    st = p.stat()
+    plan = FilePlan(p, fmt, compression, kind or Kind.requests, st.st_size, mtime_ns=st.st_mtime_ns)
     if profile is not None:
         return _plan_profile(plan, profile)
     named = kind or _kind_from_name(p)

@@ -581,6 +581,11 @@ CASES: list[Case] = [
         led()[:-1] + ',"amount":"-5.00"}',
         "duplicate key 'amount'",
     ),
+    _bad_middle(
+        "json-duplicate-key-spelled-with-an-escape",
+        req(2)[:-1] + ',"st\\u0061tus":500}',
+        "duplicate key 'status'",
+    ),
     Case(  # a key warroom does not read: a repeat changes nothing
         "json-duplicate-unknown-key",
         "requests.jsonl",

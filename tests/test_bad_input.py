@@ -494,6 +494,40 @@ CASES: list[Case] = [
         "amount: more than 6 decimal places: '-1e-13'",
     ),
     _missing(
+        "amount-exponent-underflows",
+        "ledger.jsonl",
+        led(amount="-1e-400"),
+        "amount: more than 6 decimal places: '-1e-400'",
+    ),
+    _missing(
+        "amount-exponent-31-places",
+        "ledger.jsonl",
+        led(amount="-1.0000000000000000000000000000001e0"),
+        "amount: more than 6 decimal places",
+    ),
+    _missing(
+        "amount-exponent-beyond-an-integer",
+        "ledger.jsonl",
+        led(amount="-1.23e-99999999999"),
+        "amount: more than 6 decimal places",
+    ),
+    Case(
+        "amount-exponent-forms-that-are-exact",
+        "ledger.jsonl",
+        text(
+            led(amount="-100.00e-8"),
+            led(entry_id="e2", amount="-0e-999"),
+            led(entry_id="e3", amount="-0.5E1"),
+            led(entry_id="e4", amount="-1.000000e0"),
+        ),
+        {
+            1: {"amount": Decimal("-0.000001")},
+            2: {"amount": Decimal("0")},
+            3: {"amount": Decimal("-5")},
+            4: {"amount": Decimal("-1")},
+        },
+    ),
+    _missing(
         "amount-number-1e9",
         "ledger.jsonl",
         led(amount=-1000000000),

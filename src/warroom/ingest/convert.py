@@ -155,6 +155,18 @@ _MACROS = [
     r"""CREATE OR REPLACE TEMP MACRO wr_dec(v) AS CASE
         WHEN regexp_full_match(trim(v), '[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?')
         THEN TRY_CAST(trim(v) AS DECIMAL(38,12)) END""",
+    # the decimal places an exponent form (1.5e-7) needs, counted on its text:
+    # exact at any exponent, where a cast rounds (1e-400 casts to 0)
+    r"""CREATE OR REPLACE TEMP MACRO wr_exp_places(v) AS CASE
+        WHEN NOT regexp_matches(regexp_extract(trim(v), '^[+-]?([0-9.]*)', 1), '[1-9]') THEN 0
+        WHEN TRY_CAST(regexp_extract(trim(v), '[eE]([+-]?[0-9]+)$', 1) AS INTEGER) IS NULL
+        THEN CASE WHEN regexp_matches(v, '[eE]-') THEN 1000000 ELSE 0 END
+        ELSE length(regexp_extract(trim(v), '^[+-]?[0-9]*\.([0-9]*)', 1))
+            - CAST(regexp_extract(trim(v), '[eE]([+-]?[0-9]+)$', 1) AS INTEGER)
+            - (length(replace(regexp_extract(trim(v), '^[+-]?([0-9.]*)', 1), '.', ''))
+               - length(rtrim(replace(regexp_extract(trim(v), '^[+-]?([0-9.]*)', 1), '.', ''),
+                              '0')))
+        END""",
     r"""CREATE OR REPLACE TEMP MACRO wr_quote(v) AS
         '''' || CASE WHEN length(v) > 40 THEN left(v, 40) || '...' ELSE v END || ''''""",
 ]
@@ -261,14 +273,11 @@ def _money(f: Field, x: _Value) -> tuple[str, list[Rule]]:
     return f"wr_dec({v})", [
         Rule(f"{v} IS NOT NULL AND {t} IS NULL", f"{x.n} || ': not a number: ' || wr_quote({v})"),
         # the typed value holds 12 places: digits past them are caught in the
-        # text, and for an exponent form (1e-13) by a wider cast
+        # text, and for an exponent form (1e-13, 1e-400) counted on its text
         Rule(
             f"{t} <> CAST({t} AS DECIMAL(38,6)) "
             rf"OR regexp_matches({v}, '\.[0-9]{{12}}[0-9]*[1-9]') "
-            f"OR (contains(lower({v}), 'e') AND "
-            f"(TRY_CAST(trim({v}) AS DECIMAL(38,30)) <> "
-            f"CAST(TRY_CAST(trim({v}) AS DECIMAL(38,30)) AS DECIMAL(38,6)) "
-            f"OR ({t} = 0 AND TRY_CAST(trim({v}) AS DOUBLE) <> 0)))",
+            f"OR (contains(lower({v}), 'e') AND wr_exp_places({v}) > 6)",
             f"{x.n} || ': more than 6 decimal places: ' || wr_quote({v})",
         ),
         Rule(f"abs({t}) >= 1000000000000", f"{x.n} || ': out of range: ' || wr_quote({v})"),

@@ -493,6 +493,33 @@ CASES: list[Case] = [
         led(amount="-1e-13"),
         "amount: more than 6 decimal places: '-1e-13'",
     ),
+    # a JSON number goes through a double: judged on its text as written
+    _missing(
+        "amount-number-20-significant-digits",
+        "ledger.jsonl",
+        led(amount="N").replace('"N"', "-1.9999999999999999999"),
+        "amount: more than 6 decimal places: '-1.9999999999999999999'",
+    ),
+    _missing(
+        "amount-number-underflows",
+        "ledger.jsonl",
+        led(amount="N").replace('"N"', "-1e-400"),
+        "amount: more than 6 decimal places: '-1e-400'",
+    ),
+    Case(
+        "amount-numbers-that-are-exact",
+        "ledger.jsonl",
+        text(
+            led(amount="N").replace('"N"', "-1.50000000000000000000"),
+            led(entry_id="e2", amount="N").replace('"N"', "-0.123456"),
+            led(entry_id="e3", amount="N").replace('"N"', "-2"),
+        ),
+        {
+            1: {"amount": Decimal("-1.5")},
+            2: {"amount": Decimal("-0.123456")},
+            3: {"amount": Decimal("-2")},
+        },
+    ),
     _missing(
         "amount-exponent-underflows",
         "ledger.jsonl",
@@ -548,12 +575,14 @@ CASES: list[Case] = [
         text(
             led(amount="-999999999999.999999"),
             led(entry_id="e2", amount="-1e-6"),
-            led(entry_id="e3", kind="topup", amount=12.5, request_id=None),
+            # an integer JSON number is exact: the fast path takes it (one with a
+            # fraction goes the careful way, which reads its text)
+            led(entry_id="e3", kind="topup", amount=12, request_id=None),
         ),
         {
             1: {"amount": Decimal("-999999999999.999999")},
             2: {"amount": Decimal("-0.000001")},
-            3: {"amount": Decimal("12.5")},
+            3: {"amount": Decimal("12")},
         },
     ),
     # ---- empty, blank, line endings

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import zlib
 from collections.abc import Iterator
@@ -272,6 +273,49 @@ CASES: list[Case] = [
         '{"ts":1e20,"request_id":"r2","user_id":"u1","status":200}',
         "ts: out of range",
     ),
+    # offsets within +-14:00 only; no zone names or abbreviations (DECISIONS)
+    _bad_middle("ts-offset-25h", req(2, ts=TS[:-1] + "+25:00"), "ts: offset beyond +-14:00"),
+    _bad_middle("ts-offset-99-99", req(2, ts=TS[:-1] + "+99:99"), "ts: offset beyond +-14:00"),
+    _bad_middle("ts-offset-14-01", req(2, ts=TS[:-1] + "-14:01"), "ts: offset beyond +-14:00"),
+    _bad_middle("ts-offset-60-minutes", req(2, ts=TS[:-1] + "+12:60"), "ts: offset beyond"),
+    _bad_middle(
+        "ts-zone-abbreviation",
+        req(2, ts="2025-06-01T12:00:00 PST"),
+        "ts: a zone name is not accepted (write Z or an offset such as +02:00): "
+        "'2025-06-01T12:00:00 PST'",
+    ),
+    _bad_middle("ts-zone-name", req(2, ts=TS[:-1] + " Europe/Paris"), "ts: a zone name"),
+    _bad_middle("ts-zone-utc-name", req(2, ts=TS[:-1] + " UTC"), "ts: a zone name"),
+    _bad_middle(
+        "ts-dst-ambiguous-local-time",
+        req(2, ts="2025-11-02T01:30:00 America/New_York"),
+        "ts: a zone name",
+    ),
+    _bad_middle(
+        "ts-dst-nonexistent-local-time",
+        req(2, ts="2025-03-09T02:30:00 America/New_York"),
+        "ts: a zone name",
+    ),
+    Case(
+        "ts-offsets-at-the-edges",
+        "requests.jsonl",
+        text(
+            req(1, ts="2025-06-01T10:00:00+14:00"),
+            req(2, ts="2025-06-01T10:00:00-14:00"),
+            req(3, ts="2025-06-01T10:00:00+13:59"),
+            req(4, ts="2025-06-01T12:00:00+0200"),
+            req(5, ts="2025-06-01T08:00:00-02"),
+            req(6, ts="2025-06-01T10:00:00-00:00"),
+        ),
+        {
+            1: ok(1, ts=datetime(2025, 5, 31, 20, 0)),
+            2: ok(2, ts=datetime(2025, 6, 2, 0, 0)),
+            3: ok(3, ts=datetime(2025, 5, 31, 20, 1)),
+            4: ok(4),
+            5: ok(5),
+            6: ok(6),
+        },
+    ),
     _bad_middle("ts-epoch-negative", req(2, ts=-1), "ts: out of range: '-1'"),
     _bad_middle(
         "ts-epoch-16-digits", req(2, ts=9999999999999999), "ts: out of range: '9999999999999999'"
@@ -482,6 +526,67 @@ CASES: list[Case] = [
         led(amount="-1e-13"),
         "amount: more than 6 decimal places: '-1e-13'",
     ),
+    # a JSON number goes through a double: judged on its text as written
+    _missing(
+        "amount-number-20-significant-digits",
+        "ledger.jsonl",
+        led(amount="N").replace('"N"', "-1.9999999999999999999"),
+        "amount: more than 6 decimal places: '-1.9999999999999999999'",
+    ),
+    _missing(
+        "amount-number-underflows",
+        "ledger.jsonl",
+        led(amount="N").replace('"N"', "-1e-400"),
+        "amount: more than 6 decimal places: '-1e-400'",
+    ),
+    Case(
+        "amount-numbers-that-are-exact",
+        "ledger.jsonl",
+        text(
+            led(amount="N").replace('"N"', "-1.50000000000000000000"),
+            led(entry_id="e2", amount="N").replace('"N"', "-0.123456"),
+            led(entry_id="e3", amount="N").replace('"N"', "-2"),
+        ),
+        {
+            1: {"amount": Decimal("-1.5")},
+            2: {"amount": Decimal("-0.123456")},
+            3: {"amount": Decimal("-2")},
+        },
+    ),
+    _missing(
+        "amount-exponent-underflows",
+        "ledger.jsonl",
+        led(amount="-1e-400"),
+        "amount: more than 6 decimal places: '-1e-400'",
+    ),
+    _missing(
+        "amount-exponent-31-places",
+        "ledger.jsonl",
+        led(amount="-1.0000000000000000000000000000001e0"),
+        "amount: more than 6 decimal places",
+    ),
+    _missing(
+        "amount-exponent-beyond-an-integer",
+        "ledger.jsonl",
+        led(amount="-1.23e-99999999999"),
+        "amount: more than 6 decimal places",
+    ),
+    Case(
+        "amount-exponent-forms-that-are-exact",
+        "ledger.jsonl",
+        text(
+            led(amount="-100.00e-8"),
+            led(entry_id="e2", amount="-0e-999"),
+            led(entry_id="e3", amount="-0.5E1"),
+            led(entry_id="e4", amount="-1.000000e0"),
+        ),
+        {
+            1: {"amount": Decimal("-0.000001")},
+            2: {"amount": Decimal("0")},
+            3: {"amount": Decimal("-5")},
+            4: {"amount": Decimal("-1")},
+        },
+    ),
     _missing(
         "amount-number-1e9",
         "ledger.jsonl",
@@ -503,12 +608,14 @@ CASES: list[Case] = [
         text(
             led(amount="-999999999999.999999"),
             led(entry_id="e2", amount="-1e-6"),
-            led(entry_id="e3", kind="topup", amount=12.5, request_id=None),
+            # an integer JSON number is exact: the fast path takes it (one with a
+            # fraction goes the careful way, which reads its text)
+            led(entry_id="e3", kind="topup", amount=12, request_id=None),
         ),
         {
             1: {"amount": Decimal("-999999999999.999999")},
             2: {"amount": Decimal("-0.000001")},
-            3: {"amount": Decimal("12.5")},
+            3: {"amount": Decimal("12")},
         },
     ),
     # ---- empty, blank, line endings
@@ -556,6 +663,36 @@ CASES: list[Case] = [
         "requests.jsonl",
         text(R1, req(1, status=500)),
         {1: ok(1, canonical=True), 2: ok(1, status=500, canonical=False)},
+    ),
+    # ---- a key twice: readers disagree on which value counts (Python and
+    # JavaScript take the last, DuckDB the first), so the row is a reject
+    _bad_middle(
+        "json-duplicate-key",
+        req(2)[:-1] + ',"status":500}',
+        "duplicate key 'status': JSON readers disagree on which value counts",
+    ),
+    _missing(
+        "json-duplicate-money-key",
+        "ledger.jsonl",
+        led()[:-1] + ',"amount":"-5.00"}',
+        "duplicate key 'amount'",
+    ),
+    _bad_middle(
+        "json-duplicate-key-spelled-with-an-escape",
+        req(2)[:-1] + ',"st\\u0061tus":500}',
+        "duplicate key 'status'",
+    ),
+    Case(  # a key warroom does not read: a repeat changes nothing
+        "json-duplicate-unknown-key",
+        "requests.jsonl",
+        text(req(1)[:-1] + ',"x":1,"x":2}'),
+        {1: ok(1)},
+    ),
+    Case(
+        "json-same-key-in-a-nested-object-or-another-case",
+        "requests.jsonl",
+        text(req(1)[:-1] + ',"Status":500,"meta":{"a":1}}'),
+        {1: ok(1)},
     ),
     # ---- CSV and TSV: one record per line
     Case(
@@ -748,6 +885,52 @@ def test_gzip_cut_at_a_line_end_reports_the_lost_rest(
     assert "the rest of the file is lost" in rej[0][2]
 
 
+@pytest.mark.parametrize(
+    ("name", "tail"),
+    [
+        ("requests.jsonl.gz", b"\0" * 4096),  # zero padding, as some log shippers write
+        ("requests.jsonl.gz", b"\0"),
+        ("requests.jsonl.gz", b"junk\n"),
+        ("requests.csv.gz", b"\0" * 10),
+    ],
+)
+def test_bytes_after_the_gzip_data_are_one_reject(
+    mem: duckdb.DuckDBPyConnection, tmp_path: Path, name: str, tail: bytes
+) -> None:
+    """What zcat reads loads; the bytes after the gzip data are one reject, after
+    the last line, with their offset in the file."""
+    csv = name.startswith("requests.csv")
+    head = CSV_HEAD if csv else ""
+    rows = [f"{TS},r{i},u1,200,{i}" if csv else req(i) for i in range(1, 2001)]
+    packed = gzip.compress(head.encode() + text(*rows[:700])) + gzip.compress(text(*rows[700:]))
+    path = write(tmp_path / name, packed + tail)
+    (f,) = ingest(mem, [path]).files
+    first = 2 if csv else 1
+    assert mem.execute("SELECT min(line), max(line), count(*) FROM requests").fetchone() == (
+        first,
+        2000 + first - 1,
+        2000,
+    )
+    assert mem.execute("SELECT line, raw, reason FROM rejects").fetchall() == [
+        (
+            2000 + first,
+            "",
+            f"{len(tail)} bytes after the end of the gzip data (at byte {len(packed) + 1} "
+            "of the file) are not gzip: not loaded",
+        )
+    ]
+    assert (f.rows_loaded, f.rows_rejected, f.blank_lines) == (2000, 1, 0)
+
+
+def test_concatenated_gzip_members_load_whole(
+    mem: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """The neighbour: a second member after the first is more text, not trailing bytes."""
+    data = gzip.compress(text(R1)) + gzip.compress(text(req(2))) + gzip.compress(b"")
+    (f,) = ingest(mem, [write(tmp_path / "requests.jsonl.gz", data)]).files
+    assert (f.rows_loaded, f.rows_rejected) == (2, 0)
+
+
 def test_gzip_with_bad_lines_inside(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     plain = b"\n".join([R1.encode(), TRUNCATED.encode(), with_user(b"u\xff"), R3.encode()])
     path = write(tmp_path / "requests.ndjson.gz", gzip.compress(plain + b"\n"))
@@ -886,6 +1069,18 @@ FILE_ERRORS = [
         "cannot tell what this file holds",
     ),
     ("unknown-extension", "requests.txt", text(R1), "unknown file type"),
+    (
+        "csv-header-with-a-column-twice",
+        "ledger.csv",
+        b"entry_id,ts,user_id,kind,amount,Amount\ne1,2025-06-01,u1,topup,1,5\n",
+        "column(s) amount appear twice in the header",
+    ),
+    (
+        "tsv-header-with-a-column-twice",
+        "abuse.tsv",
+        b"ts\tuser_id\taction\tuser_id\n2025-06-01\tu1\tblock\tu2\n",
+        "column(s) user_id appear twice in the header",
+    ),
 ]
 
 
@@ -1011,9 +1206,37 @@ def test_json_array_file_tells_objects_from_strings(
         (1, "{}"),
         (4, "12"),
     ]
-    assert mem.execute("SELECT line, reason FROM rejects ORDER BY line").fetchall() == [
-        (2, "user_id: expected a string, got an object"),
-        (3, "status: not an integer: 'abc'"),
+    assert mem.execute("SELECT line, raw, reason FROM rejects ORDER BY line").fetchall() == [
+        (2, req(2, user_id={"a": 1}), "user_id: expected a string, got an object"),
+        (3, req(3, status="abc"), "status: not an integer: 'abc'"),
+    ]
+
+
+def test_rejected_array_elements_keep_their_json_text(
+    mem: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """Every way an element of a .json array is rejected keeps the element's text
+    as written (spaces, key order, number forms) in raw; a key twice is one of them."""
+    elements = [
+        req(1),
+        '{ "ts" : "yesterday", "request_id": "r2", "user_id": "u1", "status": 200 }',
+        "42",
+        '"text"',
+        req(5)[:-1] + ',"status":500}',
+        "[1, 2]",
+        req(7),
+    ]
+    f = write(tmp_path / "requests.json", "[" + ",\n".join(elements) + "]")
+    ingest(mem, [f])
+    assert mem.execute("SELECT line FROM requests ORDER BY line").fetchall() == [(1,), (7,)]
+    rej = mem.execute("SELECT line, raw, reason FROM rejects ORDER BY line").fetchall()
+    assert [(n, raw) for n, raw, _ in rej] == [(n, elements[n - 1]) for n in (2, 3, 4, 5, 6)]
+    assert [r[2].split(":")[0] for r in rej] == [
+        "ts",
+        "not a JSON object",
+        "not a JSON object",
+        "duplicate key 'status'",
+        "not a JSON object",
     ]
 
 
@@ -1034,3 +1257,45 @@ def test_timestamps_are_utc_whatever_the_session_zone(tmp_path: Path) -> None:
     assert con.execute("SELECT DISTINCT CAST(ts AS VARCHAR) FROM requests").fetchall() == [
         ("2025-06-01 10:00:00",)
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "change"),
+    [
+        ("requests.jsonl", "grow"),
+        ("requests.jsonl", "rewrite"),
+        ("requests.csv", "grow"),
+        ("requests.jsonl", None),  # the neighbour: read while untouched, it loads
+    ],
+)
+def test_a_file_that_changes_while_it_is_ingested_is_refused(
+    mem: duckdb.DuckDBPyConnection, tmp_path: Path, name: str, change: str | None
+) -> None:
+    """A log still being written: its hash, size and rows would describe different
+    states of it, so it is refused whole with a clear error (nothing loaded); once
+    it is complete, it loads. The progress callback runs between the load and the
+    commit, which makes the change land at a known moment."""
+    csv = name.endswith(".csv")
+    first = CSV_HEAD + f"{TS},r1,u1,200,1\n" if csv else R1 + "\n"
+    more = f"{TS},r2,u1,200,2\n" if csv else req(2) + "\n"
+    path = write(tmp_path / name, first)
+
+    def touch(label: str, done: float) -> None:
+        if change == "grow":
+            with open(path, "a") as fh:
+                fh.write(more)
+        elif change == "rewrite":  # same size, other bytes
+            path.write_text(first.replace("u1", "u9"))
+            st = path.stat()
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+
+    if change is None:
+        ingest(mem, [path], progress=touch)
+        assert mem.execute("SELECT count(*) FROM requests").fetchone() == (1,)
+        return
+    with pytest.raises(InputError, match="the file changed while it was being ingested"):
+        ingest(mem, [path], progress=touch)
+    assert _tables(mem) == {t: [] for t in _tables(mem)}
+    (f,) = ingest(mem, [path]).files
+    assert f.rows_loaded == (2 if change == "grow" else 1)
+    assert mem.execute("SELECT size_bytes FROM sources").fetchone() == (path.stat().st_size,)

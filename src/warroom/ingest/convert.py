@@ -27,7 +27,7 @@ The rules are those of DESIGN.md section 2 and docs/DECISIONS.md.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import duckdb
@@ -83,10 +83,22 @@ def lines_ok(body: bytes) -> bool:
 NOT_AN_OBJECT = "not a JSON object: a JSON "
 
 
-def json_record_reason(doc: str, not_object: str) -> str:
-    """SQL: why the JSON text ``doc`` is not a record (malformed, or not an
-    object), or NULL. ``not_object`` is the SQL telling a valid ``doc`` is not an
-    object: each source uses the test that is cheapest for it."""
+def json_record_reason(doc: str, not_object: str, read: Sequence[str] | None = None) -> str:
+    """SQL: why the JSON text ``doc`` is not a record (malformed, not an object,
+    or an object with a key twice: Python and JavaScript read the last value,
+    DuckDB the first), or NULL. ``not_object`` is the SQL telling a valid ``doc``
+    is not an object: each source uses the test that is cheapest for it. With
+    ``read``, only those keys count (the others are not read, so a repeat of
+    one changes nothing); else every key does."""
+    keys = f"json_keys({doc})"
+    # listing the keys is slow: only a text naming a key twice (or spelling a
+    # key with escapes) can hold one twice
+    suspect = "true"
+    if read is not None:
+        names = ", ".join(f"'{k}'" for k in read)
+        keys = f"list_filter(json_keys({doc}), lambda k: k IN ({names}))"
+        twice = "|".join(f'"{k}"[ \t]*:.*"{k}"[ \t]*:' for k in read)
+        suspect = f"(regexp_matches({doc}, '{twice}') OR contains({doc}, '\\u'))"
     return f"""CASE
         WHEN NOT json_valid({doc}) THEN 'malformed JSON'
         WHEN {not_object}
@@ -94,6 +106,10 @@ def json_record_reason(doc: str, not_object: str) -> str:
                 WHEN 'ARRAY' THEN 'array' WHEN 'VARCHAR' THEN 'string'
                 WHEN 'BOOLEAN' THEN 'boolean' WHEN 'NULL' THEN 'null'
                 ELSE 'number' END
+        WHEN {suspect} AND len({keys}) <> len(list_distinct({keys}))
+            THEN 'duplicate key ' || wr_quote(list_filter({keys},
+                lambda k, i: list_position({keys}, k) < i)[1])
+                || ': JSON readers disagree on which value counts'
         END"""
 
 
@@ -139,6 +155,18 @@ _MACROS = [
     r"""CREATE OR REPLACE TEMP MACRO wr_dec(v) AS CASE
         WHEN regexp_full_match(trim(v), '[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?')
         THEN TRY_CAST(trim(v) AS DECIMAL(38,12)) END""",
+    # the decimal places an exponent form (1.5e-7) needs, counted on its text:
+    # exact at any exponent, where a cast rounds (1e-400 casts to 0)
+    r"""CREATE OR REPLACE TEMP MACRO wr_exp_places(v) AS CASE
+        WHEN NOT regexp_matches(regexp_extract(trim(v), '^[+-]?([0-9.]*)', 1), '[1-9]') THEN 0
+        WHEN TRY_CAST(regexp_extract(trim(v), '[eE]([+-]?[0-9]+)$', 1) AS INTEGER) IS NULL
+        THEN CASE WHEN regexp_matches(v, '[eE]-') THEN 1000000 ELSE 0 END
+        ELSE length(regexp_extract(trim(v), '^[+-]?[0-9]*\.([0-9]*)', 1))
+            - CAST(regexp_extract(trim(v), '[eE]([+-]?[0-9]+)$', 1) AS INTEGER)
+            - (length(replace(regexp_extract(trim(v), '^[+-]?([0-9.]*)', 1), '.', ''))
+               - length(rtrim(replace(regexp_extract(trim(v), '^[+-]?([0-9.]*)', 1), '.', ''),
+                              '0')))
+        END""",
     r"""CREATE OR REPLACE TEMP MACRO wr_quote(v) AS
         '''' || CASE WHEN length(v) > 40 THEN left(v, 40) || '...' ELSE v END || ''''""",
 ]
@@ -166,17 +194,42 @@ class _Value(NamedTuple):
     n: str
 
 
+#: an ISO 8601 date and time without its zone, as DuckDB reads it
+_ISO = r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?"
+#: the zones we take: Z, or an offset within +-14:00 (the widest in use)
+_ZONE = r"(Z|[+-]((0[0-9]|1[0-3])(:?[0-5][0-9])?|14(:?00)?))?"
+
+
 def _timestamp(f: Field, x: _Value) -> tuple[str, list[Rule]]:
-    """ISO 8601 text (a zone, or none meaning UTC), or epoch seconds or
-    milliseconds; within [TS_MIN, TS_MAX)."""
+    """ISO 8601 text (Z, an offset within +-14:00, or no zone meaning UTC), or
+    epoch seconds or milliseconds; within [TS_MIN, TS_MAX). A zone name or
+    abbreviation (PST, Europe/Paris) is rejected: DuckDB would read it, but
+    abbreviations are ambiguous and a named zone's local time can be ambiguous
+    or nonexistent at a DST change (docs/DECISIONS.md)."""
     typed = (
         f"CASE WHEN {x.v} LIKE '____-__-__%' "
-        f"THEN TRY_CAST(TRY_CAST({x.v} AS TIMESTAMPTZ) AS TIMESTAMP) "
+        f"THEN CASE WHEN regexp_full_match({x.v}, '{_ISO}{_ZONE}[ ]*') "
+        f"THEN TRY_CAST(TRY_CAST({x.v} AS TIMESTAMPTZ) AS TIMESTAMP) END "
         f"ELSE wr_epoch({x.v}) END"
+    )
+    unparsed = f"{x.v} IS NOT NULL AND {x.t} IS NULL"
+    offset = f"regexp_full_match({x.v}, '{_ISO}[ ]*[+-][0-9]{{2}}:?[0-9]{{2}}[ ]*')"
+    name = (
+        f"regexp_full_match({x.v}, '{_ISO}[ ]*[A-Za-z][A-Za-z0-9/_+-]*[ ]*') "
+        f"AND NOT regexp_full_match({x.v}, '{_ISO}Z[ ]*')"
     )
     return typed, [
         Rule(
-            f"{x.v} IS NOT NULL AND {x.t} IS NULL",
+            f"{unparsed} AND {offset}",
+            f"{x.n} || ': offset beyond +-14:00: ' || wr_quote({x.v})",
+        ),
+        Rule(
+            f"{unparsed} AND {name}",
+            f"{x.n} || ': a zone name is not accepted (write Z or an offset such as "
+            f"+02:00): ' || wr_quote({x.v})",
+        ),
+        Rule(
+            f"{unparsed} AND NOT ({offset}) AND NOT ({name})",
             f"{x.n} || ': not a timestamp: ' || wr_quote({x.v})",
         ),
         Rule(
@@ -220,14 +273,11 @@ def _money(f: Field, x: _Value) -> tuple[str, list[Rule]]:
     return f"wr_dec({v})", [
         Rule(f"{v} IS NOT NULL AND {t} IS NULL", f"{x.n} || ': not a number: ' || wr_quote({v})"),
         # the typed value holds 12 places: digits past them are caught in the
-        # text, and for an exponent form (1e-13) by a wider cast
+        # text, and for an exponent form (1e-13, 1e-400) counted on its text
         Rule(
             f"{t} <> CAST({t} AS DECIMAL(38,6)) "
             rf"OR regexp_matches({v}, '\.[0-9]{{12}}[0-9]*[1-9]') "
-            f"OR (contains(lower({v}), 'e') AND "
-            f"(TRY_CAST(trim({v}) AS DECIMAL(38,30)) <> "
-            f"CAST(TRY_CAST(trim({v}) AS DECIMAL(38,30)) AS DECIMAL(38,6)) "
-            f"OR ({t} = 0 AND TRY_CAST(trim({v}) AS DOUBLE) <> 0)))",
+            f"OR (contains(lower({v}), 'e') AND wr_exp_places({v}) > 6)",
             f"{x.n} || ': more than 6 decimal places: ' || wr_quote({v})",
         ),
         Rule(f"abs({t}) >= 1000000000000", f"{x.n} || ': out of range: ' || wr_quote({v})"),

@@ -203,11 +203,6 @@ def _ingest_one(
                 return result
         except _Fallback:
             con.execute("ROLLBACK")
-            if plan.json_array:
-                raise InputError(
-                    f"{plan.path}: not a well-formed JSON array of objects; "
-                    "use one JSON object per line (.jsonl)"
-                ) from None
             continue
         except BaseException:
             try:
@@ -247,6 +242,7 @@ def _attempt(
             loaded, rejected = _load_profile(con, plan, source_id)
         else:
             loaded, rejected = _load_careful(con, plan, source_id)
+    _check_unchanged(plan, scan.result())
     sha = scan.result().sha256
     previous = _previous(con, sha)
     if previous and not options.force:
@@ -294,6 +290,25 @@ def _attempt(
     )
     con.execute("COMMIT")
     return False
+
+
+def _check_unchanged(plan: FilePlan, scan: TextScan) -> None:
+    """Raise InputError (the open transaction is then rolled back: nothing of the
+    file loads) if the file changed between its planning and the end of its load,
+    e.g. a log still being written: its hash, size and rows would describe
+    different states of it."""
+    try:
+        st = plan.path.stat()
+        now: tuple[int, int] = (st.st_size, st.st_mtime_ns)
+    except OSError:
+        now = (-1, 0)
+    if scan.size != plan.size or now != (plan.size, plan.mtime_ns):
+        size = max(now[0], scan.size)
+        raise InputError(
+            f"{plan.path}: the file changed while it was being ingested "
+            f"({plan.size} bytes when ingest began, {size} now); nothing loaded from it; "
+            "ingest it again once it is complete"
+        )
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str, params: object = None) -> int:
@@ -489,6 +504,8 @@ def _load_json_fast(
     except duckdb.Error as exc:
         raise _Fallback(str(exc)) from None
     scanned = scan.result()
+    if scanned.trailing:
+        raise _Fallback("bytes after the gzip data: the careful path rejects them")
     if not plan.json_array and (scanned.control or scanned.lone_cr or scanned.long_line):
         # DuckDB's JSON reader takes some control bytes (DEL in a string, form
         # feed as blank) and lines somewhat over its maximum_object_size, which
@@ -506,11 +523,9 @@ def _load_json_fast(
     )
     bad = _count(con, "SELECT count(*) FROM wr_bad")
     if plan.json_array:
-        # rows of an array have no line of their own: keep the element as text
-        con.execute(
-            """INSERT INTO rejects SELECT $source_id, b.line, NULL, b.reason FROM wr_bad b""",
-            {"source_id": source_id},
-        )
+        if bad:
+            # the careful path keeps each rejected element's JSON text as raw
+            raise _Fallback("rejected elements of an array")
         return loaded, bad
     if loaded + bad != total:
         raise _Fallback("blank lines: ordinality is not the line number")
@@ -570,6 +585,15 @@ def _load_careful(
             )
         except duckdb.Error as exc:
             raise InputError(f"{plan.path}: cannot read Parquet: {one_line(exc)}") from None
+    if plan.json_array:
+        try:
+            values = relations.array_values(plan)
+            return _load_staged(con, plan, source_id, values, {"path": str(plan.path)})
+        except duckdb.Error:
+            raise InputError(
+                f"{plan.path}: not a well-formed JSON array of objects; "
+                "use one JSON object per line (.jsonl)"
+            ) from None
     with _scratch_dir() as tmp:
         clean, bad = clean_copy(plan.path, plan.compression, tmp)
         values = relations.lines_values(plan)

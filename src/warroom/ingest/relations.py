@@ -102,6 +102,12 @@ def json_fast_values(plan: FilePlan) -> str:
             # read as text, an object and a string holding JSON text look alike
             vals.append(f"NULL::VARCHAR AS c_{f.name}")
             unsure.append(f"(left({col}, 1) IN ('{{', '[') AND json_valid({col}))")
+        if f.type is FieldType.MONEY:
+            # a JSON number with a fraction or an exponent went through a double,
+            # which may have rounded it: the careful path reads its text
+            unsure.append(
+                f"(left({col}, 1) <> '\"' AND regexp_matches(CAST({col} AS VARCHAR), '[.eE]'))"
+            )
         if f.type is not FieldType.DOUBLE and not plan.json_array:
             # a JSON number in exponent form reads as DuckDB prints a double
             # ('1e+20'), not as its text: the careful path would see another text
@@ -118,12 +124,22 @@ def json_fast_values(plan: FilePlan) -> str:
     )
 
 
-def _json_values(kind: Kind) -> str:
-    """The careful path's JSON lines: every line parsed by SQL."""
+def _json_values(kind: Kind, records: str = _RECORD_LINES) -> str:
+    """The careful path's JSON lines (or elements of an array: ``records``, a
+    relation of ``line`` and ``raw``): every record parsed by SQL."""
     fields = FIELDS[kind]
     paths = ", ".join(f"'$.\"{f.name}\"'" for f in fields)
     money = [i for i, f in enumerate(fields) if f.type is FieldType.MONEY]
-    cols = [f"v[{i + 1}] AS v_{f.name}" for i, f in enumerate(fields)]
+    cols = [f"v[{i + 1}] AS v_{f.name}" for i, f in enumerate(fields) if i not in money]
+    # a money value that is a JSON number: its text as written, since DuckDB
+    # renders it through a double (-1.9999999999999999999 would read as -2.0)
+    cols += [
+        f"CASE WHEN json_type(j[{k + 1}]) IN ('DOUBLE', 'UBIGINT', 'BIGINT', 'HUGEINT') "
+        f"THEN coalesce(nullif(regexp_extract(raw, "
+        f"'[^\\\\]\"{fields[i].name}\"[ \t]*:[ \t]*(-?[0-9][0-9.eE+-]*)', 1), ''), "
+        f"v[{i + 1}]) ELSE v[{i + 1}] END AS v_{fields[i].name}"
+        for k, i in enumerate(money)
+    ]
     cols += [  # j holds the money fields only, in order
         f"coalesce(json_type(j[{k + 1}]) NOT IN ('VARCHAR', 'NULL'), false) AS n_{fields[i].name}"
         for k, i in enumerate(money)
@@ -144,8 +160,10 @@ def _json_values(kind: Kind) -> str:
                 CASE WHEN pre_reason IS NULL THEN json_extract_string(raw, [{paths}]) END AS v,
                 CASE WHEN pre_reason IS NULL THEN json_extract(raw, [{money_paths}]) END AS j
             FROM (
-                SELECT line, raw, {json_record_reason("raw", not_object)} AS pre_reason
-                FROM ({_RECORD_LINES})
+                SELECT line, raw,
+                    {json_record_reason("raw", not_object, [f.name for f in fields])}
+                    AS pre_reason
+                FROM ({records})
             )
         )"""
 
@@ -172,6 +190,16 @@ def _csv_values(plan: FilePlan) -> str:
 def lines_values(plan: FilePlan) -> str:
     """The careful path's text file (its clean copy at ``$path``), line by line."""
     return _json_values(plan.kind) if plan.format == "json" else _csv_values(plan)
+
+
+def array_values(plan: FilePlan) -> str:
+    """The careful path's .json array (the file itself at ``$path``), element by
+    element; ``raw`` is the element's JSON text as written."""
+    elements = (
+        "SELECT ordinality AS line, CAST(json AS VARCHAR) AS raw FROM read_json_objects("
+        f"$path, format = 'array', maximum_object_size = {LINE_LIMIT}) WITH ORDINALITY"
+    )
+    return _json_values(plan.kind, elements)
 
 
 def parquet_values(plan: FilePlan) -> str:

@@ -33,15 +33,43 @@ _CHUNK = 16 * 1024 * 1024
 _GZIP = 47
 
 
-def _inflate(d: zlib._Decompress, chunk: bytes) -> tuple[zlib._Decompress, bytes]:
-    """Decompress one chunk of a gzip file, across concatenated members; returns
-    the decompressor for the next chunk. Raises zlib.error on corrupt data."""
-    out = d.decompress(chunk)
-    while d.eof and d.unused_data:
-        rest = d.unused_data
-        d = zlib.decompressobj(wbits=_GZIP)
-        out += d.decompress(rest)
-    return d, out
+class _Gunzip:
+    """Inflates a gzip file chunk by chunk, across concatenated members. Bytes
+    after a member that do not start another one (zero padding, as some log
+    shippers write) end the text: ``trailing`` is then their offset in the file,
+    and the rest of the file is not read as gzip (gzip and zcat do the same)."""
+
+    def __init__(self) -> None:
+        self.d = zlib.decompressobj(wbits=_GZIP)
+        self.offset = 0  # bytes of the file fed so far
+        self.trailing: int | None = None
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The text in ``chunk``. Raises zlib.error on corrupt data."""
+        start, self.offset = self.offset, self.offset + len(chunk)
+        if self.trailing is not None:
+            return b""
+        if self.d.eof:  # the last chunk ended a member: does another follow?
+            self.d = self._next(chunk, start)
+            if self.trailing is not None:
+                return b""
+        out = self.d.decompress(chunk)
+        while self.d.eof and self.d.unused_data:
+            rest = self.d.unused_data
+            self.d = self._next(rest, self.offset - len(rest))
+            if self.trailing is not None:
+                break
+            out += self.d.decompress(rest)
+        return out
+
+    def _next(self, data: bytes, at: int) -> zlib._Decompress:
+        if not b"\x1f\x8b".startswith(data[:2]):
+            self.trailing = at
+        return zlib.decompressobj(wbits=_GZIP)
+
+    @property
+    def eof(self) -> bool:
+        return self.d.eof or self.trailing is not None
 
 
 # --------------------------------------------------------------------------- hash and count
@@ -52,6 +80,8 @@ class TextScan:
     """What ``scan_file`` found in a file."""
 
     sha256: str = ""
+    #: bytes of the file hashed (its size as the hash saw it)
+    size: int = 0
     #: physical lines of the (decompressed) text; a final unterminated one counts
     lines: int = 0
     #: What the fast path cannot load exactly: control bytes (see
@@ -62,6 +92,8 @@ class TextScan:
     cr: bool = False
     lone_cr: bool = False
     long_line: bool = False  # conservative: a line of LINE_LIMIT / 2 bytes or more
+    #: bytes after the gzip data that are not gzip (see _Gunzip)
+    trailing: bool = False
     _newlines: int = field(default=0, repr=False)
     _last: bytes = field(default=b"", repr=False)  # the last byte of the text so far
     _pending_cr: bool = field(default=False, repr=False)
@@ -117,20 +149,22 @@ def scan_file(p: Path, compression: str | None) -> TextScan:
     stream ends the text, not the hash."""
     h = hashlib.sha256()
     scan = TextScan()
-    d = zlib.decompressobj(wbits=_GZIP) if compression == "gzip" else None
+    g = _Gunzip() if compression == "gzip" else None
     corrupt = False
     with open(p, "rb") as raw:
         while chunk := raw.read(_CHUNK):
             h.update(chunk)
-            if d is None:
+            scan.size += len(chunk)
+            if g is None:
                 scan.look(chunk)
             elif not corrupt:
                 try:
-                    d, text = _inflate(d, chunk)
+                    text = g.feed(chunk)
                 except zlib.error:
                     corrupt = True
                     continue
                 scan.look(text)
+    scan.trailing = g is not None and g.trailing is not None
     scan.finish(h.hexdigest())
     return scan
 
@@ -167,11 +201,13 @@ def _unterminate(line: bytes) -> bytes:
 
 class _Text:
     """The text of a file in chunks, inflated if it is gzip. Once read, ``broken``
-    says why a gzip stream ended before its end (corrupt or truncated), if it did."""
+    says why a gzip stream ended before its end (corrupt or truncated), if it did,
+    and ``trailing`` what follows the gzip data, if anything but gzip does."""
 
     def __init__(self, p: Path, compression: str | None):
         self.p, self.compression = p, compression
         self.broken: str | None = None
+        self.trailing: str | None = None
 
     def __iter__(self) -> Iterator[bytes]:
         with open(self.p, "rb") as raw:
@@ -179,15 +215,20 @@ class _Text:
                 while chunk := raw.read(_CHUNK):
                     yield chunk
                 return
-            d = zlib.decompressobj(wbits=_GZIP)
+            g = _Gunzip()
             while chunk := raw.read(_CHUNK):
                 try:
-                    d, out = _inflate(d, chunk)
+                    out = g.feed(chunk)
                 except zlib.error as exc:
                     self.broken = f"corrupt gzip data ({exc})"
                     return
                 yield out
-            if not d.eof:
+            if g.trailing is not None:
+                self.trailing = (
+                    f"{g.offset - g.trailing} bytes after the end of the gzip data "
+                    f"(at byte {g.trailing + 1} of the file) are not gzip: not loaded"
+                )
+            elif not g.eof:
                 self.broken = "gzip stream truncated: the file ends before the compressed data does"
 
 
@@ -230,8 +271,16 @@ class _Copier:
         else:
             self.out.write(line + b"\n")
 
-    def finish(self, broken: str | None) -> None:
-        """The text has ended (early, if ``broken`` says why): write its last line."""
+    def finish(self, broken: str | None, trailing: str | None = None) -> None:
+        """The text has ended (early, if ``broken`` says why): write its last line;
+        bytes that followed the text (``trailing``) are one reject after it."""
+        self._finish(broken)
+        if trailing:
+            self.lineno += 1
+            self.bad.append(BadLine(self.lineno, "", trailing))
+            self.out.write(b"\n")
+
+    def _finish(self, broken: str | None) -> None:
         if self.carry:
             self.lineno += 1
             last = _unterminate(self.carry)
@@ -259,5 +308,5 @@ def clean_copy(p: Path, compression: str | None, tmpdir: str) -> tuple[Path, lis
         copier = _Copier(out)
         for chunk in text:
             copier.feed(chunk)
-        copier.finish(text.broken)
+        copier.finish(text.broken, text.trailing)
     return out_path, copier.bad

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import gzip
 import os
 import zlib
 from collections.abc import Iterator, Sequence
@@ -20,7 +19,7 @@ import duckdb
 import orjson
 
 from warroom.errors import InputError
-from warroom.ingest.scan import BOM
+from warroom.ingest.scan import BOM, _Gunzip
 from warroom.model import FIELDS, SIGNATURES, Kind
 from warroom.profiles import Profile
 
@@ -121,6 +120,9 @@ class FilePlan:
     profile: Profile | None = None
     #: a profile's .json file holding pretty-printed JSON documents, not one per line
     json_document: bool = False
+    #: the file's modification time when planned: a file that changes while it
+    #: is ingested is refused (see load._check_unchanged)
+    mtime_ns: int = 0
 
 
 def _format_of(p: Path) -> tuple[str, str | None]:
@@ -139,9 +141,14 @@ def _format_of(p: Path) -> tuple[str, str | None]:
 def _head(p: Path, compression: str | None, limit: int = 1 << 16) -> bytes:
     """The first ``limit`` bytes of the file's text; empty if it cannot be read."""
     try:
-        with gzip.open(p, "rb") if compression == "gzip" else open(p, "rb") as fh:
-            return fh.read(limit)
-    except (OSError, EOFError, zlib.error):
+        with open(p, "rb") as fh:
+            if compression != "gzip":
+                return fh.read(limit)
+            g, out = _Gunzip(), b""  # as ingest reads it: trailing bytes end the text
+            while len(out) < limit and (chunk := fh.read(1 << 16)):
+                out += g.feed(chunk)
+            return out[:limit]
+    except (OSError, zlib.error):
         return b""
 
 
@@ -220,7 +227,8 @@ def plan_file(
         raise InputError(f"{p}: permission denied")
     fmt, compression = _format_of(p)
     _check_magic(p, fmt, compression) if p.stat().st_size else None
-    plan = FilePlan(p, fmt, compression, kind or Kind.requests, p.stat().st_size)
+    st = p.stat()
+    plan = FilePlan(p, fmt, compression, kind or Kind.requests, st.st_size, mtime_ns=st.st_mtime_ns)
     if profile is not None:
         return _plan_profile(plan, profile)
     named = kind or _kind_from_name(p)
@@ -254,6 +262,12 @@ def _plan_csv(plan: FilePlan, named: Kind | None, lines: list[str], first_idx: i
     """A canonical CSV/TSV file: its header (names lower-case) tells its kind."""
     plan.header_line = first_idx + 1
     plan.header = [c.lower() for c in _csv_header(lines[first_idx], plan.format)]
+    dup = sorted({c for c in plan.header if plan.header.count(c) > 1})
+    if dup:
+        raise InputError(
+            f"{plan.path}: column(s) {', '.join(dup)} appear twice in the header "
+            "(names are case-insensitive)"
+        )
     plan.kind = named or _kind_from_fields(plan.path, set(plan.header))
     missing = [f.name for f in FIELDS[plan.kind] if f.required and f.name not in plan.header]
     if missing:

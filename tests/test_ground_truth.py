@@ -29,7 +29,7 @@ SIZES = [
     pytest.param((2, 70, 14), id="seed2-70u-14d", marks=pytest.mark.slow),
     pytest.param((5, 50, 12), id="seed5-50u-12d", marks=pytest.mark.slow),
     # the committed sample incident, as README's command generated it
-    pytest.param(None, id="sample_logs"),
+    pytest.param(None, id="sample_logs", marks=pytest.mark.slow),
 ]
 
 

@@ -172,6 +172,7 @@ def test_every_query_runs_on_the_sample_logs(tmp_path: Path, cli: Cli) -> None:
     assert res.code == 0 and res.stdout.count(b"\n") > 100, res.stderr
 
 
+@pytest.mark.slow  # builds a wheel: in `make check`
 def test_pack_loads_from_a_built_wheel(tmp_path: Path) -> None:
     # build from a clean copy: a stale build/ folder in the checkout must not leak in
     src = tmp_path / "src"

@@ -262,6 +262,7 @@ def _kill_and_check(
     assert now["ledger_all"] == len(before["ledger_all"])
 
 
+@pytest.mark.slow  # a real process killed at a moment: in `make check`
 @pytest.mark.parametrize("delay", [0.2, 0.6])
 def test_kill_soon_after_start_leaves_the_database_as_before(
     big: Path, base_db: Path, tmp_path: Path, delay: float
@@ -278,6 +279,7 @@ def test_kill_soon_after_start_leaves_the_database_as_before(
 needs_proc = pytest.mark.skipif(not HAS_PROC, reason="needs /proc to see what the child is doing")
 
 
+@pytest.mark.slow  # a real process killed at a moment: in `make check`
 @needs_proc
 @pytest.mark.parametrize("delay", [0.0, 0.4])
 def test_kill_during_the_fast_load(big: Path, base_db: Path, tmp_path: Path, delay: float) -> None:
@@ -293,6 +295,7 @@ def test_kill_during_the_fast_load(big: Path, base_db: Path, tmp_path: Path, del
     _kill_and_check(big, base_db, tmp_path, BIG_LINES, 0, wait)
 
 
+@pytest.mark.slow  # a real process killed at a moment: in `make check`
 @needs_proc
 @pytest.mark.parametrize("writing", [True, False], ids=["scanning", "staging"])
 def test_kill_during_the_careful_path(
@@ -322,6 +325,7 @@ def test_kill_during_the_careful_path(
         con.close()
 
 
+@pytest.mark.slow  # a real process killed at a moment: in `make check`
 @needs_proc
 def test_kill_around_commit_leaves_the_file_whole_or_absent(
     big: Path, base_db: Path, tmp_path: Path

@@ -1,0 +1,240 @@
+"""The ways a file's rows reach the canonical tables, inside the caller's transaction:
+the fast path (DuckDB's own JSON reader over the file), the careful path (a clean
+copy read line by line, staged, each bad line a reject) and a profile's mapping.
+``insert_good`` writes the good rows and elects the canonical ones.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import Future
+from pathlib import Path
+
+import duckdb
+
+from warroom import profiles
+from warroom.errors import InputError
+from warroom.ingest import relations
+from warroom.ingest.convert import typed_select
+from warroom.ingest.scan import BadLine, TextScan, clean_copy
+from warroom.ingest.sniff import FilePlan, one_line
+from warroom.model import FIELDS, IDENTITY, TABLES, Kind
+
+
+def count_rows(con: duckdb.DuckDBPyConnection, sql: str, params: object = None) -> int:
+    row = con.execute(sql, params).fetchone() if params else con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
+def insert_good(
+    con: duckdb.DuckDBPyConnection, kind: Kind, typed_sql: str, params: dict[str, object]
+) -> int:
+    """Insert the good rows of ``typed_sql`` into the kind's table; returns the count."""
+    table = TABLES[kind]
+    names = [f.name for f in FIELDS[kind]]
+    cols = ", ".join(names)
+    if kind not in IDENTITY:
+        sql = f"""
+            INSERT INTO {table} (source_id, line, {cols})
+            SELECT $source_id, line, {cols} FROM ({typed_sql}) WHERE reason IS NULL"""
+        row = con.execute(sql, params).fetchone()
+        return int(row[0]) if row else 0
+    key = IDENTITY[kind]
+    # Canonical = the first ingested row of an id. Rows whose id an earlier
+    # file already holds are not; canonical ids are unique, so the earlier
+    # ones join without a DISTINCT. Repeats within this file are rare:
+    # find them with a hash aggregate instead of sorting every row.
+    sql = f"""
+            INSERT INTO {table} (source_id, line, canonical, {cols})
+            SELECT $source_id, g.line, prev.{key} IS NULL,
+                   {", ".join("g." + n for n in names)}
+            FROM ({typed_sql}) g
+            LEFT JOIN (SELECT {key} FROM {table} WHERE canonical) prev
+                ON prev.{key} = g.{key}
+            WHERE g.reason IS NULL"""
+    row = con.execute(sql, params).fetchone()
+    con.execute(
+        f"""
+            UPDATE {table} SET canonical = false
+            FROM (SELECT {key} AS k, min(line) AS first_line FROM {table}
+                  WHERE source_id = $source_id AND canonical
+                  GROUP BY {key} HAVING count(*) > 1) AS repeated
+            WHERE {table}.source_id = $source_id AND {table}.canonical
+              AND {table}.{key} = repeated.k AND {table}.line > repeated.first_line""",
+        {"source_id": params["source_id"]},
+    )
+    return int(row[0]) if row else 0
+
+
+def _load_staged(
+    con: duckdb.DuckDBPyConnection,
+    plan: FilePlan,
+    source_id: int,
+    values_sql: str,
+    params: dict[str, object],
+    pre_bad: Sequence[BadLine] = (),
+) -> tuple[int, int]:
+    """Type ``values_sql`` once into a temp table, then split good rows from rejects."""
+    typed = typed_select(plan.kind, f"({values_sql})", extra=("raw",))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE wr_stage AS {typed}", params)
+    loaded = insert_good(con, plan.kind, "SELECT * FROM wr_stage", {"source_id": source_id})
+    bad = count_rows(con, "SELECT count(*) FROM wr_stage WHERE reason IS NOT NULL")
+    con.execute(
+        "INSERT INTO rejects SELECT $source_id, line, raw, reason FROM wr_stage "
+        "WHERE reason IS NOT NULL",
+        {"source_id": source_id},
+    )
+    if pre_bad:
+        con.executemany(
+            "INSERT INTO rejects VALUES (?, ?, ?, ?)",
+            [[source_id, b.line, b.raw, b.reason] for b in pre_bad],
+        )
+    con.execute("DROP TABLE wr_stage")
+    return loaded, bad + len(pre_bad)
+
+
+# --------------------------------------------------------------------------- the fast path
+
+
+class Fallback(Exception):
+    """The fast path cannot load this file exactly; take the careful path."""
+
+
+def load_json_fast(
+    con: duckdb.DuckDBPyConnection, plan: FilePlan, source_id: int, scan: Future[TextScan]
+) -> tuple[int, int]:
+    """JSON lines (or an array) read by DuckDB's ``read_json``, typed on the way
+    into the table. Raises Fallback when that would not be exactly what the
+    careful path loads: see the package's docstring."""
+    typed = typed_select(plan.kind, f"({relations.json_fast_values(plan)})")
+    params: dict[str, object] = {"path": str(plan.path), "source_id": source_id}
+    try:
+        loaded = insert_good(con, plan.kind, typed, params)
+    except duckdb.Error as exc:
+        raise Fallback(str(exc)) from None
+    scanned = scan.result()
+    if scanned.trailing:
+        raise Fallback("bytes after the gzip data: the careful path rejects them")
+    if not plan.json_array and (scanned.control or scanned.lone_cr or scanned.long_line):
+        # DuckDB's JSON reader takes some control bytes (DEL in a string, form
+        # feed as blank) and lines somewhat over its maximum_object_size, which
+        # the careful path rejects line by line
+        raise Fallback("control bytes, a lone CR or a very long line in the text")
+    total = scanned.lines
+    if loaded == total and not plan.json_array:
+        return loaded, 0
+    # Some rows were rejected (or the file has blank lines): find them; the
+    # numbering holds only if every physical line was a row.
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE wr_bad AS SELECT line, reason FROM ({typed}) "
+        "WHERE reason IS NOT NULL",
+        {"path": str(plan.path)},
+    )
+    bad = count_rows(con, "SELECT count(*) FROM wr_bad")
+    if plan.json_array:
+        if bad:
+            # the careful path keeps each rejected element's JSON text as raw
+            raise Fallback("rejected elements of an array")
+        return loaded, bad
+    if loaded + bad != total:
+        raise Fallback("blank lines: ordinality is not the line number")
+    if scanned.cr:
+        raise Fallback("CRLF: DuckDB's line reader would misnumber the raw lines")
+    if count_rows(con, f"SELECT count(*) FROM wr_bad WHERE reason = '{relations.UNSURE}'"):
+        raise Fallback("values the JSON reader cannot render as their text")
+    # DuckDB's JSON reader takes a `null` line for a row with no fields
+    con.execute(
+        f"""INSERT INTO rejects SELECT $source_id, b.line, l.raw,
+                CASE WHEN regexp_full_match(l.raw, '[ \\t]*null[ \\t]*')
+                     THEN {relations.NULL_LINE_REASON} ELSE b.reason END
+            FROM wr_bad b LEFT JOIN ({relations.LINES}) l USING (line)""",
+        {"source_id": source_id, "path": str(plan.path)},
+    )
+    return loaded, bad
+
+
+# --------------------------------------------------------------------------- the careful path
+
+
+_SCRATCH = re.compile(r"warroom-(\d+)-[a-z0-9_]{8}")
+
+
+def _scratch_dir() -> tempfile.TemporaryDirectory[str]:
+    """A scratch folder (for the careful path's clean copy of a file) named after
+    this process. The ones a killed warroom left behind are removed first: their
+    process is gone, so nothing can be using them."""
+    base = Path(tempfile.gettempdir())
+    for old in base.glob("warroom-*-*"):
+        m = _SCRATCH.fullmatch(old.name)
+        if m and old.is_dir() and not _alive(int(m.group(1))):
+            shutil.rmtree(old, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"warroom-{os.getpid()}-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: not ours to judge
+        return True
+    return True
+
+
+def load_careful(con: duckdb.DuckDBPyConnection, plan: FilePlan, source_id: int) -> tuple[int, int]:
+    """Every physical line of a text file, its bytes scanned first; or a Parquet file."""
+    if plan.size == 0:
+        return 0, 0
+    if plan.format == "parquet":
+        try:
+            return _load_staged(
+                con, plan, source_id, relations.parquet_values(plan), {"path": str(plan.path)}
+            )
+        except duckdb.Error as exc:
+            raise InputError(f"{plan.path}: cannot read Parquet: {one_line(exc)}") from None
+    if plan.json_array:
+        try:
+            values = relations.array_values(plan)
+            return _load_staged(con, plan, source_id, values, {"path": str(plan.path)})
+        except duckdb.Error:
+            raise InputError(
+                f"{plan.path}: not a well-formed JSON array of objects; "
+                "use one JSON object per line (.jsonl)"
+            ) from None
+    with _scratch_dir() as tmp:
+        clean, bad = clean_copy(plan.path, plan.compression, tmp)
+        values = relations.lines_values(plan)
+        return _load_staged(con, plan, source_id, values, {"path": str(clean)}, bad)
+
+
+def load_profile(con: duckdb.DuckDBPyConnection, plan: FilePlan, source_id: int) -> tuple[int, int]:
+    """A file read through an import profile: its rows as JSON text, then mapped in
+    SQL by ``profiles.map_rows`` (which also writes its rejects)."""
+    assert plan.profile is not None
+    if plan.size == 0:
+        return 0, 0
+    with _scratch_dir() as tmp:
+        bad: list[BadLine] = []
+        path = plan.path
+        if plan.format == "parquet":
+            rows = relations.parquet_rows()
+        elif plan.json_array or plan.json_document:
+            rows = relations.document_rows(plan)
+        else:
+            path, bad = clean_copy(plan.path, plan.compression, tmp)
+            rows = relations.lines_rows(plan)
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE wr_prow AS {rows}", {"path": str(path)})
+        except duckdb.Error as exc:
+            what = {"parquet": "Parquet"}.get(plan.format, "JSON")
+            raise InputError(f"{plan.path}: cannot read {what}: {one_line(exc)}") from None
+        try:
+            return profiles.map_rows(
+                con, plan.profile, source_id, insert_good, [(b.line, b.raw, b.reason) for b in bad]
+            )
+        finally:
+            con.execute("DROP TABLE IF EXISTS wr_prow")

@@ -146,3 +146,15 @@ class AbuseRow(NamedTuple):
     rule: str
     score: float | None
     multiplier: float | None
+
+
+class Finding(NamedTuple):
+    """One expected row of a detector, for one user."""
+
+    detector: str
+    currency: str | None
+    ts: int
+    request_id: str | None
+    entry_id: str | None
+    amount: Decimal | None
+    detail: str | None

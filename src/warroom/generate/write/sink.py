@@ -12,9 +12,9 @@ from typing import IO, Any
 
 import orjson
 
-from warroom.generate.audit import AuditResult, Finding, audit_user, cross_check
+from warroom.generate.audit import AuditResult, audit_user, cross_check
 from warroom.generate.faults import drop_requests, lose_a_write, make_conflict
-from warroom.generate.rows import AbuseRow, LedgerEntry, request_line, user_head
+from warroom.generate.rows import AbuseRow, Finding, LedgerEntry, request_line, user_head
 from warroom.generate.sim import simulate_user
 from warroom.generate.units import HOUR, ZERO, iso_us, money_text
 from warroom.generate.users import SimulatedUser, WorldConfig

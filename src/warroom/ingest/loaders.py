@@ -20,7 +20,7 @@ from warroom import profiles
 from warroom.errors import InputError
 from warroom.ingest import relations
 from warroom.ingest.convert import typed_select
-from warroom.ingest.scan import BadLine, TextScan, clean_copy
+from warroom.ingest.scan import BadLine, TextScan, clean_copy, plain_copy
 from warroom.ingest.sniff import FilePlan, one_line
 from warroom.model import FIELDS, IDENTITY, TABLES, Kind
 
@@ -110,6 +110,8 @@ def load_json_fast(
     """JSON lines (or an array) read by DuckDB's ``read_json``, typed on the way
     into the table. Raises Fallback when that would not be exactly what the
     careful path loads: see the package's docstring."""
+    if plan.json_array and (plan.compression or not _closed(plan.path)):
+        raise Fallback("an array's end is checked on its text: see _inflated")
     typed = typed_select(plan.kind, f"({relations.json_fast_values(plan)})")
     params: dict[str, object] = {"path": str(plan.path), "source_id": source_id}
     try:
@@ -185,6 +187,39 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _inflated(plan: FilePlan, tmp: str) -> tuple[Path, str | None]:
+    """Where DuckDB reads a JSON array or document from: the file itself or, for
+    gzip, its text inflated into ``tmp`` (DuckDB's reader takes neither bytes after
+    the gzip data nor a stream cut short exactly). Returns that path and the reason
+    for the trailing bytes' reject, if the file has such bytes. A stream cut short
+    is refused whole: an array or document that ends early cannot be loaded exactly."""
+    if plan.compression != "gzip":
+        path, trailing = plan.path, None
+    else:
+        path, text = plain_copy(plan.path, plan.compression, tmp)
+        if text.broken:
+            raise InputError(
+                f"{plan.path}: {text.broken}; a JSON array or document cut short is not "
+                "loaded (nothing loaded): fetch the file again"
+            )
+        trailing = text.trailing
+    if plan.json_array and not _closed(path):
+        raise InputError(
+            f"{plan.path}: the JSON array ends without its closing `]`: "
+            "the file looks cut short; nothing loaded"
+        )
+    return path, trailing
+
+
+def _closed(path: Path) -> bool:
+    """Whether the text at ``path`` ends (blanks aside) with ``]``: DuckDB's array
+    reader takes an array cut short after a comma as whole."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(0, size - 4096))
+        return f.read().rstrip(b" \t\r\n").endswith(b"]")
+
+
 def load_careful(con: duckdb.DuckDBPyConnection, plan: FilePlan, source_id: int) -> tuple[int, int]:
     """Every physical line of a text file, its bytes scanned first; or a Parquet file."""
     if plan.size == 0:
@@ -197,18 +232,26 @@ def load_careful(con: duckdb.DuckDBPyConnection, plan: FilePlan, source_id: int)
         except duckdb.Error as exc:
             raise InputError(f"{plan.path}: cannot read Parquet: {one_line(exc)}") from None
     if plan.json_array:
-        try:
-            values = relations.array_values(plan)
-            return _load_staged(con, plan, source_id, values, {"path": str(plan.path)})
-        except duckdb.Error:
-            raise InputError(
-                f"{plan.path}: not a well-formed JSON array of objects; "
-                "use one JSON object per line (.jsonl)"
-            ) from None
+        with _scratch_dir() as tmp:
+            path, trailing = _inflated(plan, tmp)
+            try:
+                values = relations.array_values(plan)
+                loaded, bad = _load_staged(con, plan, source_id, values, {"path": str(path)})
+            except duckdb.Error:
+                raise InputError(
+                    f"{plan.path}: not a well-formed JSON array of objects; "
+                    "use one JSON object per line (.jsonl)"
+                ) from None
+        if trailing:  # one reject after the last element
+            con.execute(
+                "INSERT INTO rejects VALUES (?, ?, '', ?)", [source_id, loaded + bad + 1, trailing]
+            )
+            bad += 1
+        return loaded, bad
     with _scratch_dir() as tmp:
-        clean, bad = clean_copy(plan.path, plan.compression, tmp)
+        clean, bad_lines = clean_copy(plan.path, plan.compression, tmp)
         values = relations.lines_values(plan)
-        return _load_staged(con, plan, source_id, values, {"path": str(clean)}, bad)
+        return _load_staged(con, plan, source_id, values, {"path": str(clean)}, bad_lines)
 
 
 def load_profile(con: duckdb.DuckDBPyConnection, plan: FilePlan, source_id: int) -> tuple[int, int]:
@@ -219,10 +262,11 @@ def load_profile(con: duckdb.DuckDBPyConnection, plan: FilePlan, source_id: int)
         return 0, 0
     with _scratch_dir() as tmp:
         bad: list[BadLine] = []
-        path = plan.path
+        path, trailing = plan.path, None
         if plan.format == "parquet":
             rows = relations.parquet_rows()
         elif plan.json_array or plan.json_document:
+            path, trailing = _inflated(plan, tmp)
             rows = relations.document_rows(plan)
         else:
             path, bad = clean_copy(plan.path, plan.compression, tmp)
@@ -232,9 +276,10 @@ def load_profile(con: duckdb.DuckDBPyConnection, plan: FilePlan, source_id: int)
         except duckdb.Error as exc:
             what = {"parquet": "Parquet"}.get(plan.format, "JSON")
             raise InputError(f"{plan.path}: cannot read {what}: {one_line(exc)}") from None
+        pre_bad = [(b.line, b.raw, b.reason) for b in bad]
+        if trailing:  # one reject after the last element or document
+            pre_bad.append((count_rows(con, "SELECT count(*) FROM wr_prow") + 1, "", trailing))
         try:
-            return profiles.map_rows(
-                con, plan.profile, source_id, insert_good, [(b.line, b.raw, b.reason) for b in bad]
-            )
+            return profiles.map_rows(con, plan.profile, source_id, insert_good, pre_bad)
         finally:
             con.execute("DROP TABLE IF EXISTS wr_prow")

@@ -310,3 +310,15 @@ def clean_copy(p: Path, compression: str | None, tmpdir: str) -> tuple[Path, lis
             copier.feed(chunk)
         copier.finish(text.broken, text.trailing)
     return out_path, copier.bad
+
+
+def plain_copy(p: Path, compression: str | None, tmpdir: str) -> tuple[Path, _Text]:
+    """The text of ``p`` inflated into ``tmpdir`` as it is, for a JSON array or
+    document, whose lines are not rows. The returned ``_Text`` says whether the
+    gzip stream broke off (``broken``) and what trailed it (``trailing``)."""
+    out_path = Path(tmpdir) / "plain.txt"
+    text = _Text(p, compression)
+    with open(out_path, "wb") as out:
+        for chunk in text:
+            out.write(chunk)
+    return out_path, text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import json
 import os
 import zlib
 from collections.abc import Iterator, Sequence
@@ -200,7 +201,7 @@ def _kind_from_fields(p: Path, names: set[str]) -> Kind:
     matches = [k for k, sig in SIGNATURES.items() if sig <= names]
     if len(matches) == 1:
         return matches[0]
-    what = "matches several kinds" if matches else "matches no kind"
+    what = "match several kinds" if matches else "match no kind"
     raise InputError(
         f"{p}: cannot tell what this file holds (its fields {what}); "
         "name it requests*, ledger*, abuse* or prices*, or pass --kind"
@@ -248,7 +249,7 @@ def plan_file(
             plan.kind = named or Kind.requests
         return plan
     # JSON: lines, or one array of objects
-    plan.json_array = p.suffix.lower() == ".json" and text.lstrip().startswith("[")
+    plan.json_array = _data_suffix(p) == ".json" and text.lstrip().startswith("[")
     if named:
         plan.kind = named
         return plan
@@ -322,9 +323,13 @@ def _plan_profile(plan: FilePlan, profile: Profile) -> FilePlan:
 
 
 def _first_array_element(p: Path, compression: str | None) -> str:
+    """The first element of a JSON array file, as a one-element array (``[]`` if it
+    cannot be read from the file's first MiB): the rest of the file may be large
+    or cut short."""
     head = _head(p, compression, 1 << 20).decode("utf-8", errors="replace")
-    dec = orjson.loads(head) if head.rstrip().endswith("]") else None
-    if isinstance(dec, list) and dec:
-        return orjson.dumps(dec[:1]).decode()
-    # a large array: DuckDB reads just enough of it
-    return "[]"
+    start = head.lstrip("\ufeff \t\r\n")
+    try:
+        first, _ = json.JSONDecoder().raw_decode(start[1:].lstrip())
+    except (ValueError, IndexError):
+        return "[]"
+    return orjson.dumps([first]).decode()

@@ -170,8 +170,9 @@ currencies AS (
     SELECT DISTINCT currency FROM counts
 ),
 
--- the periods to list: from --since (else the first with rows) to --until (else the
--- last with rows), every one of them up to 100,000, and past that those with rows
+-- the periods to list: every one from --since (else the first with rows) to --until
+-- (else the last with rows), when they are at most 100,000 (11 years of hours); past
+-- that (a stray row of 1970), only those with rows, or whose compared period has rows
 bounds AS (
     SELECT
         coalesce(
@@ -236,12 +237,23 @@ periods AS (
     SELECT bounds.first_period + offsets.step_offset AS period_start
     FROM bounds
     CROSS JOIN offsets
-    WHERE offsets.step_offset < bounds.periods_end - bounds.first_period
+    WHERE
+        offsets.step_offset < bounds.periods_end - bounds.first_period
+        AND bounds.periods_end - bounds.first_period <= CASE
+            WHEN $every = 'day' THEN 100000 * INTERVAL '1' DAY
+            ELSE 100000 * INTERVAL '1' HOUR
+        END
     UNION
     SELECT counts.period_start
     FROM counts
+    UNION
+    SELECT counts.period_start + CAST($compare_days AS INTEGER) * INTERVAL '1' DAY AS period_start
+    FROM counts
     CROSS JOIN bounds
-    WHERE counts.period_start >= bounds.first_period
+    WHERE
+        $compare_days IS NOT NULL
+        AND counts.period_start + CAST($compare_days AS INTEGER) * INTERVAL '1' DAY
+        < bounds.periods_end
 ),
 
 grid AS (

@@ -436,3 +436,19 @@ def test_the_readme_numbers_hold_on_the_sample_logs(tmp_path: Path, cli: Cli) ->
     assert (plans["enterprise"]["users"], plans["enterprise"]["credit_amount"]) == (4, "20.800000")
     assert (plans["payg"]["users"], plans["payg"]["credit_amount"]) == (14, "3.040000")
     assert plans["payg"]["topup_reimbursement"] == "1.420000"
+
+
+@pytest.mark.parametrize(
+    "args, code, words",
+    [
+        (("--since", "yesterday"), 1, "is not a timestamp"),
+        (("--every", "week"), 2, "--every"),
+        (("--until", "2025-13-01"), 1, "is not a timestamp"),
+    ],
+)
+def test_bad_options_are_one_line_errors(
+    cli: Cli, world: Path, args: tuple[str, ...], code: int, words: str
+) -> None:
+    res = cli("timeline", "--db", str(world), *args)
+    assert res.code == code and res.stdout == b"", res.stderr
+    assert words in res.stderr and "Traceback" not in res.stderr

@@ -17,8 +17,6 @@ from warroom.cli.app import (
     MemoryOption,
     OutOption,
     QueriesDirOption,
-    SinceOption,
-    UntilOption,
     app,
     emit,
 )
@@ -56,8 +54,17 @@ def timeline_cmd(
         str | None,
         typer.Option("--model", help="Only requests of this model, and their charges."),
     ] = None,
-    since: SinceOption = None,
-    until: UntilOption = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Only the periods that start at or after this time (ISO-8601, UTC unless "
+            "it says); the compared ones may lie before it.",
+        ),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Only the periods that start before this time.")
+    ] = None,
     chart: Annotated[
         Path | None,
         typer.Option("--chart", help="Also draw the timeline to this file (.png or .svg)."),

@@ -32,6 +32,7 @@ COMMANDS = [
     "investigate",
     "user",
     "profiles",
+    "timeline",
 ]
 
 

@@ -37,6 +37,7 @@ EXPECTED = {
     "coverage_gaps",
     "consumption_anomalies",
     "incident_window",
+    "timeline",
 }
 
 #: detections the sample logs have no rows for

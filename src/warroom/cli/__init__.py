@@ -4,11 +4,11 @@ No SQL, parsing or serialisation lives here. ``app.py`` holds the application, t
 options every command shares and the entry point ``main``; the commands are
 grouped by stage: ``load.py`` (ingest, sources, sql, generate, profiles),
 ``analyse.py`` (queries, run, detect, user), ``remediate.py`` (impact, export,
-report, investigate).
+report, investigate), ``timeline.py`` (timeline).
 """
 
 # the commands register on `app` in this order, which is the order `--help` lists them
-from warroom.cli import load, analyse, remediate  # noqa: I001
+from warroom.cli import load, analyse, remediate, timeline  # noqa: I001
 from warroom.cli.app import app, main
 
-__all__ = ["analyse", "app", "load", "main", "remediate"]
+__all__ = ["analyse", "app", "load", "main", "remediate", "timeline"]

@@ -29,8 +29,22 @@ from warroom.export import Format
 from warroom.ingest import ingest as run_ingest
 
 
+class ImpactBy(str, Enum):
+    plan = "plan"
+    currency = "currency"
+    detector = "detector"
+
+
 @app.command("impact")
 def impact_cmd(
+    by: Annotated[
+        ImpactBy | None,
+        typer.Option(
+            "--by",
+            help="Totals per plan, currency or detector (each per currency) instead of "
+            "one row per user.",
+        ),
+    ] = None,
     policy: PolicyOption = None,
     incident: IncidentIdOption = None,
     queries_dir: QueriesDirOption = None,
@@ -49,6 +63,14 @@ def impact_cmd(
     with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
         table = impact(con, pack, pol)
         named = incident_id(con, pack, pol.incident_id)
+        if by is not None:
+            from warroom.impact.groups import impact_by, known_plans
+
+            plans = known_plans(con) if by is ImpactBy.plan else []
+            totals = impact_by(table, by.value, pol, plans=plans)
+    if by is not None:
+        emit(totals, fmt, out, title=f"impact of {named} by {by.value}")
+        return
     emit(table, fmt, out, title=f"impact of {named}")
     _totals(table)
 

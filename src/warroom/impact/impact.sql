@@ -5,7 +5,8 @@
 -- (erroneous charges, abuse actions) with ts in [start, end) are remediated; their
 -- effects (wrongful 429s, reimbursable top-ups, spent banked resets) count wherever
 -- they fall, as the findings computed with that fault window say (DESIGN.md 7.4).
--- Reads the findings and the shared relations abuse_restrictions and user_currency.
+-- Reads the findings and the shared relations abuse_restrictions, user_currency and
+-- user_plan.
 WITH findings_in_window AS (
     SELECT detector, user_id, currency, amount, detail
     FROM findings
@@ -139,16 +140,7 @@ restricted AS (
 ),
 
 latest_plan AS (
-    SELECT user_id, plan
-    FROM (
-        SELECT
-            user_id,
-            plan,
-            row_number() OVER (PARTITION BY user_id ORDER BY ts DESC, request_id DESC) AS recency
-        FROM requests
-        WHERE plan IS NOT NULL
-    ) AS plans_by_recency
-    WHERE recency = 1
+    SELECT user_id, plan FROM user_plan
 ),
 
 -- a quota currency is one with reset rows (DESIGN.md section 7.7)

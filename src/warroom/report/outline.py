@@ -39,6 +39,7 @@ from warroom.report.text import (
     decimal_text,
     duration_text,
     hour_text,
+    parse_timestamp_text,
     second_text,
     timestamp_text,
     value_text,
@@ -72,7 +73,12 @@ def outline(report: Report, *, charts: bool) -> list[Block]:
 
 def _title_section(report: Report) -> list[Block]:
     data = report.manifest.get("data", {})
-    span = f"{data.get('start')} to {data.get('end')}" if data.get("start") else "no rows loaded"
+    span = (
+        f"{second_text(parse_timestamp_text(data['start']))} to "
+        f"{second_text(parse_timestamp_text(data['end']))}"
+        if data.get("start")
+        else "no rows loaded"
+    )
     return [
         Heading(1, title_text(report)),
         Paragraph(
@@ -277,7 +283,6 @@ def _episodes_section(report: Report) -> list[Block]:
         [
             count_text(rank),
             e.fault,
-            count_text(e.number),
             second_text(e.clean_before) or "(none)",
             second_text(e.first),
             second_text(e.last),
@@ -289,9 +294,8 @@ def _episodes_section(report: Report) -> list[Block]:
         for rank, e in enumerate(report.episodes, 1)
     )
     columns = [
-        "rank",
+        "#",
         "fault",
-        "episode",
         "clean before (UTC)",
         "first (UTC)",
         "last (UTC)",
@@ -308,7 +312,7 @@ def _episodes_section(report: Report) -> list[Block]:
             "money per currency. The window lies between the clean comparable row before "
             "the first erroneous row and the one after the last."
         ),
-        table(columns, rows, numeric=["rank", "episode", "users", "rows", "excess"], css="wide"),
+        table(columns, rows, numeric=["#", "users", "rows"], wrap=["fault"], css="wide"),
     ]
 
 

@@ -85,7 +85,9 @@ def test_html_at_1400_px_and_in_print(tmp_path: Path) -> None:
     html = (out / "report.html").read_text()
     md = (out / "report.md").read_text()
     # the same bracketed sentence, to the second, on the terminal, in Markdown and HTML
-    sentence = re.search(r"Duplicate deductions began between \S+Z and \S+Z and ended between \S+Z and \S+Z", md)
+    sentence = re.search(
+        r"Duplicate deductions began between \S+Z and \S+Z and ended between \S+Z and \S+Z", md
+    )
     assert sentence is not None
     assert sentence.group(0) in res.stderr and sentence.group(0) in html
     assert "hotfix at 2025-06-06T12:00:00Z" in html and " PDT" in html

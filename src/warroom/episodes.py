@@ -75,9 +75,10 @@ def rank(episodes: list[Episode]) -> list[Episode]:
 
 def _sql(con: duckdb.DuckDBPyConnection, what: str, sql: str) -> list[dict[str, Any]]:
     try:
-        return con.sql(sql).to_arrow_table().to_pylist()
+        rows: list[dict[str, Any]] = con.sql(sql).to_arrow_table().to_pylist()
     except duckdb.Error as exc:
         raise QueryError(f"episodes ({what}): {str(exc).strip().splitlines()[0]}") from None
+    return rows
 
 
 # the findings of each episode: its fault's rows inside its window (episodes of a
@@ -90,7 +91,30 @@ faults AS (
     SELECT
         CASE WHEN detector IN ('billing_mismatch', 'abuse_false_positives')
              THEN detector || ':' || detail ELSE detector END AS fault,
-        user_id, currency, ts, entry_id, request_id, amount
+        currency, ts, amount
+    FROM findings
+    WHERE ts IS NOT NULL
+)
+SELECT episodes.fault, episodes.episode, faults.currency,
+       sum(CAST(faults.amount AS DECIMAL(38, 6))) AS amount
+FROM episodes
+INNER JOIN faults
+    ON faults.fault = episodes.fault
+    AND faults.ts BETWEEN episodes.episode_start AND episodes.episode_end
+GROUP BY episodes.fault, episodes.episode, faults.currency
+ORDER BY 1, 2, 3 NULLS FIRST
+"""
+
+# the plans of each episode's users (each user's latest plan, as impact reads it)
+_PLANS = """
+WITH episodes AS (
+    SELECT fault, episode, episode_start, episode_end FROM warroom_episode_input
+),
+faults AS (
+    SELECT
+        CASE WHEN detector IN ('billing_mismatch', 'abuse_false_positives')
+             THEN detector || ':' || detail ELSE detector END AS fault,
+        user_id, ts
     FROM findings
     WHERE ts IS NOT NULL
 ),
@@ -104,16 +128,13 @@ latest_plan AS (
     ) AS plans_by_recency
     WHERE recency = 1
 )
-SELECT episodes.fault, episodes.episode, faults.currency,
-       sum(CAST(faults.amount AS DECIMAL(38, 6))) AS amount,
-       list(DISTINCT latest_plan.plan) AS plans
+SELECT DISTINCT episodes.fault, episodes.episode, latest_plan.plan
 FROM episodes
 INNER JOIN faults
     ON faults.fault = episodes.fault
     AND faults.ts BETWEEN episodes.episode_start AND episodes.episode_end
-LEFT JOIN latest_plan ON latest_plan.user_id = faults.user_id
-GROUP BY episodes.fault, episodes.episode, faults.currency
-ORDER BY 1, 2, 3 NULLS FIRST
+INNER JOIN latest_plan ON latest_plan.user_id = faults.user_id
+ORDER BY 1, 2, 3
 """
 
 # the clean comparable row before and after each episode (see the module's text)
@@ -233,7 +254,9 @@ def episodes(
     *,
     brackets: bool = True,
 ) -> list[Episode]:
-    """Every episode of every fault in ``findings`` on ``con``, ranked largest first."""
+    """Every episode of every fault in ``findings`` on ``con``, ranked largest first;
+    ``brackets=False`` leaves out the brackets and plans (what the incident id needs
+    is the ranking alone: users, rows, money)."""
     query = pack.get("incident_episodes")
     found = run(con, query, bind(query, {"gap_hours": str(gap_hours)}))
     if found.num_rows == 0:
@@ -243,6 +266,7 @@ def episodes(
     try:
         money = _sql(con, "money", _IN_EPISODE)
         bounds = _sql(con, "brackets", _BRACKETS) if brackets else []
+        plan_rows = _sql(con, "plans", _PLANS) if brackets else []
     finally:
         con.unregister("warroom_episode_input")
     amounts: dict[tuple[str, int], dict[str, Decimal]] = {}
@@ -250,9 +274,9 @@ def episodes(
     for m in money:
         key = (m["fault"], int(m["episode"]))
         if m["amount"] is not None:
-            per = amounts.setdefault(key, {})
-            per[m["currency"] or ""] = per.get(m["currency"] or "", Decimal(0)) + m["amount"]
-        plans.setdefault(key, set()).update(p for p in m["plans"] if p is not None)
+            amounts.setdefault(key, {})[m["currency"] or ""] = m["amount"]
+    for p in plan_rows:
+        plans.setdefault((p["fault"], int(p["episode"])), set()).add(p["plan"])
     brackets_of = {(b["fault"], int(b["episode"])): b for b in bounds}
     out = []
     for r in found.to_pylist():

@@ -412,6 +412,7 @@ def test_html_renders_in_headless_chromium(world: dict[str, Any], tmp_path: Path
     assert dom.returncode == 0, dom.stderr.decode(errors="replace")[-2000:]
     text = dom.stdout.decode()
     assert text.count("<svg") == 3
-    assert '<h2 id="summary">Summary</h2>' in text
+    assert '<h2 id="happened">What happened</h2>' in text
+    assert '<h3 id="summary">Summary</h3>' in text
     assert "Owed per currency" in text and "Estimated incident window per fault" in text
     assert "duplicate_charges" in text

@@ -13,19 +13,21 @@ import hashlib
 
 import duckdb
 
-from warroom.pack import Pack, bind, run
+from warroom.episodes import episodes
+from warroom.pack import Pack
 
 _META_KEY = "incident_id"
 
 
 def derive_incident_id(con: duckdb.DuckDBPyConnection, pack: Pack) -> str | None:
-    """The id named by the largest episode in ``findings`` on ``con``; None when no fault."""
-    episodes = pack.queries["incident_episodes"]
-    rows = run(con, episodes, bind(episodes, {})).slice(0, 1).to_pylist()
-    if not rows:
+    """The id named by the largest episode in ``findings`` on ``con`` (ranked by
+    ``warroom.episodes.rank``: users, rows, money per currency); None when no fault."""
+    ranked = episodes(con, pack, brackets=False)
+    if not ranked:
         return None
-    start, key = rows[0]["episode_start"], str(rows[0]["first_row_key"])
-    return f"{start:%Y-%m-%d}-{hashlib.sha256(key.encode()).hexdigest()[:6]}"
+    largest = ranked[0]
+    digest = hashlib.sha256(largest.first_row_key.encode()).hexdigest()[:6]
+    return f"{largest.first:%Y-%m-%d}-{digest}"
 
 
 def stored_incident_id(con: duckdb.DuckDBPyConnection) -> str | None:

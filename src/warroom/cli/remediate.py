@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import pyarrow as pa
 import typer
@@ -145,6 +145,8 @@ def export_cmd(
 class ReportFormat(str, Enum):
     markdown = "markdown"
     html = "html"
+    statuspage = "statuspage"
+    statuspage_text = "statuspage-text"
 
 
 _REPORT_SUFFIXES = {
@@ -153,6 +155,41 @@ _REPORT_SUFFIXES = {
     ".html": ReportFormat.html,
     ".htm": ReportFormat.html,
 }
+
+
+GapHoursOption = Annotated[
+    int,
+    typer.Option(
+        "--gap-hours",
+        min=1,
+        help="Hours between two erroneous rows of a fault that start a new episode.",
+    ),
+]
+MarkerOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--marker",
+        help="T[=LABEL]: a deploy or fix to judge (erroneous charges 24 h before and after); "
+        "repeatable.",
+    ),
+]
+TzOption = Annotated[
+    str,
+    typer.Option("--tz", help="Time zone for the status-page draft's window, besides UTC."),
+]
+
+
+def _report_options(gap_hours: int, marker: list[str] | None, tz: str) -> dict[str, Any]:
+    """build_report's keyword arguments from the report options, checked now."""
+    from warroom.report.checks import parse_marker
+    from warroom.report.statuspage import time_zone
+
+    time_zone(tz)
+    return {
+        "gap_hours": gap_hours,
+        "markers": tuple(parse_marker(m) for m in marker or ()),
+        "tz": tz,
+    }
 
 
 @app.command("report")
@@ -176,8 +213,12 @@ def report_cmd(
     queries_dir: QueriesDirOption = None,
     db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
+    gap_hours: GapHoursOption = 2,
+    marker: MarkerOption = None,
+    tz: TzOption = "UTC",
 ) -> None:
-    """The post-incident report: Markdown, or one self-contained HTML file with charts."""
+    """The post-incident report: Markdown, or one self-contained HTML file with charts;
+    ``statuspage`` (Markdown) or ``statuspage-text`` for the status-page draft alone."""
     from warroom.impact import load_policy
     from warroom.pack import load_pack
     from warroom.report import RENDERERS, build_report, write_atomic
@@ -194,7 +235,9 @@ def report_cmd(
     pack = load_pack(queries_dir)
     with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
         with render.ProgressBars().running() as bars:
-            built = build_report(con, pack, pol, progress=bars.update)
+            built = build_report(
+                con, pack, pol, progress=bars.update, **_report_options(gap_hours, marker, tz)
+            )
     data = RENDERERS[chosen.value](built).encode()
     if out is None:
         sys.stdout.buffer.write(data)
@@ -231,6 +274,9 @@ def investigate_cmd(
         ),
     ] = None,
     memory_limit: MemoryOption = None,
+    gap_hours: GapHoursOption = 2,
+    marker: MarkerOption = None,
+    tz: TzOption = "UTC",
 ) -> None:
     """Ingest, detect, impact and report in one go: the main job. Writes files, prints
     progress and a summary on stderr, nothing on stdout."""
@@ -245,6 +291,7 @@ def investigate_cmd(
     started = time.monotonic()
     # a bad policy, query pack or path fails now, not after a long ingest
     pol = load_policy(policy, incident_id=incident)
+    options = _report_options(gap_hours, marker, tz)
     pack = load_pack(queries_dir)
     files = investigation_inputs(paths, out_dir)
     make_folder(out_dir)
@@ -260,7 +307,9 @@ def investigate_cmd(
             f"{len(found.detectors)} detections in {found.seconds:.1f}s"
         )
         with render.ProgressBars().running() as bars:
-            built = build_report(con, pack, pol, progress=bars.update, stored_findings=True)
+            built = build_report(
+                con, pack, pol, progress=bars.update, stored_findings=True, **options
+            )
     bundle = write_bundle(built, out_dir)
     render.note("")
     for line in summary_lines(built):

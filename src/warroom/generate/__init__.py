@@ -86,7 +86,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -124,6 +124,8 @@ def generate(
     requests_per_user_day: float = 40.0,
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    dup_pause_hours: int = 0,
+    spared_plans: tuple[str, ...] = (),
 ) -> GenerateResult:
     """Simulate ``users`` users for ``days`` days from ``start`` and write the
     logs and their ground truth into ``out_dir`` (created if missing; a previous
@@ -134,6 +136,11 @@ def generate(
     rows per process. ``workers`` processes share the users (None: one per CPU,
     up to 8, for runs of more than one chunk of users; 1: in this process).
     ``progress(done, total)`` is called now and then with users done.
+
+    The report scenario (issue 13): ``dup_pause_hours`` pauses the duplicate
+    deductions for that many hours mid-window (two episodes of one fault), and
+    ``spared_plans`` (e.g. ``("enterprise",)``) are touched by no fault; such a world's
+    summary.json adds ``report_scenario`` with each episode's bracketed window.
 
     Raises InputError for a bad argument: users or days < 1, a rate that is not
     a positive finite number, an out-of-range ``start`` (a naive one is UTC), or
@@ -147,6 +154,11 @@ def generate(
     truth.mkdir(exist_ok=True)
 
     cfg, bad_after = _world(users, days, seed, us_since_epoch(start), rate)
+    cfg = replace(
+        cfg,
+        timeline=IncidentTimeline.build(cfg.timeline.start, days, dup_pause_hours),
+        spared=frozenset(p.lower() for p in spared_plans),
+    )
     files = open_streams(out_dir, truth)
     try:
         try:

@@ -30,9 +30,16 @@ class IncidentTimeline:
     # every request from OUTAGE_LEAD before it, and no ledger row is written in it
     # (what was due is written when it is back): a coverage gap in the ledger
     outage: tuple[int, int] | None = None
+    # duplicates pause for these hours inside ``dup`` (two episodes of one fault)
+    dup_pause: tuple[int, int] | None = None
+
+    def duplicating(self, c: int) -> bool:
+        """Whether a payg charge at c gets a duplicate."""
+        paused = self.dup_pause is not None and self.dup_pause[0] <= c < self.dup_pause[1]
+        return self.dup[0] <= c < self.dup[1] and not paused
 
     @classmethod
-    def build(cls, start: int, days: int) -> IncidentTimeline:
+    def build(cls, start: int, days: int, dup_pause_hours: int = 0) -> IncidentTimeline:
         end = start + days * DAY
 
         def day(k: int) -> int:
@@ -79,4 +86,14 @@ class IncidentTimeline:
             abuse=abuse,
             global_reset=reset,
             outage=outage,
+            dup_pause=_pause(dup, dup_pause_hours),
         )
+
+
+def _pause(dup: tuple[int, int], hours: int) -> tuple[int, int] | None:
+    """``hours`` in the middle of the duplicate window, None for 0 (or too long)."""
+    lo, hi = dup
+    if hours <= 0 or hours * HOUR >= hi - lo - 2 * HOUR:
+        return None
+    start = lo + (hi - lo - hours * HOUR) // 2
+    return (start, start + hours * HOUR)

@@ -126,6 +126,9 @@ class WorldConfig:
     rate: float  # mean requests per user and day
     forced: dict[int, str]
     conflicts: frozenset[int]
+    #: plans no fault touches (the seed's "not Enterprise"): their users live no harmful
+    #: role, and neither failed requests nor stale prices are charged to them
+    spared: frozenset[str] = frozenset()
 
     def uid(self, i: int) -> str:
         return f"u{i:0{self.width}d}"

@@ -60,6 +60,9 @@ class Policy:
     grant_banked_resets: int = 0
     #: currency -> decimal places, overriding the currency's minor unit
     rounding: dict[str, int] = field(default_factory=dict)
+    #: [fx]: the currency a report states one total in, and each currency's rate to it
+    fx_currency: str | None = None
+    fx_rates: dict[str, Decimal] = field(default_factory=dict)
     source: str = "default"
 
     def places(self, currency: str | None) -> int:
@@ -83,7 +86,16 @@ class Policy:
             "per_restricted_hour": {k: str(v) for k, v in sorted(self.per_restricted_hour.items())},
             "grant_banked_resets": self.grant_banked_resets,
             "rounding": dict(sorted(self.rounding.items())),
-        }
+        } | (
+            {
+                "fx": {
+                    "currency": self.fx_currency,
+                    "rates": {k: str(v) for k, v in sorted(self.fx_rates.items())},
+                }
+            }
+            if self.fx_currency
+            else {}
+        )
 
 
 _SCHEMA: dict[str, set[str]] = {
@@ -99,6 +111,8 @@ _SCHEMA: dict[str, set[str]] = {
     },
     # currency = decimal places; any currency code may appear
     "rounding": set(),
+    # the report's total in one currency: currency = "usd", rates = { units = "0.05" }
+    "fx": {"currency", "rates"},
 }
 #: the sections whose keys are the user's own (currency codes), not a fixed set
 _OPEN_SECTIONS = {"rounding"}
@@ -140,6 +154,7 @@ def _read_policy(path: Path) -> Policy:
         per_restricted_hour=read.per_currency("per_restricted_hour"),
         grant_banked_resets=read.count("grant_banked_resets"),
         rounding=read.rounding(),
+        **read.fx(),
         source=str(path),
     )
 
@@ -164,6 +179,7 @@ class _Reader:
         self.incident: dict[str, Any] = data.get("incident", {})
         self.credits: dict[str, Any] = data.get("credits", {})
         self.places: dict[str, Any] = data.get("rounding", {})
+        self.data = data
 
     def error(self, section: str, key: str, complaint: str) -> PolicyError:
         return PolicyError(f"{self.path}: [{section}] {key} {complaint}")
@@ -189,26 +205,28 @@ class _Reader:
         except QueryError as exc:
             raise PolicyError(f"{self.path}: [incident] {key}: {exc}") from None
 
-    def money(self, key: str, value: Any) -> Decimal:
+    def money(self, key: str, value: Any, section: str = "credits") -> Decimal:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise self.error(
-                "credits",
+                section,
                 key,
                 'must be a number written as a string ("0.50") or an integer, never a float',
             )
         try:
             amount = Decimal(str(value).strip())
         except InvalidOperation:
-            raise PolicyError(f"{self.path}: [credits] {key}: {value!r} is not a number") from None
+            raise PolicyError(
+                f"{self.path}: [{section}] {key}: {value!r} is not a number"
+            ) from None
         if not amount.is_finite():
-            raise self.error("credits", key, f"must be a finite number, not {value!r}")
+            raise self.error(section, key, f"must be a finite number, not {value!r}")
         if amount < 0:
-            raise self.error("credits", key, "must not be negative")
+            raise self.error(section, key, "must not be negative")
         limit = GOODWILL_LIMIT if key == "goodwill_percent" else MONEY_LIMIT
         if amount > limit:
-            raise self.error("credits", key, f"must be at most {limit:,} (got {value!r})")
+            raise self.error(section, key, f"must be at most {limit:,} (got {value!r})")
         if -amount.normalize().as_tuple().exponent > MONEY_PLACES:  # type: ignore[operator]
-            raise self.error("credits", key, f"must have at most {MONEY_PLACES} decimal places")
+            raise self.error(section, key, f"must have at most {MONEY_PLACES} decimal places")
         return amount
 
     def flag(self, key: str) -> bool:
@@ -238,6 +256,23 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= COUNT_LIMIT:
             raise self.error("credits", key, f"must be a whole number from 0 to {COUNT_LIMIT:,}")
         return value
+
+    def fx(self) -> dict[str, Any]:
+        """``fx_currency`` and ``fx_rates`` from ``[fx]`` (rates exact, as strings)."""
+        fx = self.data.get("fx", {})
+        if not fx:
+            return {}
+        cur = fx.get("currency")
+        if not isinstance(cur, str) or not cur.strip():
+            raise self.error("fx", "currency", 'must name the currency of the total, e.g. "usd"')
+        rates = fx.get("rates", {})
+        if not isinstance(rates, dict):
+            raise self.error(
+                "fx", "rates", 'must be a table of currency = rate, e.g. { eur = "1.08" }'
+            )
+        parsed = {k.lower(): self.money(f"rates.{k}", v, section="fx") for k, v in rates.items()}
+        parsed.setdefault(cur.strip().lower(), Decimal(1))
+        return {"fx_currency": cur.strip().lower(), "fx_rates": parsed}
 
     def rounding(self) -> dict[str, int]:
         places: dict[str, int] = {}

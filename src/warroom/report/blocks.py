@@ -45,6 +45,14 @@ class Table:
 
 
 @dataclass
+class Items:
+    """A list of sentences; ``ordered`` numbers them (a ranking)."""
+
+    items: list[str]
+    ordered: bool = False
+
+
+@dataclass
 class Chart:
     name: str
     caption: str
@@ -55,7 +63,7 @@ class Cards:
     items: list[tuple[str, str, str]]  # label, value, note
 
 
-Block = Heading | Paragraph | Facts | Table | Chart | Cards
+Block = Heading | Paragraph | Facts | Items | Table | Chart | Cards
 
 
 def table(

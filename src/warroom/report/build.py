@@ -20,10 +20,12 @@ import pyarrow as pa
 
 import warroom
 from warroom import catalog
+from warroom.episodes import DEFAULT_GAP_HOURS, Episode, episodes, episodes_table
 from warroom.errors import QueryError, WarroomError
 from warroom.impact import Policy, affected_users, impact
 from warroom.incident import incident_id
 from warroom.pack import SEVERITIES, Pack, bind, run
+from warroom.report.checks import Check, Marker, checks
 from warroom.report.text import timestamp_text
 
 #: rows shown per detector, and users shown per currency
@@ -60,6 +62,10 @@ class Report:
     * ``impact``: the impact table under the policy (DESIGN.md section 4).
     * ``methodology``: per query — title, severity, description, file, SHA-256.
     * ``sources``: per input file — kind, format, SHA-256, size, rows.
+    * ``episodes``: the episodes of every fault, largest first (``warroom.episodes``),
+      and ``episodes_table`` the same as a table.
+    * ``checks``: each mass reset and marker with the erroneous charges around it.
+    * ``plan_users``: per plan (every plan seen, the user's latest) — users in the data.
     """
 
     incident_id: str
@@ -76,6 +82,18 @@ class Report:
     methodology: pa.Table
     sources: pa.Table
     manifest: dict[str, Any] = field(default_factory=dict)
+    episodes: list[Episode] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    plan_users: dict[str, int] = field(default_factory=dict)
+    gap_hours: int = DEFAULT_GAP_HOURS
+    #: wrongful 429s by error code: (429s, users)
+    rejections: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: the time zone the status-page draft gives its window in, besides UTC
+    tz: str = "UTC"
+
+    @property
+    def episodes_table(self) -> pa.Table:
+        return episodes_table(self.episodes)
 
     @property
     def affected_users(self) -> pa.Table:
@@ -102,6 +120,9 @@ def build_report(
     generated_at: datetime | None = None,
     progress: ProgressFn | None = None,
     stored_findings: bool = False,
+    gap_hours: int = DEFAULT_GAP_HOURS,
+    markers: tuple[Marker, ...] = (),
+    tz: str = "UTC",
 ) -> Report:
     """Compute the post-incident report on ``con`` under ``policy``.
 
@@ -142,9 +163,56 @@ def build_report(
         methodology=_methodology(pack),
         sources=catalog.sources(con),
         manifest=_manifest(con, pack, policy),
+        episodes=_episodes(con, pack, gap_hours),
+        checks=checks(con, list(markers)),
+        plan_users=_plan_users(con),
+        gap_hours=gap_hours,
+        rejections=_rejections(con),
+        tz=tz,
     )
     step(1.0)
     return report
+
+
+def _episodes(con: duckdb.DuckDBPyConnection, pack: Pack, gap_hours: int) -> list[Episode]:
+    # the episodes read the findings impact took (temp.findings shadows a stored table)
+    return episodes(con, pack, gap_hours)
+
+
+_REJECTIONS = """
+SELECT coalesce(requests.error_code, '') AS code, count(*) AS n,
+       count(DISTINCT f.user_id) AS users
+FROM temp.findings AS f
+LEFT JOIN requests ON requests.request_id = f.request_id
+WHERE f.detector = 'wrongful_rejections'
+GROUP BY 1
+ORDER BY 2 DESC, 1
+"""
+
+
+def _rejections(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int]]:
+    rows = _sql(con, "wrongful 429s by code", _REJECTIONS).to_pylist()
+    return {r["code"]: (int(r["n"]), int(r["users"])) for r in rows}
+
+
+_PLAN_USERS = """
+WITH latest_plan AS (
+    SELECT user_id, plan
+    FROM (
+        SELECT user_id, plan,
+               row_number() OVER (PARTITION BY user_id ORDER BY ts DESC, request_id DESC) AS recency
+        FROM requests
+        WHERE plan IS NOT NULL
+    ) AS plans_by_recency
+    WHERE recency = 1
+)
+SELECT plan, count(*) AS users FROM latest_plan GROUP BY plan ORDER BY plan
+"""
+
+
+def _plan_users(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Users per plan in the data (each user's latest plan, as impact reads it)."""
+    return {r["plan"]: int(r["users"]) for r in _sql(con, "plans", _PLAN_USERS).to_pylist()}
 
 
 def decimal_or_zero(v: Any) -> Decimal:

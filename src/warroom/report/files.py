@@ -15,6 +15,7 @@ from warroom.export import Format, write
 from warroom.report.build import Report
 from warroom.report.html import render_html
 from warroom.report.markdown import render_markdown
+from warroom.report.statuspage import render_statuspage, render_statuspage_text
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -24,6 +25,8 @@ IMPACT_CSV = "impact.csv"
 RENDERERS: dict[str, Callable[[Report], str]] = {
     "markdown": render_markdown,
     "html": render_html,
+    "statuspage": render_statuspage,
+    "statuspage-text": render_statuspage_text,
 }
 
 

@@ -13,7 +13,7 @@ import re
 
 from warroom.escape import html_escape
 from warroom.pack import SEVERITIES
-from warroom.report.blocks import Block, Cards, Chart, Facts, Heading, Paragraph, Table
+from warroom.report.blocks import Block, Cards, Chart, Facts, Heading, Items, Paragraph, Table
 from warroom.report.build import Report
 from warroom.report.outline import outline
 
@@ -66,6 +66,10 @@ def _block_html(block: Block, svgs: dict[str, str], toc: list[tuple[str, str]]) 
     if isinstance(block, Facts):
         items = "".join(f"<dt>{_escape(k)}</dt><dd>{_escape(v)}</dd>" for k, v in block.items)
         return f"<dl>{items}</dl>"
+    if isinstance(block, Items):
+        tag = "ol" if block.ordered else "ul"
+        items = "".join(f"<li>{_escape(t)}</li>" for t in block.items)
+        return f'<{tag} class="items">{items}</{tag}>'
     if isinstance(block, Cards):
         return _cards_html(block)
     if isinstance(block, Table):

@@ -9,7 +9,7 @@ table cell.
 from __future__ import annotations
 
 from warroom.escape import md_escape
-from warroom.report.blocks import Facts, Heading, Paragraph, Table
+from warroom.report.blocks import Facts, Heading, Items, Paragraph, Table
 from warroom.report.build import Report
 from warroom.report.outline import outline
 
@@ -28,6 +28,13 @@ def render_markdown(report: Report) -> str:
             )
         elif isinstance(block, Facts):
             out.append("\n".join(f"- **{md_escape(k)}:** {md_escape(v)}" for k, v in block.items))
+        elif isinstance(block, Items):
+            out.append(
+                "\n".join(
+                    f"{f'{i}.' if block.ordered else '-'} {md_escape(t)}"
+                    for i, t in enumerate(block.items, 1)
+                )
+            )
         elif isinstance(block, Table):
             out.append(_markdown_table(block))
     return "\n\n".join(out) + "\n"

@@ -12,8 +12,26 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from warroom.report.blocks import Block, Cards, Chart, Facts, Heading, Paragraph, Table, table
+from warroom.report.blocks import (
+    Block,
+    Cards,
+    Chart,
+    Facts,
+    Heading,
+    Items,
+    Paragraph,
+    Table,
+    table,
+)
 from warroom.report.build import TOP_USERS, Report, headline_figures
+from warroom.report.first import (
+    give_back_blocks,
+    title_text,
+    what_happened_section,
+    who_section,
+)
+from warroom.report.statuspage import statuspage_lines
+from warroom.report.story import check_sentence
 from warroom.report.text import (
     amounts_text,
     count_text,
@@ -21,6 +39,8 @@ from warroom.report.text import (
     decimal_text,
     duration_text,
     hour_text,
+    parse_timestamp_text,
+    second_text,
     timestamp_text,
     value_text,
 )
@@ -30,8 +50,17 @@ def outline(report: Report, *, charts: bool) -> list[Block]:
     """The blocks of the report in reading order; ``charts`` for the HTML's version."""
     return [
         *_title_section(report),
+        # the first screen, in the order a reader asks
+        *what_happened_section(report),
+        *who_section(report),
         *_summary_section(report, charts=charts),
+        Heading(2, "What we give back", "give-back"),
         *_owed_section(report),
+        *give_back_blocks(report),
+        *_statuspage_section(report),
+        # the rest
+        *_episodes_section(report),
+        *_checks_section(report),
         *_windows_section(report),
         *_plans_section(report, charts=charts),
         *_top_users_section(report, charts=charts),
@@ -44,9 +73,14 @@ def outline(report: Report, *, charts: bool) -> list[Block]:
 
 def _title_section(report: Report) -> list[Block]:
     data = report.manifest.get("data", {})
-    span = f"{data.get('start')} to {data.get('end')}" if data.get("start") else "no rows loaded"
+    span = (
+        f"{second_text(parse_timestamp_text(data['start']))} to "
+        f"{second_text(parse_timestamp_text(data['end']))}"
+        if data.get("start")
+        else "no rows loaded"
+    )
     return [
-        Heading(1, f"Post-incident report: {report.incident_id}"),
+        Heading(1, title_text(report)),
         Paragraph(
             f"Generated at: {timestamp_text(report.generated_at)} (the only line that "
             "differs between two reports of the same data and policy)",
@@ -78,7 +112,7 @@ def _summary_section(report: Report, *, charts: bool) -> list[Block]:
     )
     if charts:  # the cards say the rest
         return [
-            Heading(2, "Summary", "summary"),
+            Heading(3, "Summary", "summary"),
             _summary_cards(report, head),
             Facts([credit_policy]),
         ]
@@ -99,7 +133,7 @@ def _summary_section(report: Report, *, charts: bool) -> list[Block]:
         ),
         credit_policy,
     ]
-    return [Heading(2, "Summary", "summary"), Facts(facts)]
+    return [Heading(3, "Summary", "summary"), Facts(facts)]
 
 
 def _summary_cards(report: Report, head: dict[str, int]) -> Cards:
@@ -196,8 +230,8 @@ def _windows_section(report: Report) -> list[Block]:
         [
             w["fault"],
             w["severity"],
-            timestamp_text(w["window_start"]),
-            timestamp_text(w["window_end"]),
+            second_text(w["window_start"]),
+            second_text(w["window_end"]),
             duration_text(w["window_end"] - w["window_start"]),
             count_text(w["rows"]),
             count_text(w["hours"]),
@@ -216,6 +250,98 @@ def _windows_section(report: Report) -> list[Block]:
             "A fault's window runs from its first to its last erroneous "
             "row: an estimate from the logs, bounded by what they cover."
         ),
+    ]
+
+
+def _statuspage_section(report: Report) -> list[Block]:
+    blocks: list[Block] = [
+        Heading(2, "Status-page draft", "statuspage"),
+        Paragraph(
+            "A draft update from this run's numbers (`warroom report --format statuspage`, "
+            "`--tz` for a local time): check the wording, never the figures."
+        ),
+    ]
+    items: list[str] = []
+    for kind, text in statuspage_lines(report):
+        if kind == "item":
+            items.append(text)
+            continue
+        if items:
+            blocks.append(Items(items))
+            items = []
+        blocks.append(Paragraph(text, css="statuspage-title" if kind == "title" else "statuspage"))
+    if items:
+        blocks.append(Items(items))
+    return blocks
+
+
+def _episodes_section(report: Report) -> list[Block]:
+    heading = Heading(2, "Episodes", "episodes")
+    if not report.episodes:
+        return [heading, Paragraph("No erroneous rows were found.")]
+    rows = (
+        [
+            count_text(rank),
+            e.fault,
+            second_text(e.clean_before) or "(none)",
+            second_text(e.first),
+            second_text(e.last),
+            second_text(e.clean_after) or "(none)",
+            count_text(e.users),
+            count_text(e.rows),
+            amounts_text(sorted(e.amounts.items())),
+        ]
+        for rank, e in enumerate(report.episodes, 1)
+    )
+    columns = [
+        "#",
+        "fault",
+        "clean before (UTC)",
+        "first (UTC)",
+        "last (UTC)",
+        "clean after (UTC)",
+        "users",
+        "rows",
+        "excess",
+    ]
+    return [
+        heading,
+        Paragraph(
+            f"Every episode of every fault (a pause of more than {report.gap_hours} h between "
+            "two erroneous rows starts a new one), ranked by users affected, then rows, then "
+            "money per currency. The window lies between the clean comparable row before "
+            "the first erroneous row and the one after the last."
+        ),
+        table(columns, rows, numeric=["#", "users", "rows"], wrap=["fault"], css="wide"),
+    ]
+
+
+def _checks_section(report: Report) -> list[Block]:
+    if not report.checks:
+        return []
+    rows = (
+        [
+            c.kind,
+            second_text(c.ts),
+            c.label,
+            c.currency or "all",
+            count_text(c.before),
+            count_text(c.after),
+            amounts_text(sorted(c.before_amounts.items())),
+            amounts_text(sorted(c.after_amounts.items())),
+        ]
+        for c in report.checks
+    )
+    figures = ["24 h before", "24 h after", "excess before", "excess after"]
+    return [
+        Heading(2, "Mass resets and markers", "checks"),
+        Paragraph(
+            "Each system reset of at least half of a quota currency's users within an hour, "
+            "and each --marker, with the erroneous charges (duplicates, charged failed "
+            "requests, penalty charges, overbilling) in the 24 h before and after it."
+        ),
+        table(["kind", "at (UTC)", "what", "currency", *figures], rows, numeric=figures),
+        Items([check_sentence(c) for c in report.checks]),
     ]
 
 

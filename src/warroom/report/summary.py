@@ -3,11 +3,14 @@ terminal: the windows per fault, the coverage gaps, the users and the amounts ow
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from warroom.report.build import Report, headline_figures
-from warroom.report.text import credit_text, duration_text, timestamp_text
+from warroom.report.story import check_sentence, episode_sentence
+from warroom.report.text import credit_text, duration_text, second_text
+
+#: the largest episodes told in a sentence on the terminal
+_EPISODES_SHOWN = 3
 
 #: coverage-gap hours listed before "... and N more"
 _GAPS_SHOWN = 5
@@ -16,9 +19,20 @@ _GAPS_SHOWN = 5
 def summary_lines(report: Report) -> list[str]:
     """A short plain-text summary for the terminal: windows, users, amounts."""
     lines = [f"incident id: {report.incident_id} (it goes into every credit_id)"]
+    lines += _episode_lines(report)
     lines += _window_lines(report.windows.to_pylist())
     lines += _gap_lines(report)
     lines += _owed_lines(report)
+    return lines
+
+
+def _episode_lines(report: Report) -> list[str]:
+    if not report.episodes:
+        return []
+    shown = report.episodes[:_EPISODES_SHOWN]
+    lines = [f"largest episodes (of {len(report.episodes):,}):"]
+    lines += [f"  {i}. {episode_sentence(e)}" for i, e in enumerate(shown, 1)]
+    lines += [f"  {check_sentence(c)}" for c in report.checks]
     return lines
 
 
@@ -28,14 +42,11 @@ def _window_lines(windows: list[dict[str, Any]]) -> list[str]:
     width = max(len(w["fault"]) for w in windows)
     lines = ["estimated window per fault (UTC):"]
     for w in windows:
-        # whole seconds, widened outwards, so the window shown holds the exact one
-        first = w["window_start"].replace(microsecond=0)
-        last = w["window_end"]
-        if last.microsecond:
-            last = last.replace(microsecond=0) + timedelta(seconds=1)
+        # whole seconds, truncated: the same text as the report's
+        first, last = w["window_start"], w["window_end"]
         rows = "1 row" if w["rows"] == 1 else f"{w['rows']:,} rows"
         lines.append(
-            f"  {w['fault']:<{width}}  {timestamp_text(first)} -> {timestamp_text(last)}  "
+            f"  {w['fault']:<{width}}  {second_text(first)} -> {second_text(last)}  "
             f"({duration_text(last - first)}, {rows})"
         )
     return lines
@@ -49,7 +60,7 @@ def _gap_lines(report: Report) -> list[str]:
         return []
     total = sum(d["rows"] for d in report.detectors.to_pylist() if d["detector"] == "coverage_gaps")
     lines = [f"coverage gaps (a log is missing, not the users): {total:,} hour(s)"]
-    lines += [f"  {timestamp_text(g['ts'])}  {g['detail']}" for g in gaps[:_GAPS_SHOWN]]
+    lines += [f"  {second_text(g['ts'])}  {g['detail']}" for g in gaps[:_GAPS_SHOWN]]
     if total > _GAPS_SHOWN:
         lines.append(f"  ... and {total - _GAPS_SHOWN:,} more: `warroom run coverage_gaps`")
     return lines

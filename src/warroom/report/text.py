@@ -25,6 +25,15 @@ def timestamp_text(ts: datetime | None) -> str:
     return f"{whole}.{frac}Z" if frac else f"{whole}Z"
 
 
+def second_text(ts: datetime | None) -> str:
+    """``2025-06-01T16:02:34Z``: whole seconds, *truncated* (never rounded up), so
+    the CLI, the Markdown and the HTML show one value and a time shown is never later
+    than the row it stands for."""
+    if ts is None:
+        return ""
+    return ts.replace(tzinfo=None, microsecond=0).isoformat() + "Z"
+
+
 def parse_timestamp_text(text: str) -> datetime:
     """The naive UTC datetime that ``timestamp_text`` wrote."""
     return datetime.fromisoformat(text.rstrip("Z"))

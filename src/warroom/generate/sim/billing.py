@@ -59,7 +59,12 @@ class Billing(UserState):
         prices = self.cfg.prices
         price = prices.at(model, self.cur, req.ts)
         billed_price = price
-        if model == CHANGED_MODEL and req.ts >= tl.price_change and tl.stale[0] <= c < tl.stale[1]:
+        if (
+            model == CHANGED_MODEL
+            and req.ts >= tl.price_change
+            and tl.stale[0] <= c < tl.stale[1]
+            and self.plan.name not in self.cfg.spared
+        ):
             billed_price = prices.at(model, self.cur, tl.price_change - 1)
         charged = billed_price.expected(inp, b_cached, b_out)
         pen = self.penalty
@@ -131,7 +136,7 @@ class Billing(UserState):
         """A duplicate deduction in the incident window, and an automatic top-up
         when the balance runs low."""
         tl = self.tl
-        if tl.dup[0] <= c < tl.dup[1]:
+        if tl.duplicating(c):
             d = LedgerEntry(
                 off_second(c + 3000 + int(37000 * self.rng.random())),
                 self.new_entry_id(),

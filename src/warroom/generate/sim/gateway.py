@@ -163,5 +163,5 @@ class Gateway(UserState):
     def _bill_failed(self, req: RequestRow, lat_us: int) -> None:
         """A 500 that completes in the failed-request incident is charged."""
         c = off_second(req.ts + lat_us)
-        if self.tl.failed[0] <= c < self.tl.failed[1]:
+        if self.tl.failed[0] <= c < self.tl.failed[1] and self.plan.name not in self.cfg.spared:
             self.push(c, 2, "done", req)

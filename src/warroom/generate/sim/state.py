@@ -72,7 +72,10 @@ class UserState:
                 r -= rate
         self.role = role
         self.forced_plan = forced_plan
-        self._take_plan(_draw_plan(rng, role, forced_plan))
+        plan = _draw_plan(rng, role, forced_plan)
+        if plan.name in cfg.spared:  # a plan the incident spares lives no harmful scenario
+            self.role = role = "normal"
+        self._take_plan(plan)
         self._draw_habits()
         self._draw_signup()
         self._start_state()

@@ -18,6 +18,7 @@ from warroom.generate.rows import AbuseRow, Finding, LedgerEntry, request_line, 
 from warroom.generate.sim import simulate_user
 from warroom.generate.units import HOUR, ZERO, iso_us, money_text
 from warroom.generate.users import SimulatedUser, WorldConfig
+from warroom.generate.write.brackets import Brackets, report_scenario
 from warroom.generate.write.files import JSONL_FILES, STREAMS
 from warroom.generate.write.stats import TruthStats
 
@@ -119,6 +120,8 @@ class Sink:
         self.conflicts = 0
         self.conflicts_due = 0  # a chosen user without a charge passes it on
         self.done = 0
+        # the bracket truth is kept for worlds of the report scenario only
+        self.brackets = Brackets(cfg.timeline) if report_scenario(cfg) else None
 
     def run(self, lo: int, hi: int, progress: Callable[[int, int], None] | None) -> None:
         """Users lo..hi-1, each followed by the malformed lines placed after it."""
@@ -144,6 +147,8 @@ class Sink:
         for name in JSONL_FILES:
             self.rows[name] += part.rows[name]
         self.stats.merge(part.stats)
+        if self.brackets is not None and part.brackets is not None:
+            self.brackets.merge(part.brackets)
         self.conflicts += part.conflicts
         self.done += part.done
         shutil.rmtree(d, ignore_errors=True)
@@ -192,6 +197,8 @@ class Sink:
         abuse = _abuse_rows(u)
         audit = audit_user(u, cfg, written, abuse, requests)
         cross_check(u, audit, written)
+        if self.brackets is not None:
+            self.brackets.user(u, written, audit.findings)
 
         head = user_head(u.uid, u.org, u.plan.name)
         self._write("requests.jsonl", [request_line(r, head) for r in requests])

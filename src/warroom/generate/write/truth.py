@@ -52,6 +52,13 @@ def finish(out: Path, cfg: WorldConfig, total: Sink, rate: float) -> dict[str, i
     (truth / ".users.tmp").replace(truth / "users.jsonl")
     (truth / "rejects.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in total.rejects))
     summary = _summary(cfg, total, rows, cover, rate)
+    if total.brackets is not None:  # a world of the report scenario (older ones keep their bytes)
+        tl = cfg.timeline
+        summary["report_scenario"] = {
+            "duplicate_pause": None if tl.dup_pause is None else _span(tl.dup_pause),
+            "spared_plans": sorted(cfg.spared),
+            "episodes": total.brackets.truth(),
+        }
     (truth / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
     return rows
 

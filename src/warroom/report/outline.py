@@ -214,9 +214,11 @@ def _owed_section(report: Report) -> list[Block]:
         Paragraph(
             "Credits are restored to the balance; top-up reimbursements go "
             "back to the payment method. Both are rounded half-up once per "
-            "user (cents for usd, 6 decimals for credits, whole units "
-            "otherwise), so these totals are the exact sums of the "
-            "affected-users export."
+            "user, to the currency's minor unit for a real currency (ISO 4217: "
+            "cents for usd) and to 6 decimals for credits, quota units and any "
+            "other unit, unless the policy's [rounding] says otherwise; an "
+            "amount owed never rounds to 0. These totals are the exact sums of "
+            "the affected-users export."
         ),
     ]
 

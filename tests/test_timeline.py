@@ -237,7 +237,18 @@ def daily(world: Path) -> pa.Table:
         return timeline(c, load_pack(), TimelineOptions(every="day", compare_days=1))
 
 
-@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl", "parquet", "markdown"])
+#: the formats every test runs; JSON Lines and Markdown (the same writers as everywhere)
+#: run with the slow tests
+FORMATS = [
+    "csv",
+    "json",
+    "parquet",
+    pytest.param("jsonl", marks=pytest.mark.slow),
+    pytest.param("markdown", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_every_format_carries_the_same_rows(
     cli: Cli, world: Path, daily: pa.Table, fmt: str
 ) -> None:
@@ -454,7 +465,7 @@ def test_bad_options_are_one_line_errors(
     assert words in res.stderr and "Traceback" not in res.stderr
 
 
-@pytest.mark.parametrize("fmt", ["parquet", "jsonl", "markdown"])
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f not in ("csv", "json")])
 def test_impact_by_detector_in_every_format(
     cli: Cli, world: Path, impact_rows: list[dict[str, Any]], fmt: str
 ) -> None:

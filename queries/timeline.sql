@@ -10,7 +10,7 @@
 --   zeros where nothing happened; --since/--until select the periods by their start.
 -- severity: info
 -- findings: no
--- param: every VARCHAR hour  the period: hour or day
+-- param: every VARCHAR hour  the period: hour or day (any other value lists nothing)
 -- param: compare_days INTEGER NULL  put the counts of the period this many days earlier beside each
 -- param: user_id VARCHAR NULL  only this user's rows
 -- param: plan VARCHAR NULL  only the rows of users on this plan (their latest request's)

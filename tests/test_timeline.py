@@ -237,7 +237,18 @@ def daily(world: Path) -> pa.Table:
         return timeline(c, load_pack(), TimelineOptions(every="day", compare_days=1))
 
 
-@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl", "parquet", "markdown"])
+#: the formats every test runs; JSON Lines and Markdown (the same writers as everywhere)
+#: run with the slow tests
+FORMATS = [
+    "csv",
+    "json",
+    "parquet",
+    pytest.param("jsonl", marks=pytest.mark.slow),
+    pytest.param("markdown", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_every_format_carries_the_same_rows(
     cli: Cli, world: Path, daily: pa.Table, fmt: str
 ) -> None:
@@ -452,3 +463,24 @@ def test_bad_options_are_one_line_errors(
     res = cli("timeline", "--db", str(world), *args)
     assert res.code == code and res.stdout == b"", res.stderr
     assert words in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f not in ("csv", "json")])
+def test_impact_by_detector_in_every_format(
+    cli: Cli, world: Path, impact_rows: list[dict[str, Any]], fmt: str
+) -> None:
+    want = impact_by(pa.Table.from_pylist(impact_rows), "detector", Policy())
+    res = cli("impact", "--db", str(world), "--by", "detector", "-f", fmt)
+    assert res.code == 0, res.stderr
+    if fmt == "parquet":
+        assert pq.read_table(io.BytesIO(res.stdout)).equals(want)
+    elif fmt == "jsonl":
+        got = [orjson.loads(line) for line in res.stdout.splitlines()]
+        assert [g["amount"] for g in got] == [
+            None if w is None else format(w, "f") for w in want.column("amount").to_pylist()
+        ]
+        assert [g["count"] for g in got] == want.column("count").to_pylist()
+    else:
+        lines = res.stdout.decode().splitlines()
+        assert lines[0] == "| detector | impact_column | currency | users | amount | count |"
+        assert len(lines) == 2 + want.num_rows

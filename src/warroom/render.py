@@ -38,6 +38,11 @@ def stderr_console() -> Console:
 stderr = stderr_console()
 
 
+def stdout_is_terminal() -> bool:
+    """Whether stdout is a terminal (a person reads it) rather than a pipe or a file."""
+    return sys.stdout.isatty()
+
+
 def stdout_console() -> Console:
     return Console(highlight=False)
 

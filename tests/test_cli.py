@@ -27,6 +27,7 @@ COMMANDS = [
     "run",
     "detect",
     "impact",
+    "policy",
     "export",
     "report",
     "investigate",

@@ -167,3 +167,21 @@ def _sha256(path: Path, seen: dict[Path, str]) -> str:
                 digest.update(block)
         seen[path] = digest.hexdigest()
     return seen[path]
+
+
+def with_origin(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table:
+    """``table`` with its ``source_id`` and ``line`` columns as one ``origin`` column,
+    ``file:line``, where they were (what a person reads; machine formats keep both)."""
+    names = table.column_names
+    if "source_id" not in names or "line" not in names:
+        return table
+    paths = dict(con.execute("SELECT source_id, path FROM sources").fetchall())
+    origin = [
+        None if sid is None else f"{paths.get(sid, f'source {sid}')}:{'' if line is None else line}"
+        for sid, line in zip(
+            table.column("source_id").to_pylist(), table.column("line").to_pylist(), strict=True
+        )
+    ]
+    at = names.index("source_id")
+    rest = table.drop_columns(["source_id", "line"])
+    return rest.add_column(min(at, rest.num_columns), "origin", pa.array(origin, pa.string()))

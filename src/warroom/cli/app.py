@@ -138,6 +138,8 @@ def output_format(fmt: Format | None, out: Path | None) -> Format:
     if out is None:
         return Format.table if render.stdout_is_terminal() else Format.csv
     chosen = _SUFFIX_FORMATS.get(out.suffix.lower())
+    if chosen is None and out.is_dir():
+        return Format.csv  # the write says what is wrong: a folder, not a file
     if chosen is None:
         known = ", ".join(sorted(_SUFFIX_FORMATS))
         raise UsageError(

@@ -17,7 +17,6 @@ from typing import Any
 # typer 0.29 carries its own copy of click: its commands, contexts and errors are those
 from typer._click import core as click_core
 from typer._click.exceptions import NoSuchOption
-
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 #: the value a type reads, as help shows it (typer's own ``<str>``, ``<path>`` ...)

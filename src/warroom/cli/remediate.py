@@ -66,6 +66,31 @@ def _totals(table: pa.Table) -> None:
         render.note(line)
 
 
+@app.command("policy")
+def policy_cmd(
+    default: Annotated[
+        bool,
+        typer.Option("--default", help="Print the built-in default policy (the default)."),
+    ] = False,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy", metavar="FILE", help="Print this policy file as warroom reads it instead."
+        ),
+    ] = None,
+    db_path: DbOption = DEFAULT_DB,
+) -> None:
+    """A credit policy as TOML: the built-in default to start a file from, or a file
+    as warroom reads it (every key, with its value)."""
+    from warroom.impact.policy import load_policy, policy_toml
+
+    del db_path  # a policy needs no database
+    if default and policy is not None:
+        raise UsageError("--default and --policy: give one of them")
+    sys.stdout.buffer.write(policy_toml(load_policy(policy)).encode())
+    sys.stdout.buffer.flush()
+
+
 class ExportWhat(str, Enum):
     affected_users = "affected-users"
 
@@ -81,6 +106,7 @@ class ExportFormat(str, Enum):
     json = "json"
     jsonl = "jsonl"
     parquet = "parquet"
+    markdown = "markdown"
 
 
 @app.command("export")
@@ -95,7 +121,7 @@ def export_cmd(
             "--format",
             "-f",
             help="csv (default), "
-            "json, jsonl or parquet; with --out, taken from the file's extension.",
+            "json, jsonl, parquet or markdown; with --out, taken from the file's extension.",
         ),
     ] = None,
     action: Annotated[

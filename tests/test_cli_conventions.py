@@ -6,6 +6,7 @@ One test (or a few) per point of the issue, each through the in-process ``cli``.
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -91,6 +92,10 @@ def test_investigate_reruns_on_the_same_logs_and_appends_when_told(
     assert cli("investigate", str(old), "--out-dir", str(out)).code == 0
     # the same logs again (logs that grow are re-run the same way): no refusal
     res = cli("investigate", str(old), "--out-dir", str(out))
+    assert res.code == 0 and "skipped" in res.stderr
+    # the same logs copied elsewhere: the same bytes are the same files
+    shutil.copytree(old, tmp_path / "copy")
+    res = cli("investigate", "copy", "--out-dir", str(out), cwd=tmp_path)
     assert res.code == 0 and "skipped" in res.stderr
     res = cli("investigate", str(new), "--out-dir", str(out), "--append")
     assert res.code == 0, res.stderr

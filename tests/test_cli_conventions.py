@@ -29,8 +29,12 @@ LEDGER = (
 
 def _world(folder: Path, user: str = "u1") -> Path:
     """A tiny incident: one request, charged twice."""
-    write(folder / "requests.jsonl", REQ % ("r1", user))
-    write(folder / "ledger.jsonl", LEDGER % ("e1", user, "r1") + LEDGER % ("e2", user, "r1"))
+    req = f"r-{user}"
+    write(folder / "requests.jsonl", REQ % (req, user))
+    write(
+        folder / "ledger.jsonl",
+        LEDGER % (f"e1-{user}", user, req) + LEDGER % (f"e2-{user}", user, req),
+    )
     return folder
 
 
@@ -384,6 +388,21 @@ def test_user_nobody_is_an_error_naming_the_closest_ids(tmp_path: Path, cli: Cli
     assert res.stderr == "error: no such user: 'u00011' (closest ids: u000011, u000012, acme-7)\n"
     res = cli("user", "nobody", "--db", db)
     assert res.code == 1 and res.stderr.startswith("error: no such user: 'nobody' (closest ids: ")
+    # one request charged twice (0.50 usd each): the second is a duplicate, 0.50 owed
+    res = cli("user", "u000011", "--db", db, "-f", "csv")
+    assert (
+        res.code == 0 and len(res.stdout.splitlines()) == 5
+    )  # header, request, 2 charges, finding
+    assert res.stderr == (
+        "u000011: 1 requests, 0 429s (0 wrongful); excess 0.50 usd; "
+        "credit 0.50 usd (credit) (whole incident)\n"
+    )
+    res = cli("user", "u000011", "--db", db, "-f", "csv", "--since", "2025-06-01T10:00:01Z")
+    assert len(res.stdout.splitlines()) == 4  # the request at 10:00:00 is before the window
+    assert res.stderr.startswith(
+        "u000011 from 2025-06-01T10:00:01Z until the end: 0 requests, 0 429s (0 wrongful); "
+        "excess 0.50 usd; credit 0.50 usd"
+    )
 
 
 def _exact(amount: Decimal, places: int = 2) -> str:
@@ -423,6 +442,7 @@ def _sample_counts(user: str, start: datetime, end: datetime) -> tuple[int, int,
     return len(mine), sum(1 for r in mine if r["status"] == 429), wrongful, excess
 
 
+@pytest.mark.slow
 def test_user_summary_line_matches_the_sample_truth(tmp_path: Path, cli: Cli) -> None:
     db = str(tmp_path / "w.duckdb")
     assert cli("ingest", str(SAMPLE), "--db", db).code == 0

@@ -27,6 +27,7 @@ COMMANDS = [
     "run",
     "detect",
     "impact",
+    "policy",
     "export",
     "report",
     "investigate",
@@ -86,7 +87,8 @@ def test_runs_in_process_leave_nothing_behind(tmp_path: Path, cli: Cli) -> None:
     assert res == (
         1,
         b"",
-        f"error: {tmp_path / 'none.duckdb'}: no such database (run `warroom ingest` first)\n",
+        f"error: {tmp_path / 'none.duckdb'}: no such database; run `warroom ingest` or "
+        "`warroom investigate` first, or name the database with --db FILE or $WARROOM_DB\n",
     )
 
 

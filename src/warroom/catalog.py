@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -130,3 +132,56 @@ def run_sql(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
         if "read-only" in text or "read only" in text:
             first = "the database is opened read-only here; `warroom sql` cannot change it"
         raise QueryError(first) from None
+
+
+def foreign_sources(con: duckdb.DuckDBPyConnection, files: list[Path]) -> list[str]:
+    """The files loaded into ``con`` that are none of ``files``: not the same path (as
+    given, or resolved from here) nor the same bytes (size and SHA-256). An
+    investigation re-run on the same logs, or on the same logs grown, has none."""
+    try:
+        loaded = con.execute("SELECT path, sha256, size_bytes FROM sources ORDER BY source_id")
+        rows = loaded.fetchall()
+    except duckdb.CatalogException:  # not a warroom database yet: nothing in it
+        return []
+    names = {str(f) for f in files} | {str(f.resolve()) for f in files}
+    by_size: dict[int, list[Path]] = {}
+    for f in files:
+        by_size.setdefault(f.stat().st_size, []).append(f)
+    hashes: dict[Path, str] = {}
+    foreign = []
+    for path, sha, size in rows:
+        if path in names or str(Path(path).resolve()) in names:
+            continue
+        same_size = by_size.get(int(size), [])
+        if any(_sha256(f, hashes) == sha for f in same_size):
+            continue
+        foreign.append(str(path))
+    return foreign
+
+
+def _sha256(path: Path, seen: dict[Path, str]) -> str:
+    if path not in seen:
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        seen[path] = digest.hexdigest()
+    return seen[path]
+
+
+def with_origin(con: duckdb.DuckDBPyConnection, table: pa.Table) -> pa.Table:
+    """``table`` with its ``source_id`` and ``line`` columns as one ``origin`` column,
+    ``file:line``, where they were (what a person reads; machine formats keep both)."""
+    names = table.column_names
+    if "source_id" not in names or "line" not in names:
+        return table
+    paths = dict(con.execute("SELECT source_id, path FROM sources").fetchall())
+    origin = [
+        None if sid is None else f"{paths.get(sid, f'source {sid}')}:{'' if line is None else line}"
+        for sid, line in zip(
+            table.column("source_id").to_pylist(), table.column("line").to_pylist(), strict=True
+        )
+    ]
+    at = names.index("source_id")
+    rest = table.drop_columns(["source_id", "line"])
+    return rest.add_column(min(at, rest.num_columns), "origin", pa.array(origin, pa.string()))

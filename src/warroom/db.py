@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from warroom.errors import DatabaseError, DatabaseLockedError
+from warroom.errors import DatabaseError, DatabaseLockedError, NoDatabaseError
 from warroom.model import CONTENT_IDENTITY, FIELDS, IDENTITY, TABLES, Kind
 
 DEFAULT_DB = "warroom.duckdb"
@@ -39,7 +39,7 @@ def connect(
     """
     path = Path(path)
     if read_only and not path.exists():
-        raise DatabaseError(f"{path}: no such database (run `warroom ingest` first)")
+        raise NoDatabaseError(str(path))
     try:
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:

@@ -371,12 +371,16 @@ ORDER BY rows.ts, ord, id, origin
 """
 
 
-def user_timeline(con: duckdb.DuckDBPyConnection, pack: Pack, user_id: str) -> pa.Table:
+def user_timeline(
+    con: duckdb.DuckDBPyConnection, pack: Pack, user_id: str, *, prepared: bool = False
+) -> pa.Table:
     """One user's story in time order: requests, ledger rows with the replayed,
     counterfactual and served counterfactual balance, abuse actions with their
-    classification, and findings, each with the file:line it came from."""
-    prepare(con, pack)
-    compute_findings(con, pack, table="findings", temp=True)
+    classification, and findings, each with the file:line it came from.
+    ``prepared``: the shared relations and temp findings are already on ``con``."""
+    if not prepared:
+        prepare(con, pack)
+        compute_findings(con, pack, table="findings", temp=True)
     try:
         return con.sql(_USER_TIMELINE, params={"user_id": user_id}).to_arrow_table()
     except duckdb.Error as exc:

@@ -48,6 +48,14 @@ class DatabaseError(WarroomError):
     """The database file is not a warroom database, or cannot be opened."""
 
 
+class NoDatabaseError(DatabaseError):
+    """The database file a read-only command needs does not exist."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path}: no such database")
+        self.path = path
+
+
 class ProfileError(WarroomError):
     """An unknown import profile, or a mapping file with a bad key or value."""
 

@@ -18,6 +18,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import pyarrow as pa
+from rich.cells import cell_len
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -38,31 +39,79 @@ def stderr_console() -> Console:
 stderr = stderr_console()
 
 
+def stdout_is_terminal() -> bool:
+    """Whether stdout is a terminal (a person reads it) rather than a pipe or a file."""
+    return sys.stdout.isatty()
+
+
 def stdout_console() -> Console:
     return Console(highlight=False)
 
 
 def draw_table(table: pa.Table, *, title: str | None = None, limit: int = TABLE_ROWS) -> None:
-    """Draw ``table`` on stdout; announce on stderr when rows were left out."""
+    """Draw ``table`` on stdout; announce on stderr when rows were left out.
+
+    A table too wide for the terminal to fold readably (``_too_wide``) is drawn one
+    row per block instead, a ``name = value`` line per column (as ``duckdb -line``
+    does), so no cell is folded to a few characters; stderr says so."""
     shown = text_table(table.slice(0, limit))
     out = Table(title=_text(title), show_lines=False, header_style="bold")
-    numeric = []
     for f in table.schema:
         num = (
             pa.types.is_integer(f.type)
             or pa.types.is_floating(f.type)
             or pa.types.is_decimal(f.type)
         )
-        numeric.append(num)
         out.add_column(Text(visible(f.name)), justify="right" if num else "left", overflow="fold")
-    for row in shown.to_pylist():
-        out.add_row(*(_cell(v) for v in row.values()))
-    stdout_console().print(out)
+    rows = [[_cell(v) for v in row.values()] for row in shown.to_pylist()]
+    for cells in rows:
+        out.add_row(*cells)
+    console = stdout_console()
+    wide = _too_wide(console.width, [visible(n) for n in table.column_names], rows)
+    if wide:
+        _draw_records(console, [visible(n) for n in table.column_names], rows, title)
+    else:
+        console.print(out)
     if table.num_rows > limit:
         stderr.print(
             f"[yellow]showing {limit} of {table.num_rows} rows[/]; "
             "use --format csv/json/parquet or --out FILE for all of them"
         )
+    if wide:
+        note(
+            f"{table.num_columns} columns do not fit in {console.width} characters: one row "
+            "per block; --format csv or markdown for a table"
+        )
+
+
+#: fewer characters than this per column, on average, and a table is drawn as blocks
+MIN_COLUMN = 12
+
+
+def _too_wide(width: int, names: list[str], rows: list[list[Text]]) -> bool:
+    """Whether the table does not fit in ``width`` and folding it would leave its
+    columns under ``MIN_COLUMN`` characters on average (13 columns in 120)."""
+    natural = [cell_len(n) for n in names]
+    for cells in rows:
+        natural = [max(w, cell_len(c.plain)) for w, c in zip(natural, cells, strict=True)]
+    borders = 3 * len(names) + 1
+    if sum(natural) + borders <= width:
+        return False
+    return (width - borders) < MIN_COLUMN * len(names)
+
+
+def _draw_records(
+    console: Console, names: list[str], rows: list[list[Text]], title: str | None
+) -> None:
+    """One block per row, ``name = value`` per line, names aligned, a blank line between."""
+    width = max((len(n) for n in names), default=0)
+    if title is not None:
+        console.print(Text(visible(title), style="bold"), soft_wrap=True)
+    for i, cells in enumerate(rows):
+        if i or title is not None:
+            console.print()
+        for name, cell in zip(names, cells, strict=True):
+            console.print(Text.assemble((name.rjust(width), "bold"), " = ", cell), soft_wrap=True)
 
 
 def draw_summary(table: pa.Table, *, title: str | None = None) -> None:

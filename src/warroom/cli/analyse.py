@@ -19,8 +19,10 @@ from warroom.cli.app import (
     UntilOption,
     app,
     emit,
+    output_format,
 )
 from warroom.errors import ExitCode, UsageError
+from warroom.export import Format
 
 
 class Severity(str, Enum):
@@ -60,7 +62,9 @@ def run_query(
     db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
 ) -> None:
-    """Run one query of the pack and print its rows."""
+    """Run one query of the pack and print its rows (with file:line in table and
+    markdown; source_id and line in the machine formats)."""
+    from warroom.catalog import with_origin
     from warroom.detect import run_one
     from warroom.pack import load_pack
 
@@ -71,9 +75,12 @@ def run_query(
             raise UsageError(f"--param {item!r}: expected K=V")
         given[key.strip()] = value
     pack = load_pack(queries_dir)
+    chosen = output_format(fmt, out)
     with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
         table = run_one(con, pack, name, given, since, until)
-    emit(table, fmt, out, title=pack.get(name).title)
+        if chosen in (Format.table, Format.markdown):  # people read file:line
+            table = with_origin(con, table)
+    emit(table, chosen, out, title=pack.get(name).title)
 
 
 @app.command("detect")
@@ -125,6 +132,8 @@ def detect_cmd(
 @app.command("user")
 def user_cmd(
     user_id: Annotated[str, typer.Argument(help="The user (account) id.")],
+    since: SinceOption = None,
+    until: UntilOption = None,
     queries_dir: QueriesDirOption = None,
     fmt: FormatOption = None,
     out: OutOption = None,
@@ -132,12 +141,14 @@ def user_cmd(
     memory_limit: MemoryOption = None,
 ) -> None:
     """One user's timeline: requests, ledger with replayed, counterfactual and served balance,
-    abuse events, findings."""
-    from warroom.detect import user_timeline
+    abuse events, findings; then a summary line on stderr (requests, 429s, wrongful ones,
+    excess, credit). Exit 1 for an id no row mentions."""
+    from warroom.impact.user import user_story
     from warroom.pack import load_pack
 
     with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
-        table = user_timeline(con, load_pack(queries_dir), user_id)
-    if table.num_rows == 0:
-        render.note(f"no rows for user {user_id!r}")
-    emit(table, fmt, out, title=f"user {user_id}")
+        story = user_story(con, load_pack(queries_dir), user_id, since=since, until=until)
+    if story.timeline.num_rows == 0:
+        render.note(f"no rows for user {user_id!r} in this window")
+    emit(story.timeline, fmt, out, title=f"user {user_id}")
+    render.note(story.summary)

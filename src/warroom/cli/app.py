@@ -12,7 +12,7 @@ import io
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated, Any, BinaryIO
 
 import duckdb
 import pyarrow as pa
@@ -20,27 +20,55 @@ import typer
 
 from warroom import __version__, db, render
 from warroom.atomic import write_atomic
-from warroom.errors import ExitCode, UsageError, WarroomError
+from warroom.cli.conventions import WarroomGroup
+from warroom.errors import ExitCode, NoDatabaseError, UsageError, WarroomError
 from warroom.export import Format, write
 
 app = typer.Typer(
+    cls=WarroomGroup,
     name="warroom",
     help="Billing-incident forensics: who was charged wrongly, when, by how much, "
     "and what to give back.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False, "db": None}
 
 #: typer reads $WARROOM_DB itself (envvar=); this is the default without it
 DEFAULT_DB = Path(db.DEFAULT_DB)
 
+
+def _choose_db(ctx: typer.Context, param: typer.CallbackParam, value: Path) -> Path:
+    """The database a command uses: its own ``--db``, else the one given before the
+    command (``warroom --db FILE CMD``), else ``$WARROOM_DB``, else warroom.duckdb."""
+    given = _state["db"]
+    source = ctx.get_parameter_source(param.name or "db_path")
+    if source is not None and source.name == "COMMANDLINE":
+        if given is not None and Path(given) != value:
+            render.note(f"--db given twice: using the command's own, {value}")
+        return value
+    return Path(given) if given is not None else value
+
+
+def global_db() -> Path | None:
+    """The ``--db`` given before the command, if any."""
+    return None if _state["db"] is None else Path(_state["db"])
+
+
 DbOption = Annotated[
     Path,
-    typer.Option("--db", envvar="WARROOM_DB", help="The DuckDB file to use.", show_default=True),
+    typer.Option(
+        "--db",
+        envvar="WARROOM_DB",
+        metavar="FILE",
+        callback=_choose_db,
+        help="The DuckDB file to use (also before the command: warroom --db FILE CMD).",
+        show_default=True,
+    ),
 ]
 FormatOption = Annotated[
     Format | None,
@@ -52,11 +80,16 @@ FormatOption = Annotated[
     ),
 ]
 OutOption = Annotated[
-    Path | None, typer.Option("--out", "-o", help="Write the rows to this file instead of stdout.")
+    Path | None,
+    typer.Option(
+        "--out", "-o", metavar="FILE", help="Write the rows to this file instead of stdout."
+    ),
 ]
 MemoryOption = Annotated[
     str | None,
-    typer.Option("--memory-limit", help="DuckDB memory limit, e.g. 1GB (spills to disk)."),
+    typer.Option(
+        "--memory-limit", metavar="SIZE", help="DuckDB memory limit, e.g. 1GB (spills to disk)."
+    ),
 ]
 
 _SUFFIX_FORMATS = {
@@ -84,19 +117,43 @@ def _main(
             "--version", callback=_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    db_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            metavar="FILE",
+            help="The DuckDB file every command uses (a command's own --db wins).",
+        ),
+    ] = None,
 ) -> None:
     _state["debug"] = debug or bool(os.environ.get("WARROOM_DEBUG"))
+    _state["db"] = db_path
+
+
+def output_format(fmt: Format | None, out: Path | None) -> Format:
+    """The format rows are written in: ``--format``, else ``--out``'s extension (an
+    extension no format has is refused), else table on a terminal and csv in a pipe."""
+    if fmt is not None:
+        return fmt
+    if out is None:
+        return Format.table if render.stdout_is_terminal() else Format.csv
+    chosen = _SUFFIX_FORMATS.get(out.suffix.lower())
+    if chosen is None and out.is_dir():
+        return Format.csv  # the write says what is wrong: a folder, not a file
+    if chosen is None:
+        known = ", ".join(sorted(_SUFFIX_FORMATS))
+        raise UsageError(
+            f"--out {out}: no format writes {out.suffix or 'a file without an extension'}; "
+            f"name it {known}, or give --format"
+        )
+    return chosen
 
 
 def emit(
     table: pa.Table, fmt: Format | None, out: Path | None, *, title: str | None = None
 ) -> None:
     """Send rows to stdout or ``--out`` in the chosen format."""
-    if fmt is None:
-        if out is not None:
-            fmt = _SUFFIX_FORMATS.get(out.suffix.lower(), Format.csv)
-        else:
-            fmt = Format.table if sys.stdout.isatty() else Format.csv
+    fmt = output_format(fmt, out)
     if fmt is Format.table:
         if out is not None:
             raise UsageError(
@@ -111,9 +168,28 @@ def emit(
         write_atomic(out, buf.getvalue())
         render.note(f"wrote {table.num_rows} rows to {out}")
         return
+    if fmt is Format.parquet and render.stdout_is_terminal():
+        raise UsageError(
+            "--format parquet is binary: redirect stdout to a file (> rows.parquet) "
+            "or give --out FILE"
+        )
     stream: BinaryIO = sys.stdout.buffer
     write(table, fmt, stream)
     stream.flush()
+
+
+def _db_hint(exc: NoDatabaseError) -> str:
+    """Where the database the user wanted probably is."""
+    made = Path("warroom-out") / "warroom.duckdb"
+    if made.exists() and Path(exc.path).resolve() != made.resolve():
+        return (
+            f"; `warroom investigate` wrote {made}: add --db {made} "
+            f"(before or after the command) or set WARROOM_DB={made}"
+        )
+    return (
+        "; run `warroom ingest` or `warroom investigate` first, or name the database "
+        "with --db FILE or $WARROOM_DB"
+    )
 
 
 QueriesDirOption = Annotated[
@@ -121,26 +197,39 @@ QueriesDirOption = Annotated[
     typer.Option(
         "--queries-dir",
         envvar=None,
+        metavar="DIR",
         help="A folder of your own .sql queries to add to the pack (also $WARROOM_QUERIES).",
     ),
 ]
 SinceOption = Annotated[
     str | None,
-    typer.Option("--since", help="Only rows at or after this time (ISO-8601, UTC unless it says)."),
+    typer.Option(
+        "--since",
+        metavar="TIME",
+        help="Only rows at or after this time (ISO-8601, UTC unless it says).",
+    ),
 ]
-UntilOption = Annotated[str | None, typer.Option("--until", help="Only rows before this time.")]
+UntilOption = Annotated[
+    str | None, typer.Option("--until", metavar="TIME", help="Only rows before this time.")
+]
 
 IncidentIdOption = Annotated[
     str | None,
     typer.Option(
         "--incident-id",
+        metavar="ID",
         help="The incident's id, in every credit_id (default: the policy's, else the one "
         "stored by detect, else named from the data: date and hash of the largest episode).",
     ),
 ]
 PolicyOption = Annotated[
     Path | None,
-    typer.Option("--policy", help="Credit policy (TOML); default: DESIGN.md's default policy."),
+    typer.Option(
+        "--policy",
+        metavar="FILE",
+        help="Credit policy (TOML); default: the built-in policy (`warroom policy --default` "
+        "prints it, to start a file from).",
+    ),
 ]
 
 
@@ -152,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     DESIGN.md section 5; ``--debug`` lets the traceback through instead.
     """
     _state["debug"] = False
+    _state["db"] = None
     render.stderr = render.stderr_console()  # the stderr of this run, not of the import
     try:
         app(args=argv, prog_name=None if argv is None else "warroom")
@@ -162,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     except WarroomError as exc:
         if _state["debug"]:
             raise
-        render.error(str(exc))
+        render.error(str(exc) + (_db_hint(exc) if isinstance(exc, NoDatabaseError) else ""))
         return int(exc.exit_code)
     except duckdb.Error as exc:
         if _state["debug"]:

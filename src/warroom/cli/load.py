@@ -81,21 +81,39 @@ def ingest_summary(report: IngestReport) -> None:
         if f.status == "skipped":
             render.note(("skipped", "yellow"), f" {f.path}: {f.note}")
             continue
-        verb = {"loaded": "loaded", "replaced": "replaced", "strict-rejected": "refused"}[f.status]
         via = f", profile {f.profile}" if f.profile else ""
-        render.note(
-            f"{verb} {f.path} ({f.kind}, {f.format}{via}): {f.rows_loaded:,} rows",
-            ", " if f.rows_rejected else "",
-            (f"{f.rows_rejected:,} rejected", "red") if f.rows_rejected else "",
-            f" in {f.seconds:.1f}s" if f.seconds >= 0.1 else "",
-        )
+        if f.status == "strict-rejected":
+            render.note(
+                f"refused {f.path} ({f.kind}, {f.format}{via}): ",
+                (f"{f.rows_rejected:,} rejected", "red"),
+                f", so none of its {f.rows_loaded:,} good rows loaded (--strict)",
+            )
+        else:
+            render.note(
+                f"{f.status} {f.path} ({f.kind}, {f.format}{via}): {f.rows_loaded:,} rows",
+                ", " if f.rows_rejected else "",
+                (f"{f.rows_rejected:,} rejected", "red") if f.rows_rejected else "",
+                f" in {f.seconds:.1f}s" if f.seconds >= 0.1 else "",
+            )
         if f.first_reject:
             render.note(f"  first rejected row: {f.path}:{f.first_reject}")
-    render.note(
-        f"{report.rows_loaded:,} rows loaded, {report.rows_rejected:,} rejected "
-        f"from {len(report.files)} file(s)"
-        + ("; see `warroom sources --rejects`" if report.rows_rejected else "")
-    )
+    render.note(_totals_line(report))
+
+
+def _totals_line(report: IngestReport) -> str:
+    """The last line: what was loaded, and what was refused, never one as the other."""
+    refused = [f for f in report.files if f.status == "strict-rejected"]
+    others = len(report.files) - len(refused)
+    line = f"{report.rows_loaded:,} rows loaded, {report.rows_rejected:,} rejected"
+    line = line + f" from {others} file(s)" if others or not refused else "nothing loaded"
+    if refused:
+        line += (
+            f"; {len(refused)} file(s) refused under --strict "
+            f"({sum(f.rows_rejected for f in refused):,} rejected rows)"
+        )
+    if report.rows_rejected:
+        line += "; see `warroom sources --rejects`"
+    return line
 
 
 @app.command()

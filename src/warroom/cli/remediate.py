@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -22,9 +23,10 @@ from warroom.cli.app import (
     QueriesDirOption,
     app,
     emit,
+    global_db,
 )
 from warroom.cli.load import ingest_summary
-from warroom.errors import UsageError
+from warroom.errors import UsageError, WarroomError
 from warroom.export import Format
 from warroom.ingest import ingest as run_ingest
 
@@ -33,6 +35,10 @@ class ImpactBy(str, Enum):
     plan = "plan"
     currency = "currency"
     detector = "detector"
+
+
+class InvestigationError(WarroomError):
+    """investigate would mix two incidents in one database (exit 1)."""
 
 
 @app.command("impact")
@@ -82,6 +88,31 @@ def _totals(table: pa.Table) -> None:
         render.note(line)
 
 
+@app.command("policy")
+def policy_cmd(
+    default: Annotated[
+        bool,
+        typer.Option("--default", help="Print the built-in default policy (the default)."),
+    ] = False,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy", metavar="FILE", help="Print this policy file as warroom reads it instead."
+        ),
+    ] = None,
+    db_path: DbOption = DEFAULT_DB,
+) -> None:
+    """A credit policy as TOML: the built-in default to start a file from, or a file
+    as warroom reads it (every key, with its value)."""
+    from warroom.impact.policy import load_policy, policy_toml
+
+    del db_path  # a policy needs no database
+    if default and policy is not None:
+        raise UsageError("--default and --policy: give one of them")
+    sys.stdout.buffer.write(policy_toml(load_policy(policy)).encode())
+    sys.stdout.buffer.flush()
+
+
 class ExportWhat(str, Enum):
     affected_users = "affected-users"
 
@@ -97,6 +128,7 @@ class ExportFormat(str, Enum):
     json = "json"
     jsonl = "jsonl"
     parquet = "parquet"
+    markdown = "markdown"
 
 
 @app.command("export")
@@ -111,7 +143,7 @@ def export_cmd(
             "--format",
             "-f",
             help="csv (default), "
-            "json, jsonl or parquet; with --out, taken from the file's extension.",
+            "json, jsonl, parquet or markdown; with --out, taken from the file's extension.",
         ),
     ] = None,
     action: Annotated[
@@ -269,10 +301,19 @@ def investigate_cmd(
         Path | None,
         typer.Option(
             "--db",
-            envvar="WARROOM_DB",
-            help="The DuckDB file to use (default: OUT_DIR/warroom.duckdb).",
+            metavar="FILE",
+            help="The DuckDB file to use (default: OUT_DIR/warroom.duckdb; $WARROOM_DB "
+            "is not read here: one incident, one database).",
         ),
     ] = None,
+    append: Annotated[
+        bool,
+        typer.Option(
+            "--append",
+            help="Add these logs to a database that already holds other files "
+            "(refused without it, exit 1: two incidents would be mixed).",
+        ),
+    ] = False,
     memory_limit: MemoryOption = None,
     gap_hours: GapHoursOption = 2,
     marker: MarkerOption = None,
@@ -294,8 +335,10 @@ def investigate_cmd(
     options = _report_options(gap_hours, marker, tz)
     pack = load_pack(queries_dir)
     files = investigation_inputs(paths, out_dir)
+    db_file = _investigation_db(db_path, out_dir)
+    if not append:
+        _refuse_mixing(db_file, files)
     make_folder(out_dir)
-    db_file = db_path or out_dir / "warroom.duckdb"
     with db.connect(db_file, memory_limit=memory_limit) as con:
         with render.ProgressBars().running() as bars:
             loaded = run_ingest(con, files, progress=bars.update)
@@ -317,5 +360,34 @@ def investigate_cmd(
     render.note(f"report: {bundle.markdown}, {bundle.html}")
     render.note(f"refund and support list: {bundle.affected_users} ({bundle.affected_rows:,} rows)")
     render.note(f"impact of every user: {bundle.impact}")
-    render.note(f"database: {db_file}")
+    render.note(f"database: {db_file} (for every other command: warroom --db {db_file} ...)")
     render.note(f"done in {time.monotonic() - started:.1f}s")
+
+
+def _investigation_db(db_path: Path | None, out_dir: Path) -> Path:
+    """``--db`` on the command line (after ``investigate`` or before it), else the
+    investigation's own database in ``out_dir``; ``$WARROOM_DB`` is not read
+    (DESIGN.md 7.9): a database set for other work must not swallow a new incident."""
+    chosen = db_path or global_db()
+    if chosen is None and os.environ.get("WARROOM_DB"):
+        render.note(
+            f"$WARROOM_DB is not used by investigate: it works in {out_dir / 'warroom.duckdb'} "
+            "(give --db to choose)"
+        )
+    return chosen or out_dir / "warroom.duckdb"
+
+
+def _refuse_mixing(db_file: Path, files: list[Path]) -> None:
+    """Refuse, before anything is written, to add logs to a database holding others."""
+    from warroom.catalog import foreign_sources
+
+    if not db_file.exists():
+        return
+    with db.connect(db_file, read_only=True) as con:
+        others = foreign_sources(con, files)
+    if others:
+        more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+        raise InvestigationError(
+            f"{db_file} already holds other files ({others[0]}{more}); give another "
+            "--out-dir or --db for this incident, or --append to add these logs to it"
+        )

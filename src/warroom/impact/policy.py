@@ -310,3 +310,61 @@ def round_owed(amount: Decimal, places: int) -> Decimal:
 def round_credit(amount: Decimal, currency: str | None) -> Decimal:
     """Half-up to the currency's minor unit (no policy override), never to 0 while owed."""
     return round_owed(amount, currency_places(currency))
+
+
+#: what an unset [incident] key looks like, shown commented out
+_EXAMPLES = {
+    "id": '"2025-06-07-duplicate-deductions"   # goes into every credit_id',
+    "start": '"2025-06-07T16:00:00Z"           # remediate the faults in [start, end)',
+    "end": '"2025-06-08T04:00:00Z"',
+}
+
+
+def policy_toml(policy: Policy) -> str:
+    """``policy`` as a policy file: every key, with its value (``load_policy`` reads it
+    back to the same policy). Unset incident keys are shown commented out."""
+    origin = "the built-in default" if policy.source == "default" else policy.source
+    lines = [
+        f"# warroom credit policy ({origin})",
+        "# every amount is a string or an integer, never a float; see the README",
+        "",
+        "[incident]",
+    ]
+    for key, value in (("id", policy.incident_id), ("start", policy.start), ("end", policy.end)):
+        if value is None:
+            lines.append(f"# {key} = {_EXAMPLES[key]}")
+        else:
+            text = value if isinstance(value, str) else value.isoformat() + "Z"
+            lines.append(f"{key} = {_toml_text(text)}")
+    lines += ["", "[credits]"]
+    lines.append("exclude_plans = [" + ", ".join(_toml_text(p) for p in policy.exclude_plans) + "]")
+    lines += [f"{c} = {str(policy.components[c]).lower()}" for c in COMPONENTS]
+    lines.append(f"goodwill_percent = {_toml_text(str(policy.goodwill_percent))}")
+    for key in ("minimum_credit", "per_wrongful_429", "per_restricted_hour"):
+        amounts: dict[str, Decimal] = getattr(policy, key)
+        lines.append(f"{key} = {_inline({k: _toml_text(str(v)) for k, v in amounts.items()})}")
+    lines.append(f"grant_banked_resets = {policy.grant_banked_resets}")
+    lines += ["", "[rounding]", "# usd = 2  (decimal places, overriding the currency's minor unit)"]
+    lines += [f"{_toml_key(k)} = {v}" for k, v in sorted(policy.rounding.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_text(value: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's)."""
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _toml_key(key: str) -> str:
+    return (
+        key
+        if key and all(c.isascii() and (c.isalnum() or c in "_-") for c in key)
+        else _toml_text(key)
+    )
+
+
+def _inline(table: dict[str, str]) -> str:
+    if not table:
+        return "{}"
+    return "{ " + ", ".join(f"{_toml_key(k)} = {v}" for k, v in sorted(table.items())) + " }"

@@ -231,7 +231,8 @@ def report_cmd(
         typer.Option(
             "--format",
             "-f",
-            help="markdown or html (default: from --out's extension, else markdown).",
+            help="markdown, html, statuspage or statuspage-text (default: from --out's "
+            "extension, else markdown).",
         ),
     ] = None,
     out: Annotated[
@@ -250,7 +251,7 @@ def report_cmd(
     tz: TzOption = "UTC",
 ) -> None:
     """The post-incident report: Markdown, or one self-contained HTML file with charts;
-    ``statuspage`` (Markdown) or ``statuspage-text`` for the status-page draft alone."""
+    `statuspage` (Markdown) or `statuspage-text` for the status-page draft alone."""
     from warroom.impact import load_policy
     from warroom.pack import load_pack
     from warroom.report import RENDERERS, build_report, write_atomic

@@ -385,9 +385,10 @@ def test_every_figure_of_the_status_page_draft_comes_from_the_impact(
 
 def test_statuspage_format_and_tz_on_the_command_line(world: dict[str, Any]) -> None:
     args = ["report", "--db", str(world["db"]), "--policy", str(world["policy"])]
-    res = run_cli(*args, "--format", "statuspage-text", "--tz", "America/Los_Angeles")
-    assert res.code == 0, res.stderr
-    text = res.stdout.decode()
+    out = world["root"] / "status.txt"  # .txt: the plain-text draft
+    res = run_cli(*args, "--out", str(out), "--tz", "America/Los_Angeles")
+    assert (res.code, res.stdout) == (0, b""), res.stderr
+    text = out.read_text()
     assert text.startswith("Billing incident ") and "\n=====" in text and " PDT" in text
     bad_tz = run_cli(*args, "-f", "statuspage", "--tz", "Mars/Olympus")
     assert (bad_tz.code, bad_tz.stdout) == (2, b"") and "time zone" in bad_tz.stderr

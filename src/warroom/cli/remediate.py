@@ -132,6 +132,7 @@ _REPORT_SUFFIXES = {
     ".markdown": ReportFormat.markdown,
     ".html": ReportFormat.html,
     ".htm": ReportFormat.html,
+    ".txt": ReportFormat.statuspage_text,
 }
 
 
@@ -177,7 +178,9 @@ def report_cmd(
         typer.Option(
             "--format",
             "-f",
-            help="markdown or html (default: from --out's extension, else markdown).",
+            help="markdown, html, or the status-page draft alone: statuspage (Markdown) or "
+            "statuspage-text (default: from --out's extension, .txt for statuspage-text, "
+            "else markdown).",
         ),
     ] = None,
     out: Annotated[

@@ -209,7 +209,7 @@ def report_cmd(
         if fmt is None:
             raise UsageError(
                 f"--out {out}: cannot tell the format from the extension; "
-                "name it .md or .html, or give --format"
+                "name it .md, .html or .txt (the status-page draft), or give --format"
             )
     chosen = fmt or ReportFormat.markdown
     pol = load_policy(policy, incident_id=incident)

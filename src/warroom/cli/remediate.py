@@ -186,7 +186,10 @@ def report_cmd(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Write the report to this file (.md or .html) instead of stdout."
+            "--out",
+            "-o",
+            help="Write the report to this file (.md, .html, or .txt for the plain-text "
+            "status-page draft) instead of stdout.",
         ),
     ] = None,
     policy: PolicyOption = None,

@@ -119,22 +119,38 @@ faults AS (
     FROM findings
     WHERE ts IS NOT NULL
 ),
+episode_users AS (
+    SELECT DISTINCT episodes.fault, episodes.episode, faults.user_id
+    FROM episodes
+    INNER JOIN faults
+        ON faults.fault = episodes.fault
+        AND faults.ts BETWEEN episodes.episode_start AND episodes.episode_end
+),
+planned AS (
+    SELECT requests.user_id, requests.plan, requests.ts, requests.request_id
+    FROM requests
+    WHERE requests.plan IS NOT NULL
+        AND requests.user_id IN (SELECT episode_users.user_id FROM episode_users)
+),
+last_ts AS (
+    SELECT user_id, max(ts) AS ts FROM planned GROUP BY user_id
+),
+last_request AS (
+    SELECT planned.user_id, max(planned.request_id) AS request_id
+    FROM planned
+    INNER JOIN last_ts ON last_ts.user_id = planned.user_id AND last_ts.ts = planned.ts
+    GROUP BY planned.user_id
+),
 latest_plan AS (
-    SELECT user_id, plan
-    FROM (
-        SELECT user_id, plan,
-               row_number() OVER (PARTITION BY user_id ORDER BY ts DESC, request_id DESC) AS recency
-        FROM requests
-        WHERE plan IS NOT NULL
-    ) AS plans_by_recency
-    WHERE recency = 1
+    SELECT DISTINCT planned.user_id, planned.plan
+    FROM planned
+    INNER JOIN last_request
+        ON last_request.user_id = planned.user_id
+        AND last_request.request_id = planned.request_id
 )
-SELECT DISTINCT episodes.fault, episodes.episode, latest_plan.plan
-FROM episodes
-INNER JOIN faults
-    ON faults.fault = episodes.fault
-    AND faults.ts BETWEEN episodes.episode_start AND episodes.episode_end
-INNER JOIN latest_plan ON latest_plan.user_id = faults.user_id
+SELECT DISTINCT episode_users.fault, episode_users.episode, latest_plan.plan
+FROM episode_users
+INNER JOIN latest_plan ON latest_plan.user_id = episode_users.user_id
 ORDER BY 1, 2, 3
 """
 
@@ -206,7 +222,12 @@ near_users AS (
     LEFT JOIN near_requests ON near_requests.request_id = near.request_id
     WHERE near_requests.plan IS NULL
     UNION
-    SELECT DISTINCT erroneous.user_id FROM erroneous
+    SELECT DISTINCT erroneous.user_id
+    FROM erroneous
+    WHERE erroneous.fault NOT IN (
+        'duplicate_charges', 'abuse_penalty_charges',
+        'billing_mismatch:charged_failed_request', 'billing_mismatch:overbilled'
+    )
 ),
 -- each user's latest plan (as impact reads it: latest ts, then request_id), by two
 -- aggregates rather than a window over every request

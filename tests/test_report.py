@@ -159,8 +159,8 @@ def test_report_command_reproduces_investigate(
     res = runner.invoke(app, ["report", "--db", str(world["db"]), "--out", str(target)])
     assert res.exit_code == 0 and res.stdout_bytes == b"", res.output
     assert target.read_bytes() == (world["out"] / "report.html").read_bytes()
-    res = runner.invoke(app, ["report", "--db", str(world["db"]), "--out", str(tmp_path / "r.txt")])
-    assert isinstance(res.exception, UsageError) and ".md or .html" in str(res.exception)
+    res = runner.invoke(app, ["report", "--db", str(world["db"]), "--out", str(tmp_path / "r.pdf")])
+    assert isinstance(res.exception, UsageError) and ".md, .html or .txt" in str(res.exception)
     assert res.exception.exit_code == 2
 
 

@@ -10,6 +10,7 @@ Slow (a browser, a world investigated through the CLI with --marker and --tz):
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 import subprocess
@@ -63,7 +64,10 @@ def _chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess[bytes]:
 @pytest.mark.slow
 def test_html_at_1400_px_and_in_print(tmp_path: Path) -> None:
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run installs it)")
+        message = f"{CHROMIUM} is missing: apt-get install chromium (.ci/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     logs = tmp_path / "logs"
     generate(logs, users=40, days=7, seed=1, dup_pause_hours=4, spared_plans=("enterprise",))
     policy = tmp_path / "policy.toml"

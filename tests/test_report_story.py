@@ -25,6 +25,8 @@ import orjson
 import pytest
 
 from tests.conftest import run_cli
+from tests.test_fixtures import led
+from tests.test_fixtures import world as small_world
 from warroom import db
 from warroom.detect import detect
 from warroom.episodes import Episode, rank
@@ -33,7 +35,7 @@ from warroom.impact import load_policy
 from warroom.ingest import expand_paths, ingest
 from warroom.pack import load_pack
 from warroom.report import Report, build_report, credit_text, render_markdown, summary_lines
-from warroom.report.checks import parse_marker
+from warroom.report.checks import mass_resets, parse_marker
 from warroom.report.statuspage import render_statuspage, render_statuspage_text
 
 WHEN = datetime(2025, 7, 1, 9, 30)
@@ -385,9 +387,10 @@ def test_every_figure_of_the_status_page_draft_comes_from_the_impact(
 
 def test_statuspage_format_and_tz_on_the_command_line(world: dict[str, Any]) -> None:
     args = ["report", "--db", str(world["db"]), "--policy", str(world["policy"])]
-    res = run_cli(*args, "--format", "statuspage-text", "--tz", "America/Los_Angeles")
-    assert res.code == 0, res.stderr
-    text = res.stdout.decode()
+    out = world["root"] / "status.txt"  # .txt: the plain-text draft
+    res = run_cli(*args, "--out", str(out), "--tz", "America/Los_Angeles")
+    assert (res.code, res.stdout) == (0, b""), res.stderr
+    text = out.read_text()
     assert text.startswith("Billing incident ") and "\n=====" in text and " PDT" in text
     bad_tz = run_cli(*args, "-f", "statuspage", "--tz", "Mars/Olympus")
     assert (bad_tz.code, bad_tz.stdout) == (2, b"") and "time zone" in bad_tz.stderr
@@ -406,3 +409,33 @@ def test_a_bad_fx_table_is_a_one_line_policy_error(tmp_path: Path) -> None:
     bad.write_text('[fx]\ncurrency = "usd"\nrates = { units = 0.05 }\n')
     res = run_cli("impact", "--db", str(tmp_path / "none.duckdb"), "--policy", str(bad))
     assert res.code != 0 and "[fx] rates.units" in res.stderr and "never a float" in res.stderr
+
+
+# --------------------------------------------------------------------------- hand-computed
+
+
+def test_a_mass_reset_is_half_of_a_quota_currencys_users_within_an_hour(tmp_path: Path) -> None:
+    def reset(eid: str, ts: str, user: str, by: str = "system") -> dict[str, object]:
+        return led(
+            eid, ts, "reset", None, user, currency="units", balance_after="20", initiated_by=by
+        )
+
+    ledger = [
+        # 4 users hold units; u5 holds usd only (not a user of the quota currency)
+        *(reset(f"s{u}", "2025-06-01T00:00:00Z", f"u{u}") for u in range(1, 5)),
+        led("t5", "2025-06-01T00:00:00Z", "grant", "1.00", "u5"),
+        # 09:00: 1 system reset, then 1 more at 09:59:59 = 2 of 4 within the hour: mass
+        reset("a1", "2025-06-02T09:00:00Z", "u1"),
+        reset("a2", "2025-06-02T09:59:59Z", "u2"),
+        # 12:00 and 13:00: 1 each, an hour apart (never 2 within one hour): not mass
+        reset("b1", "2025-06-02T12:00:00Z", "u3"),
+        reset("b2", "2025-06-02T13:00:00Z", "u4"),
+        # users resetting themselves are not the system
+        *(reset(f"c{u}", "2025-06-03T08:00:00Z", f"u{u}", "user") for u in range(1, 5)),
+    ]
+    con = small_world(tmp_path, [], ledger)
+    found = mass_resets(con)
+    assert found == [
+        ("units", datetime(2025, 6, 1), 4, 4),
+        ("units", datetime(2025, 6, 2, 9), 2, 4),
+    ]

@@ -11,9 +11,10 @@ before its first erroneous row and the first one after its last. A comparable
 row is one the same fault could have hit:
 
 * for charge faults (duplicates, charged failed requests, overbilling, penalty
-  charges): a ledger ``charge`` in a currency and of a plan (the user's latest, as
-  impact reads it) among those of the episode's erroneous rows; for
-  ``billing_mismatch:overbilled`` (a price fault) also of one of their models;
+  charges): a ledger ``charge`` in a currency and of a plan (its request's; for a
+  charge without one, the user's latest, as impact reads it) among those of the
+  episode's erroneous rows; for ``billing_mismatch:overbilled`` (a price fault) also
+  of one of their models;
 * for false-positive abuse actions: an abuse action (not a ``clear``) on a user
   of one of those plans.
 
@@ -118,29 +119,48 @@ faults AS (
     FROM findings
     WHERE ts IS NOT NULL
 ),
+episode_users AS (
+    SELECT DISTINCT episodes.fault, episodes.episode, faults.user_id
+    FROM episodes
+    INNER JOIN faults
+        ON faults.fault = episodes.fault
+        AND faults.ts BETWEEN episodes.episode_start AND episodes.episode_end
+),
+planned AS (
+    SELECT requests.user_id, requests.plan, requests.ts, requests.request_id
+    FROM requests
+    WHERE requests.plan IS NOT NULL
+        AND requests.user_id IN (SELECT episode_users.user_id FROM episode_users)
+),
+last_ts AS (
+    SELECT user_id, max(ts) AS ts FROM planned GROUP BY user_id
+),
+last_request AS (
+    SELECT planned.user_id, max(planned.request_id) AS request_id
+    FROM planned
+    INNER JOIN last_ts ON last_ts.user_id = planned.user_id AND last_ts.ts = planned.ts
+    GROUP BY planned.user_id
+),
 latest_plan AS (
-    SELECT user_id, plan
-    FROM (
-        SELECT user_id, plan,
-               row_number() OVER (PARTITION BY user_id ORDER BY ts DESC, request_id DESC) AS recency
-        FROM requests
-        WHERE plan IS NOT NULL
-    ) AS plans_by_recency
-    WHERE recency = 1
+    SELECT DISTINCT planned.user_id, planned.plan
+    FROM planned
+    INNER JOIN last_request
+        ON last_request.user_id = planned.user_id
+        AND last_request.request_id = planned.request_id
 )
-SELECT DISTINCT episodes.fault, episodes.episode, latest_plan.plan
-FROM episodes
-INNER JOIN faults
-    ON faults.fault = episodes.fault
-    AND faults.ts BETWEEN episodes.episode_start AND episodes.episode_end
-INNER JOIN latest_plan ON latest_plan.user_id = faults.user_id
+SELECT DISTINCT episode_users.fault, episode_users.episode, latest_plan.plan
+FROM episode_users
+INNER JOIN latest_plan ON latest_plan.user_id = episode_users.user_id
 ORDER BY 1, 2, 3
 """
 
-# the clean comparable row before and after each episode (see the module's text)
+# the clean comparable row before and after each episode (see the module's text),
+# looked for within $reach hours of it (episodes left without one are asked again
+# with a longer reach: a few hours of charges is all most episodes need to read)
 _BRACKETS = """
 WITH episodes AS (
-    SELECT fault, episode, episode_start, episode_end FROM warroom_episode_input
+    SELECT fault, episode, episode_start, episode_end, need_before, need_after
+    FROM warroom_episode_input
 ),
 faults AS (
     SELECT
@@ -150,43 +170,104 @@ faults AS (
     FROM findings
     WHERE ts IS NOT NULL
 ),
-latest_plan AS (
-    SELECT user_id, plan
-    FROM (
-        SELECT user_id, plan,
-               row_number() OVER (PARTITION BY user_id ORDER BY ts DESC, request_id DESC) AS recency
-        FROM requests
-        WHERE plan IS NOT NULL
-    ) AS plans_by_recency
-    WHERE recency = 1
-),
-charges AS (
-    SELECT ledger.entry_id, ledger.request_id, ledger.ts, ledger.user_id, ledger.currency,
-           latest_plan.plan, requests.model
-    FROM ledger
-    LEFT JOIN latest_plan ON latest_plan.user_id = ledger.user_id
-    LEFT JOIN requests ON requests.request_id = ledger.request_id
-    WHERE ledger.kind = 'charge'
-),
 erroneous AS (
-    SELECT episodes.fault, episodes.episode, faults.entry_id, faults.request_id, faults.user_id,
-           faults.ts, faults.currency
+    SELECT episodes.fault, episodes.episode, faults.entry_id, faults.user_id
     FROM episodes
     INNER JOIN faults
         ON faults.fault = episodes.fault
         AND faults.ts BETWEEN episodes.episode_start AND episodes.episode_end
 ),
-charge_keys AS (
-    SELECT DISTINCT erroneous.fault, erroneous.episode, charges.plan, charges.currency,
-           CASE
-               WHEN erroneous.fault = 'billing_mismatch:overbilled' THEN charges.model
-           END AS model
-    FROM erroneous
-    INNER JOIN charges ON charges.entry_id = erroneous.entry_id
-    WHERE erroneous.fault IN (
+reaches AS (
+    SELECT fault, episode, episode_start - CAST($reach AS INTEGER) * INTERVAL '1' HOUR AS lo,
+           episode_start AS hi, 'before' AS side
+    FROM episodes
+    WHERE need_before
+    UNION ALL
+    SELECT fault, episode, episode_end AS lo,
+           episode_end + CAST($reach AS INTEGER) * INTERVAL '1' HOUR AS hi, 'after' AS side
+    FROM episodes
+    WHERE need_after
+),
+charge_reaches AS (
+    SELECT * FROM reaches
+    WHERE fault IN (
         'duplicate_charges', 'abuse_penalty_charges',
         'billing_mismatch:charged_failed_request', 'billing_mismatch:overbilled'
     )
+),
+-- the ledger's charges near an episode, and those of its erroneous rows
+near AS (
+    SELECT charge_reaches.fault, charge_reaches.episode, charge_reaches.side, ledger.entry_id,
+           ledger.request_id, ledger.ts, ledger.user_id, ledger.currency
+    FROM charge_reaches
+    @REACH_JOIN@
+    WHERE ledger.kind = 'charge'
+    UNION ALL
+    SELECT erroneous.fault, erroneous.episode, 'erroneous' AS side, ledger.entry_id,
+           ledger.request_id, ledger.ts, ledger.user_id, ledger.currency
+    FROM erroneous
+    INNER JOIN ledger ON ledger.entry_id = erroneous.entry_id
+    WHERE ledger.kind = 'charge'
+),
+near_requests AS (
+    SELECT requests.request_id, requests.plan, requests.model
+    FROM requests
+    WHERE requests.request_id IN (SELECT near.request_id FROM near)
+),
+-- the plan of a charge is its request's; a charge without one (an orphan) takes its
+-- user's latest plan, as impact reads it
+near_users AS (
+    SELECT DISTINCT near.user_id
+    FROM near
+    LEFT JOIN near_requests ON near_requests.request_id = near.request_id
+    WHERE near_requests.plan IS NULL
+    UNION
+    SELECT DISTINCT erroneous.user_id
+    FROM erroneous
+    WHERE erroneous.fault NOT IN (
+        'duplicate_charges', 'abuse_penalty_charges',
+        'billing_mismatch:charged_failed_request', 'billing_mismatch:overbilled'
+    )
+),
+-- each user's latest plan (as impact reads it: latest ts, then request_id), by two
+-- aggregates rather than a window over every request
+planned AS (
+    SELECT requests.user_id, requests.plan, requests.ts, requests.request_id
+    FROM requests
+    INNER JOIN near_users ON near_users.user_id = requests.user_id
+    WHERE requests.plan IS NOT NULL
+),
+last_ts AS (
+    SELECT user_id, max(ts) AS ts FROM planned GROUP BY user_id
+),
+last_request AS (
+    SELECT planned.user_id, max(planned.request_id) AS request_id
+    FROM planned
+    INNER JOIN last_ts ON last_ts.user_id = planned.user_id AND last_ts.ts = planned.ts
+    GROUP BY planned.user_id
+),
+latest_plan AS (
+    SELECT DISTINCT planned.user_id, planned.plan
+    FROM planned
+    INNER JOIN last_request
+        ON last_request.user_id = planned.user_id
+        AND last_request.request_id = planned.request_id
+),
+keyed AS (
+    SELECT near.fault, near.episode, near.side, near.entry_id, near.request_id, near.ts,
+           near.currency, coalesce(near_requests.plan, latest_plan.plan) AS plan,
+           CASE
+               WHEN near.fault = 'billing_mismatch:overbilled' THEN near_requests.model
+           END AS model,
+           near.fault = 'billing_mismatch:overbilled' AS by_model
+    FROM near
+    LEFT JOIN near_requests ON near_requests.request_id = near.request_id
+    LEFT JOIN latest_plan ON latest_plan.user_id = near.user_id
+),
+charge_keys AS (
+    SELECT DISTINCT fault, episode, plan, currency, model, by_model
+    FROM keyed
+    WHERE side = 'erroneous'
 ),
 flagged_requests AS (
     SELECT DISTINCT fault, request_id FROM faults WHERE request_id IS NOT NULL
@@ -195,21 +276,20 @@ flagged_entries AS (
     SELECT DISTINCT fault, entry_id FROM faults WHERE entry_id IS NOT NULL
 ),
 clean_charges AS (
-    SELECT episodes.fault, episodes.episode, episodes.episode_start, episodes.episode_end,
-           charges.ts
-    FROM episodes
+    SELECT keyed.fault, keyed.episode, keyed.side, keyed.ts
+    FROM keyed
     INNER JOIN charge_keys
-        ON charge_keys.fault = episodes.fault AND charge_keys.episode = episodes.episode
-    INNER JOIN charges
-        ON charges.plan IS NOT DISTINCT FROM charge_keys.plan
-        AND charges.currency IS NOT DISTINCT FROM charge_keys.currency
-        AND (charge_keys.model IS NULL OR charges.model = charge_keys.model)
+        ON charge_keys.fault = keyed.fault AND charge_keys.episode = keyed.episode
+        AND charge_keys.plan IS NOT DISTINCT FROM keyed.plan
+        AND charge_keys.currency IS NOT DISTINCT FROM keyed.currency
+        AND (NOT charge_keys.by_model OR charge_keys.model = keyed.model)
     LEFT JOIN flagged_entries
-        ON flagged_entries.fault = episodes.fault AND flagged_entries.entry_id = charges.entry_id
+        ON flagged_entries.fault = keyed.fault AND flagged_entries.entry_id = keyed.entry_id
     LEFT JOIN flagged_requests
-        ON flagged_requests.fault = episodes.fault
-        AND flagged_requests.request_id = charges.request_id
-    WHERE flagged_entries.entry_id IS NULL AND flagged_requests.request_id IS NULL
+        ON flagged_requests.fault = keyed.fault
+        AND flagged_requests.request_id = keyed.request_id
+    WHERE keyed.side <> 'erroneous'
+        AND flagged_entries.entry_id IS NULL AND flagged_requests.request_id IS NULL
 ),
 abuse_plans AS (
     SELECT DISTINCT erroneous.fault, erroneous.episode, latest_plan.plan
@@ -220,18 +300,35 @@ abuse_plans AS (
         'billing_mismatch:charged_failed_request', 'billing_mismatch:overbilled'
     )
 ),
+action_plans AS (
+    SELECT abuse_events.user_id, abuse_events.ts, latest_plan.plan
+    FROM abuse_events
+    LEFT JOIN (
+        SELECT user_id, plan
+        FROM (
+            SELECT user_id, plan,
+                   row_number() OVER (PARTITION BY user_id ORDER BY ts DESC, request_id DESC)
+                       AS recency
+            FROM requests
+            WHERE plan IS NOT NULL
+                AND user_id IN (SELECT DISTINCT user_id FROM abuse_events)
+        ) AS plans_by_recency
+        WHERE recency = 1
+    ) AS latest_plan ON latest_plan.user_id = abuse_events.user_id
+    WHERE abuse_events.action <> 'clear'
+),
 clean_actions AS (
-    SELECT episodes.fault, episodes.episode, episodes.episode_start, episodes.episode_end,
-           abuse_events.ts
-    FROM episodes
+    SELECT reaches.fault, reaches.episode, reaches.side, action_plans.ts
+    FROM reaches
     INNER JOIN abuse_plans
-        ON abuse_plans.fault = episodes.fault AND abuse_plans.episode = episodes.episode
-    INNER JOIN abuse_events ON abuse_events.action <> 'clear'
-    LEFT JOIN latest_plan ON latest_plan.user_id = abuse_events.user_id
+        ON abuse_plans.fault = reaches.fault AND abuse_plans.episode = reaches.episode
+    INNER JOIN action_plans
+        ON action_plans.plan IS NOT DISTINCT FROM abuse_plans.plan
+        AND action_plans.ts > reaches.lo AND action_plans.ts < reaches.hi
     LEFT JOIN faults
-        ON faults.fault = episodes.fault AND faults.user_id = abuse_events.user_id
-        AND faults.ts = abuse_events.ts
-    WHERE latest_plan.plan IS NOT DISTINCT FROM abuse_plans.plan AND faults.fault IS NULL
+        ON faults.fault = reaches.fault AND faults.user_id = action_plans.user_id
+        AND faults.ts = action_plans.ts
+    WHERE faults.fault IS NULL
 ),
 clean AS (
     SELECT * FROM clean_charges
@@ -239,12 +336,87 @@ clean AS (
     SELECT * FROM clean_actions
 )
 SELECT fault, episode,
-       max(CASE WHEN ts < episode_start THEN ts END) AS clean_before,
-       min(CASE WHEN ts > episode_end THEN ts END) AS clean_after
+       max(CASE WHEN side = 'before' THEN ts END) AS clean_before,
+       min(CASE WHEN side = 'after' THEN ts END) AS clean_after
 FROM clean
 GROUP BY fault, episode
 ORDER BY fault, episode
 """
+
+#: hours around an episode the brackets are looked for in, widening while one is missing
+_REACHES = (1, 24, 24 * 366 * 200)
+#: up to this reach, charges meet their reach by clock hour (a hash join), beyond it by
+#: the range alone (few episodes are still missing a bracket by then)
+_HOURLY_UP_TO = 24
+
+# constant SQL text chosen by the reach (never data): how the ledger meets the reaches
+_RANGE_JOIN = """INNER JOIN ledger
+        ON ledger.ts > charge_reaches.lo AND ledger.ts < charge_reaches.hi"""
+_HOURLY_JOIN = """INNER JOIN (
+        SELECT charge_reaches.fault, charge_reaches.episode, charge_reaches.side,
+               unnest(range(date_trunc('hour', charge_reaches.lo), charge_reaches.hi,
+                            INTERVAL '1' HOUR)) AS hour
+        FROM charge_reaches
+    ) AS reach_hours
+        ON reach_hours.fault = charge_reaches.fault
+        AND reach_hours.episode = charge_reaches.episode
+        AND reach_hours.side = charge_reaches.side
+    INNER JOIN ledger
+        ON date_trunc('hour', ledger.ts) = reach_hours.hour
+        AND ledger.ts > charge_reaches.lo AND ledger.ts < charge_reaches.hi"""
+
+
+def _brackets(con: duckdb.DuckDBPyConnection, base: pa.Table) -> dict[tuple[str, int], Any]:
+    """(fault, episode) -> {clean_before, clean_after}, the reach widening for the
+    sides still missing (one found within a reach is the nearest there is)."""
+    found: dict[tuple[str, int], dict[str, Any]] = {
+        (f, int(n)): {"clean_before": None, "clean_after": None}
+        for f, n in zip(
+            base.column("fault").to_pylist(), base.column("episode").to_pylist(), strict=True
+        )
+    }
+    for reach in _REACHES:
+        todo = [(k, v) for k, v in found.items() if None in v.values()]
+        if not todo:
+            break
+        episodes_in = base.filter(
+            pa.array(
+                [
+                    (f, int(n)) in dict(todo)
+                    for f, n in zip(
+                        base.column("fault").to_pylist(),
+                        base.column("episode").to_pylist(),
+                        strict=True,
+                    )
+                ]
+            )
+        )
+        need = [
+            found[(f, int(n))]
+            for f, n in zip(
+                episodes_in.column("fault").to_pylist(),
+                episodes_in.column("episode").to_pylist(),
+                strict=True,
+            )
+        ]
+        episodes_in = episodes_in.append_column(
+            "need_before", pa.array([v["clean_before"] is None for v in need])
+        ).append_column("need_after", pa.array([v["clean_after"] is None for v in need]))
+        con.register("warroom_episode_input", episodes_in)
+        try:
+            join = _HOURLY_JOIN if reach <= _HOURLY_UP_TO else _RANGE_JOIN
+            sql = _BRACKETS.replace("@REACH_JOIN@", join)
+            rows = con.sql(sql, params={"reach": reach}).to_arrow_table().to_pylist()
+        except duckdb.Error as exc:
+            raise QueryError(f"episodes (brackets): {str(exc).strip().splitlines()[0]}") from None
+        finally:
+            con.unregister("warroom_episode_input")
+        for r in rows:
+            got = found[(r["fault"], int(r["episode"]))]
+            for side in ("clean_before", "clean_after"):
+                if got[side] is None:
+                    got[side] = r[side]
+    return found
 
 
 def episodes(
@@ -265,10 +437,10 @@ def episodes(
     con.register("warroom_episode_input", base)
     try:
         money = _sql(con, "money", _IN_EPISODE)
-        bounds = _sql(con, "brackets", _BRACKETS) if brackets else []
         plan_rows = _sql(con, "plans", _PLANS) if brackets else []
     finally:
         con.unregister("warroom_episode_input")
+    brackets_of = _brackets(con, base) if brackets else {}
     amounts: dict[tuple[str, int], dict[str, Decimal]] = {}
     plans: dict[tuple[str, int], set[str]] = {}
     for m in money:
@@ -277,7 +449,6 @@ def episodes(
             amounts.setdefault(key, {})[m["currency"] or ""] = m["amount"]
     for p in plan_rows:
         plans.setdefault((p["fault"], int(p["episode"])), set()).add(p["plan"])
-    brackets_of = {(b["fault"], int(b["episode"])): b for b in bounds}
     out = []
     for r in found.to_pylist():
         key = (r["fault"], int(r["episode"]))

@@ -186,6 +186,7 @@ _REPORT_SUFFIXES = {
     ".markdown": ReportFormat.markdown,
     ".html": ReportFormat.html,
     ".htm": ReportFormat.html,
+    ".txt": ReportFormat.statuspage_text,
 }
 
 
@@ -231,14 +232,18 @@ def report_cmd(
         typer.Option(
             "--format",
             "-f",
-            help="markdown, html, statuspage or statuspage-text (default: from --out's "
-            "extension, else markdown).",
+            help="markdown, html, or the status-page draft alone: statuspage (Markdown) or "
+            "statuspage-text (default: from --out's extension, .txt for statuspage-text, "
+            "else markdown).",
         ),
     ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Write the report to this file (.md or .html) instead of stdout."
+            "--out",
+            "-o",
+            help="Write the report to this file (.md, .html, or .txt for the plain-text "
+            "status-page draft) instead of stdout.",
         ),
     ] = None,
     policy: PolicyOption = None,
@@ -261,7 +266,7 @@ def report_cmd(
         if fmt is None:
             raise UsageError(
                 f"--out {out}: cannot tell the format from the extension; "
-                "name it .md or .html, or give --format"
+                "name it .md, .html or .txt (the status-page draft), or give --format"
             )
     chosen = fmt or ReportFormat.markdown
     pol = load_policy(policy, incident_id=incident)

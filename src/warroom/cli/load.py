@@ -49,14 +49,27 @@ def ingest(
             ".toml mapping file. With --kind, only its mappings of that kind.",
         ),
     ] = None,
+    user_from: Annotated[
+        str | None,
+        typer.Option(
+            "--user-from",
+            help="With --profile: the account of rows whose own fields name none: a "
+            "name (e.g. proxy), or a JSON path into the row ($.metadata.user_api_key_alias).",
+        ),
+    ] = None,
     db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
 ) -> None:
     """Load request logs, ledgers, abuse decisions and price lists into the database."""
+    from warroom.errors import ProfileError
     from warroom.profiles import resolve
 
     # a bad profile is reported before the database is touched
     chosen = resolve(profile) if profile is not None else None
+    if user_from is not None:
+        if chosen is None:
+            raise ProfileError("--user-from applies to a --profile: name the profile too")
+        chosen = chosen.with_user(user_from)
     bars = render.ProgressBars()
     try:
         with db.connect(db_path, memory_limit=memory_limit) as con, bars.running():

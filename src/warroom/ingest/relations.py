@@ -246,9 +246,27 @@ def _not_object(d: str) -> str:
     return json_record_reason(d, starts)
 
 
+def _numbers_as_text(d: str) -> str:
+    """The JSON text ``d`` with every number that a double could round (a fraction,
+    an exponent, 16 digits or more) turned into a string holding chr(1) and its
+    text, so that a profile reads it as written (``profiles.compile.NUMBER_MARK``):
+    DuckDB's JSON functions give a number back through a double (0.1000000000000000055
+    reads as 0.1). Strings (keys too) are left as they are."""
+    number = r"(-?[0-9]+\.[0-9]+(?:[eE][+-]?[0-9]+)?|-?[0-9]+[eE][+-]?[0-9]+|-?[0-9]{16,})"
+    return (
+        f"array_to_string(list_transform(regexp_extract_all({d}, "
+        r"'\"(?:[^\"\\]|\\.)*\"|[^\"]+'), "
+        f"lambda x: CASE WHEN left(x, 1) = '\"' THEN x "
+        f"ELSE regexp_replace(x, '{number}', '\"\\\\u0001\\1\"', 'g') END), '')"
+    )
+
+
 def _json_rows() -> str:
     """JSON lines -> profile rows."""
-    return f"SELECT line, raw, raw AS d, {_not_object('raw')} AS pre_reason FROM ({_RECORD_LINES})"
+    return (
+        f"SELECT line, raw, {_numbers_as_text('raw')} AS d, {_not_object('raw')} AS pre_reason "
+        f"FROM ({_RECORD_LINES})"
+    )
 
 
 def _csv_rows(plan: FilePlan) -> str:
@@ -278,7 +296,7 @@ def document_rows(plan: FilePlan) -> str:
     fmt = "array" if plan.json_array else "unstructured"
     return (
         f"SELECT ordinality AS line, CAST(json AS VARCHAR) AS raw, "
-        f"CAST(json AS VARCHAR) AS d, {_not_object('json')} AS pre_reason "
+        f"{_numbers_as_text('CAST(json AS VARCHAR)')} AS d, {_not_object('json')} AS pre_reason "
         f"FROM read_json_objects($path, format = '{fmt}', "
         f"maximum_object_size = {LINE_LIMIT}) WITH ORDINALITY"
     )

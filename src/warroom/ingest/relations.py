@@ -251,13 +251,16 @@ def _numbers_as_text(d: str) -> str:
     an exponent, 16 digits or more) turned into a string holding chr(1) and its
     text, so that a profile reads it as written (``profiles.compile.NUMBER_MARK``):
     DuckDB's JSON functions give a number back through a double (0.1000000000000000055
-    reads as 0.1). Strings (keys too) are left as they are."""
+    reads as 0.1). Strings (keys too) are left as they are: one pass matches a
+    string or a number, and brackets only the numbers with chr(2) and chr(3), which
+    valid JSON text never holds raw; a second pass makes them marked strings."""
+    string = r'("(?:[^"\\]|\\.)*")'
     number = r"(-?[0-9]+\.[0-9]+(?:[eE][+-]?[0-9]+)?|-?[0-9]+[eE][+-]?[0-9]+|-?[0-9]{16,})"
+    bracketed = f"regexp_replace({d}, '{string}|{number}', '\\1' || chr(2) || '\\2' || chr(3), 'g')"
     return (
-        f"array_to_string(list_transform(regexp_extract_all({d}, "
-        r"'\"(?:[^\"\\]|\\.)*\"|[^\"]+'), "
-        f"lambda x: CASE WHEN left(x, 1) = '\"' THEN x "
-        f"ELSE regexp_replace(x, '{number}', '\"\\\\u0001\\1\"', 'g') END), '')"
+        f"regexp_replace(replace({bracketed}, chr(2) || chr(3), ''), "
+        f"chr(2) || '([^' || chr(3) || ']*)' || chr(3), "
+        "'\"\\\\u0001\\1\"', 'g')"
     )
 
 

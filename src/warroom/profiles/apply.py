@@ -51,22 +51,28 @@ class _Expansion:
         return f"'{n}:' || {keys}"
 
 
-def _level_items(prev: str, paths: Sequence[JsonPath], first: bool) -> str:
-    """The items of one level: the array found first (its elements), or an object.
-    Below the first level, an item without one holds a single NULL item, which no
-    mapping takes: it is rejected, never silently dropped (an empty array is an
-    empty list, and holds no item)."""
-    vals = [f"json_extract({prev}, {lit(duck_path(p.segments))})" for p in paths]
-    chosen = (
-        "coalesce("
-        + ", ".join(f"CASE WHEN json_type({v}) IN ('ARRAY', 'OBJECT') THEN {v} END" for v in vals)
-        + ")"
-    )
-    none = "" if first else " ELSE [NULL::JSON]"
-    return (
-        f"CASE json_type({chosen}) WHEN 'ARRAY' THEN json_extract({chosen}, '$[*]') "
-        f"WHEN 'OBJECT' THEN [{chosen}]{none} END"
-    )
+def _level_types(doc: str, paths: Sequence[JsonPath]) -> str:
+    """SQL: the JSON types of a level's paths in ``doc`` (one parse for all)."""
+    return f"json_type({doc}, [{', '.join(lit(duck_path(p.segments)) for p in paths)}])"
+
+
+def _level_items(doc: str, types: str, paths: Sequence[JsonPath], first: bool) -> str:
+    """The items of one level (JSON texts): the elements of the array found first,
+    or the object (the document itself for ``$``: nothing re-read). Below the
+    first level, an item without one holds a single NULL item, which no mapping
+    takes: it is rejected, never silently dropped (an empty array is an empty
+    list, and holds no item)."""
+    whens = []
+    for i, p in enumerate(paths, 1):
+        path = duck_path(p.segments)
+        obj = doc if not p.segments else f"CAST(json_extract({doc}, {lit(path)}) AS VARCHAR)"
+        whens.append(
+            f"WHEN {types}[{i}] = 'ARRAY' THEN "
+            f"CAST(json_extract({doc}, {lit(path + '[*]')}) AS VARCHAR[]) "
+            f"WHEN {types}[{i}] = 'OBJECT' THEN [{obj}]"
+        )
+    none = "" if first else " ELSE [NULL::VARCHAR]"
+    return f"CASE {' '.join(whens)}{none} END"
 
 
 def _expand(con: duckdb.DuckDBPyConnection, exp: _Expansion) -> None:
@@ -74,14 +80,16 @@ def _expand(con: duckdb.DuckDBPyConnection, exp: _Expansion) -> None:
     ("bucket 2, result 1") and ``item`` (its JSON text) where a row holds more than
     one item."""
     prev_cols = ["line"]
-    sql = "SELECT line, d::JSON AS l_row FROM wr_prow WHERE pre_reason IS NULL"
+    sql = "SELECT line, d AS l_row FROM wr_prow WHERE pre_reason IS NULL"
     prev_doc = "l_row"
     for n, (lvl, paths) in enumerate(exp.levels):
         carry = ", ".join(prev_cols)
+        items = _level_items(prev_doc, "ty", paths, n == 0)
         sql = (
             f"SELECT {carry}, unnest(items) AS l_{lvl}, "
             f"unnest(range(1, len(items) + 1)) AS k_{lvl} FROM ("
-            f"SELECT {carry}, {_level_items(prev_doc, paths, n == 0)} AS items FROM ({sql}))"
+            f"SELECT {carry}, {items} AS items FROM ("
+            f"SELECT *, {_level_types(prev_doc, paths)} AS ty FROM ({sql})))"
         )
         prev_cols += [f"l_{lvl}", f"k_{lvl}"]
         prev_doc = f"l_{lvl}"
@@ -90,14 +98,14 @@ def _expand(con: duckdb.DuckDBPyConnection, exp: _Expansion) -> None:
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {exp.table} AS SELECT *, "
         f"CASE WHEN {several} THEN {pos} END AS pos, "
-        f"CASE WHEN {several} THEN CAST({prev_doc} AS VARCHAR) END AS item "
+        f"CASE WHEN {several} THEN {prev_doc} END AS item "
         f"FROM ({sql})"
     )
     first_paths = exp.levels[0][1]
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {exp.table}_rows AS SELECT line FROM wr_prow "
         f"WHERE pre_reason IS NULL AND "
-        f"{_level_items('d::JSON', first_paths, True)} IS NOT NULL"
+        f"list_has_any({_level_types('d', first_paths)}, ['ARRAY', 'OBJECT'])"
     )
 
 

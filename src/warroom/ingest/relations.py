@@ -132,12 +132,12 @@ def _json_values(kind: Kind, records: str = _RECORD_LINES) -> str:
     money = [i for i, f in enumerate(fields) if f.type is FieldType.MONEY]
     cols = [f"v[{i + 1}] AS v_{f.name}" for i, f in enumerate(fields) if i not in money]
     # a money value that is a JSON number: its text as written, since DuckDB
-    # renders it through a double (-1.9999999999999999999 would read as -2.0)
+    # renders it through a double (-1.9999999999999999999 would read as -2.0),
+    # whatever the spelling of its key (\u0061mount): read from the row with its
+    # numbers as marked text (see _numbers_as_text)
     cols += [
-        f"CASE WHEN json_type(j[{k + 1}]) IN ('DOUBLE', 'UBIGINT', 'BIGINT', 'HUGEINT') "
-        f"THEN coalesce(nullif(regexp_extract(raw, "
-        f"'[^\\\\]\"{fields[i].name}\"[ \t]*:[ \t]*(-?[0-9][0-9.eE+-]*)', 1), ''), "
-        f"v[{i + 1}]) ELSE v[{i + 1}] END AS v_{fields[i].name}"
+        f"CASE WHEN starts_with(m[{k + 1}], chr(1)) THEN m[{k + 1}][2:] "
+        f"ELSE v[{i + 1}] END AS v_{fields[i].name}"
         for k, i in enumerate(money)
     ]
     cols += [  # j holds the money fields only, in order
@@ -158,7 +158,11 @@ def _json_values(kind: Kind, records: str = _RECORD_LINES) -> str:
         SELECT line, raw, pre_reason, {", ".join(cols)} FROM (
             SELECT line, raw, pre_reason,
                 CASE WHEN pre_reason IS NULL THEN json_extract_string(raw, [{paths}]) END AS v,
-                CASE WHEN pre_reason IS NULL THEN json_extract(raw, [{money_paths}]) END AS j
+                CASE WHEN pre_reason IS NULL THEN json_extract(raw, [{money_paths}]) END AS j,
+                CASE WHEN pre_reason IS NULL AND list_has_any(json_type(raw, [{money_paths}]),
+                    ['DOUBLE', 'UBIGINT', 'BIGINT', 'HUGEINT'])
+                    THEN json_extract_string({_numbers_as_text("raw")}, [{money_paths}])
+                    END AS m
             FROM (
                 SELECT line, raw,
                     {json_record_reason("raw", not_object, [f.name for f in fields])}

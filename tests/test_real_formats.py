@@ -801,3 +801,26 @@ def test_too_many_decimal_places_after_negate_show_the_source_and_suggest_round(
             "to 6 places",
         )
     ]
+
+
+def test_an_export_goes_straight_to_investigate(tmp_path: Path, cli: Cli) -> None:
+    """A new user's path: the LiteLLM export, its profile, one command. The cache
+    hit (a successful request with spend 0) is the one finding."""
+    out = tmp_path / "incident"
+    res = cli(
+        "investigate",
+        str(CORPUS / "litellm" / "spendlogs_psql_timestamp3.csv"),
+        "--profile",
+        "litellm",
+        "--out-dir",
+        str(out),
+    )
+    assert res.code == 0, res.stderr
+    assert res.stdout == b""
+    con = duckdb.connect(str(out / "warroom.duckdb"), read_only=True)
+    try:
+        found = con.execute("SELECT detector, request_id FROM findings").fetchall()
+    finally:
+        con.close()
+    assert found == [("unbilled_requests", _HIT)]
+    assert (out / "report.md").is_file()

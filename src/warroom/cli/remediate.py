@@ -23,7 +23,7 @@ from warroom.cli.app import (
     app,
     emit,
 )
-from warroom.cli.load import ingest_summary
+from warroom.cli.load import ProfileOption, UserFromOption, chosen_profile, ingest_summary
 from warroom.errors import UsageError
 from warroom.export import Format
 from warroom.ingest import ingest as run_ingest
@@ -209,6 +209,8 @@ def investigate_cmd(
         ),
     ] = None,
     memory_limit: MemoryOption = None,
+    profile: ProfileOption = None,
+    user_from: UserFromOption = None,
 ) -> None:
     """Ingest, detect, impact and report in one go: the main job. Writes files, prints
     progress and a summary on stderr, nothing on stdout."""
@@ -224,12 +226,13 @@ def investigate_cmd(
     # a bad policy, query pack or path fails now, not after a long ingest
     pol = load_policy(policy, incident_id=incident)
     pack = load_pack(queries_dir)
+    chosen = chosen_profile(profile, user_from)
     files = investigation_inputs(paths, out_dir)
     make_folder(out_dir)
     db_file = db_path or out_dir / "warroom.duckdb"
     with db.connect(db_file, memory_limit=memory_limit) as con:
         with render.ProgressBars().running() as bars:
-            loaded = run_ingest(con, files, progress=bars.update)
+            loaded = run_ingest(con, files, progress=bars.update, profile=chosen)
         ingest_summary(loaded)
         with render.ProgressBars().running() as bars:
             found = detect(con, pack, progress=bars.update)

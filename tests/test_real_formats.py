@@ -803,6 +803,7 @@ def test_too_many_decimal_places_after_negate_show_the_source_and_suggest_round(
     ]
 
 
+@pytest.mark.slow  # runs the whole pack: make slow / CI
 def test_an_export_goes_straight_to_investigate(tmp_path: Path, cli: Cli) -> None:
     """A new user's path: the LiteLLM export, its profile, one command. The cache
     hit (a successful request with spend 0) is the one finding."""

@@ -829,3 +829,26 @@ def test_an_export_goes_straight_to_investigate(tmp_path: Path, cli: Cli) -> Non
         con.close()
     assert found == [("unbilled_requests", _HIT)]
     assert (out / "report.md").is_file()
+
+
+def test_a_page_with_a_rejected_element_counts_as_loaded_and_its_reject(tmp_path: Path) -> None:
+    """rows_loaded: rows of which something loaded (an empty page too); rows_rejected:
+    the rejects written (an element, or a row); blank lines from the rows left."""
+    page = (
+        '{"object":"page","data":[{"object":"bucket","start_time":1,"results":['
+        '{"object":"organization.costs.result","amount":{"value":0.5,"currency":"usd"}},'
+        '{"object":"weird","x":0.1000000000000000055}]}]}'
+    )
+    path = write(tmp_path / "costs.jsonl", f'{page}\n\n{{"object":"page","data":[]}}\nnope\n')
+    con = db.connect(tmp_path / "c.duckdb")
+    try:
+        report = ingest(con, [path], profile="openai-usage")
+        got = con.execute("SELECT line, raw FROM rejects ORDER BY line").fetchall()
+        amounts = con.execute("SELECT line, amount FROM ledger_all").fetchall()
+    finally:
+        con.close()
+    f = report.files[0]
+    assert (f.rows_loaded, f.rows_rejected, f.blank_lines) == (2, 2, 1)
+    # the element's own text, its number as written
+    assert got == [(1, '{"object":"weird","x":0.1000000000000000055}'), (4, "nope")]
+    assert amounts == [(1, D("-0.5"))]

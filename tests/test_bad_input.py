@@ -533,6 +533,13 @@ CASES: list[Case] = [
         led(amount="N").replace('"N"', "-1.9999999999999999999"),
         "amount: more than 6 decimal places: '-1.9999999999999999999'",
     ),
+    # ... whatever the spelling of its key: \u0061mount is the amount
+    _missing(
+        "amount-number-key-with-unicode-escape",
+        "ledger.jsonl",
+        led(amount="N").replace('"amount":"N"', '"\\u0061mount":0.1000000000000000055'),
+        "amount: more than 6 decimal places: '0.1000000000000000055'",
+    ),
     _missing(
         "amount-number-underflows",
         "ledger.jsonl",

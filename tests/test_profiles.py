@@ -63,7 +63,7 @@ def ledger(con: duckdb.DuckDBPyConnection) -> list[tuple[object, ...]]:
 
 def rejects(con: duckdb.DuckDBPyConnection) -> list[tuple[object, ...]]:
     return con.execute(
-        "SELECT source_id, line, reason FROM rejects ORDER BY source_id, line"
+        "SELECT source_id, line, reason FROM rejects ORDER BY source_id, line, reason"
     ).fetchall()
 
 
@@ -385,7 +385,13 @@ def test_openmeter_cloudevents(con) -> None:
         "SELECT count(*) FROM requests WHERE request_id = 'chat-app/00002'"
     ).fetchone() == (1,)
     assert rejects(con) == [
-        (1, 7, "openmeter: event.time: missing"),
+        # CloudEvents' time is optional: the reason says what to export instead
+        (
+            1,
+            7,
+            "openmeter: a CloudEvent without time (OpenMeter stamps the time it receives "
+            "it): export the stored events (GET /api/v1/events or /api/v2/events) instead",
+        ),
         (1, 8, "openmeter: event.subject: missing"),
         (
             1,
@@ -519,13 +525,13 @@ def test_lago_events_and_wallet_transactions(con) -> None:
     ]
     got = rejects(con)
     assert [r[1] for r in got] == [5, 7]
-    # a pending top-up changed no balance: nothing takes it, and the reason says why
-    assert got[0][2].startswith(
-        "lago: no mapping applies (usage event: record.transaction_id "
-        "present; wallet credit: record.lago_wallet_id present and "
-        "record.status = settled and record.transaction_type = inbound;"
+    # a pending top-up changed no balance: the reason says so
+    assert got[0][2] == (
+        "lago: status pending: a wallet transaction that is not settled changed no "
+        "balance (it loads once settled)"
     )
-    assert got[1][2] == "lago: record.timestamp or record.created_at: not a timestamp: 'yesterday'"
+    # one level of each: the reason names the path inside the element
+    assert got[1][2] == "lago: timestamp or created_at: not a timestamp: 'yesterday'"
     nothing_lost(con)
 
 
@@ -673,8 +679,11 @@ def test_stripe_balance_change_from_activity_report(con) -> None:
     ]
     got = rejects(con)
     assert [r[1] for r in got] == [4, 6]
-    assert got[0][2].startswith("stripe: no mapping applies (")  # a Stripe fee row
-    assert got[1][2] == "stripe: txn.customer_id: missing"  # a guest checkout
+    assert got[0][2] == (  # a Stripe fee row
+        "stripe: a fee, payout, transfer or other row of your Stripe account's balance: "
+        "no customer's balance changed"
+    )
+    assert got[1][2] == "stripe: customer_id: missing"  # a guest checkout
     nothing_lost(con)
 
 
@@ -687,7 +696,8 @@ def test_openai_usage_and_costs_pages(con) -> None:
         [FIX / "openai_usage_completions.json", FIX / "openai_costs.jsonl"],
         profile="openai-usage",
     )
-    assert [(f.rows_loaded, f.rows_rejected) for f in report.files] == [(1, 0), (2, 1)]
+    # page 3's costs result loads; its two other results are rejected alone
+    assert [(f.rows_loaded, f.rows_rejected) for f in report.files] == [(1, 0), (3, 2)]
     day = T(2025, 6, 1)
     assert requests(con) == [
         # ungrouped by project: the organization; batch=true is part of the identity
@@ -695,7 +705,7 @@ def test_openai_usage_and_costs_pages(con) -> None:
             1,
             1,
             day,
-            "organization.usage.completions.result/1748736000////gpt-4o-2024-08-06/true",
+            "organization.usage.completions.result/1748736000////gpt-4o-2024-08-06/true///",
             "organization",
             None,
             None,
@@ -710,7 +720,7 @@ def test_openai_usage_and_costs_pages(con) -> None:
             1,
             1,
             day,
-            "organization.usage.completions.result/1748736000/proj_abc///gpt-4o-mini-2024-07-18/",
+            "organization.usage.completions.result/1748736000/proj_abc///gpt-4o-mini-2024-07-18////",
             "proj_abc",
             None,
             None,
@@ -728,13 +738,13 @@ def test_openai_usage_and_costs_pages(con) -> None:
         (
             2,
             1,
-            cost + "1748736000/proj_abc/Image models",
+            cost + "1748736000/proj_abc/Image models/",
             day,
             "proj_abc",
             "charge",
             D("-1.234568"),
             "usd",
-            cost + "1748736000/proj_abc/Image models",
+            cost + "1748736000/proj_abc/Image models/",
             None,
             None,
             None,
@@ -743,13 +753,13 @@ def test_openai_usage_and_costs_pages(con) -> None:
         (
             2,
             1,
-            cost + "1748736000/proj_abc/gpt-4o-mini-2024-07-18, input",
+            cost + "1748736000/proj_abc/gpt-4o-mini-2024-07-18, input/",
             day,
             "proj_abc",
             "charge",
             D("-0.06"),
             "usd",
-            cost + "1748736000/proj_abc/gpt-4o-mini-2024-07-18, input",
+            cost + "1748736000/proj_abc/gpt-4o-mini-2024-07-18, input/",
             None,
             None,
             None,
@@ -758,29 +768,49 @@ def test_openai_usage_and_costs_pages(con) -> None:
         (
             2,
             2,
-            cost + "1748822400//",
+            cost + "1748822400///",
             T(2025, 6, 2),
             "organization",
             "charge",
             D("-0.5"),
             "usd",
-            cost + "1748822400//",
+            cost + "1748822400///",
+            None,
+            None,
+            None,
+            None,
+        ),
+        (
+            2,
+            3,
+            cost + "1748908800/proj_abc//",
+            T(2025, 6, 3),
+            "proj_abc",
+            "charge",
+            D("-0.25"),
+            "usd",
+            cost + "1748908800/proj_abc//",
             None,
             None,
             None,
             None,
         ),
     ]
-    # a result no mapping knows rejects its page, and says which one
+    # a result no mapping knows is rejected alone (its page's costs load), and the
+    # reason says which one; a vector store's bytes are no requests
+    usage = (
+        "(usage: result.object matches organization\\.usage\\.(completions|embeddings|"
+        "moderations|images|audio_speeches|audio_transcriptions)\\.result; costs: "
+        "result.object = organization.costs.result)"
+    )
     assert rejects(con) == [
-        (
-            2,
-            3,
-            "openai-usage: bucket 1, result 3: no mapping applies "
-            "(usage: result.object matches organization\\.usage\\."
-            "[a-z_]+\\.result; costs: result.object = "
-            "organization.costs.result)",
-        )
+        (2, 3, f"openai-usage: bucket 1, result 2: no mapping applies {usage}"),
+        (2, 3, f"openai-usage: bucket 1, result 3: no mapping applies {usage}"),
+    ]
+    raws = con.execute("SELECT raw FROM rejects ORDER BY reason").fetchall()
+    assert [json.loads(r[0])["object"] for r in raws] == [
+        "organization.usage.vector_stores.result",
+        "organization.audit_log",
     ]
 
 
@@ -1100,7 +1130,7 @@ def test_mapping_file_with_an_unknown_key_names_file_and_key(tmp_path: Path, cli
     assert str(err.value) == (
         f"{bad}: mapping[1].fields.amount.scael: unknown key (expected "
         "one of path, const, template, map, default, scale, minor_units, "
-        "negate, round, epoch)"
+        "negate, round, epoch, hint)"
     )
     res = cli(
         "ingest", str(FIX / "lago.jsonl"), "--profile", str(bad), "--db", str(tmp_path / "x.duckdb")
@@ -1171,7 +1201,7 @@ def test_profiles_command_lists_every_builtin(tmp_path: Path, cli: Cli) -> None:
     assert (
         [p["name"] for p in got]
         == profiles.builtin_names()
-        == ["lago", "litellm", "openai-usage", "openmeter", "stripe"]
+        == ["lago", "litellm", "openai-usage", "openmeter", "stripe", "stripe-meter"]
     )
     assert {p["name"]: p["kinds"] for p in got}["stripe"] == "ledger"
     assert all(p["description"] and p["export"] for p in got)
@@ -1201,4 +1231,51 @@ def test_lines_that_are_not_objects_are_rejected_and_counted(con, tmp_path: Path
         (1, 2, "openmeter: not a JSON object: a JSON string"),
         (1, 3, "openmeter: not a JSON object: a JSON null"),
         (1, 6, "openmeter: malformed JSON"),
+    ]
+
+
+# --------------------------------------------------------------------------- exact numbers
+
+EXACT_TOML = """
+[[mapping]]
+kind = "ledger"
+
+[mapping.fields]
+entry_id = "$.id"
+ts = "$.ts"
+user_id = "$.user"
+kind = { const = "topup" }
+amount = "$.money.amount"
+"""
+
+
+def test_money_json_numbers_are_read_as_written_not_through_a_double(con, tmp_path) -> None:
+    """A JSON number is read from its text (DuckDB's JSON functions give it back
+    through a double: 0.1000000000000000055 would read as 0.1, and 1234567890.123456
+    could not be trusted), whatever the spelling of its key."""
+    mapping = write(tmp_path / "exact.toml", EXACT_TOML)
+    ts = '"ts":"2025-06-01T10:00:00Z","user":"u1"'
+    logs = write(
+        tmp_path / "money.jsonl",
+        f'{{"id":"e1",{ts},"money":{{"amount":0.1000000000000000055}}}}\n'
+        f'{{"id":"e2",{ts},"money":{{"amount":1234567890.123456}}}}\n'
+        f'{{"id":"e3",{ts},"money":{{"amount":12345678901234.123456}}}}\n'
+        # the key spelled with \\u escapes: still the amount, still exact
+        f'{{"id":"e4",{ts},"money":{{"\\u0061mount":999999999.999999}}}}\n'
+        f'{{"id":"e5",{ts},"money":{{"amount":2.5e-7}}}}\n',
+    )
+    ingest(con, [logs], profile=mapping)
+    assert con.execute("SELECT line, amount FROM ledger_all ORDER BY line").fetchall() == [
+        (2, D("1234567890.123456")),
+        (4, D("999999999.999999")),
+    ]
+    round_it = "; add round = 6 to amount to round it half-up to 6 places"
+    assert rejects(con) == [
+        (
+            1,
+            1,
+            f"exact: money.amount: more than 6 decimal places: '0.1000000000000000055'{round_it}",
+        ),
+        (1, 3, "exact: money.amount: out of range: '12345678901234.123456'"),
+        (1, 5, f"exact: money.amount: more than 6 decimal places: '2.5e-7'{round_it}"),
     ]

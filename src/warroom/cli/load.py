@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,6 +21,42 @@ from warroom.cli.app import (
 from warroom.ingest import IngestReport, RejectedRowsError
 from warroom.ingest import ingest as run_ingest
 from warroom.model import Kind
+
+if TYPE_CHECKING:
+    from warroom.profiles import Profile
+
+
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        help="Read the files in a "
+        "foreign format: a built-in profile (see `warroom profiles`) or a "
+        ".toml mapping file. With --kind, only its mappings of that kind.",
+    ),
+]
+UserFromOption = Annotated[
+    str | None,
+    typer.Option(
+        "--user-from",
+        help="With --profile: the account of rows whose own fields name none: a "
+        "name (e.g. proxy), or a JSON path into the row ($.metadata.user_api_key_alias).",
+    ),
+]
+
+
+def chosen_profile(profile: str | None, user_from: str | None) -> Profile | None:
+    """``--profile`` and ``--user-from`` -> the Profile to read the files with (or
+    None); raises ProfileError for a bad one, before any database is touched."""
+    from warroom.errors import ProfileError
+    from warroom.profiles import resolve
+
+    chosen = resolve(profile) if profile is not None else None
+    if user_from is not None:
+        if chosen is None:
+            raise ProfileError("--user-from applies to a --profile: name the profile too")
+        chosen = chosen.with_user(user_from)
+    return chosen
 
 
 @app.command()
@@ -40,23 +76,14 @@ def ingest(
         bool,
         typer.Option("--strict", help="Load nothing from a file with rejected rows, and exit 3."),
     ] = False,
-    profile: Annotated[
-        str | None,
-        typer.Option(
-            "--profile",
-            help="Read the files in a "
-            "foreign format: a built-in profile (see `warroom profiles`) or a "
-            ".toml mapping file. With --kind, only its mappings of that kind.",
-        ),
-    ] = None,
+    profile: ProfileOption = None,
+    user_from: UserFromOption = None,
     db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
 ) -> None:
     """Load request logs, ledgers, abuse decisions and price lists into the database."""
-    from warroom.profiles import resolve
-
     # a bad profile is reported before the database is touched
-    chosen = resolve(profile) if profile is not None else None
+    chosen = chosen_profile(profile, user_from)
     bars = render.ProgressBars()
     try:
         with db.connect(db_path, memory_limit=memory_limit) as con, bars.running():

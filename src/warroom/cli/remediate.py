@@ -25,7 +25,7 @@ from warroom.cli.app import (
     emit,
     global_db,
 )
-from warroom.cli.load import ingest_summary
+from warroom.cli.load import ProfileOption, UserFromOption, chosen_profile, ingest_summary
 from warroom.errors import UsageError, WarroomError
 from warroom.export import Format
 from warroom.ingest import ingest as run_ingest
@@ -324,6 +324,8 @@ def investigate_cmd(
     gap_hours: GapHoursOption = 2,
     marker: MarkerOption = None,
     tz: TzOption = "UTC",
+    profile: ProfileOption = None,
+    user_from: UserFromOption = None,
 ) -> None:
     """Ingest, detect, impact and report in one go: the main job. Writes files, prints
     progress and a summary on stderr, nothing on stdout."""
@@ -340,6 +342,7 @@ def investigate_cmd(
     pol = load_policy(policy, incident_id=incident)
     options = _report_options(gap_hours, marker, tz)
     pack = load_pack(queries_dir)
+    chosen = chosen_profile(profile, user_from)
     files = investigation_inputs(paths, out_dir)
     db_file = _investigation_db(db_path, out_dir)
     if not append:
@@ -347,7 +350,7 @@ def investigate_cmd(
     make_folder(out_dir)
     with db.connect(db_file, memory_limit=memory_limit) as con:
         with render.ProgressBars().running() as bars:
-            loaded = run_ingest(con, files, progress=bars.update)
+            loaded = run_ingest(con, files, progress=bars.update, profile=chosen)
         ingest_summary(loaded)
         with render.ProgressBars().running() as bars:
             found = detect(con, pack, progress=bars.update)

@@ -236,9 +236,11 @@ def _attempt(
         if loader == "fast":
             loaded, rejected = load_json_fast(con, plan, source_id, scan)
         elif loader == "profile":
-            loaded, rejected = load_profile(con, plan, source_id)
+            loaded, rejected, rejected_rows = load_profile(con, plan, source_id)
         else:
             loaded, rejected = load_careful(con, plan, source_id)
+    if loader != "profile":
+        rejected_rows = rejected
     _check_unchanged(plan, scan.result())
     sha = scan.result().sha256
     previous = _previous(con, sha)
@@ -262,7 +264,7 @@ def _attempt(
     # the rows of a JSON array or document are elements, not lines
     if plan.format != "parquet" and not (plan.profile and plan.json_array or plan.json_document):
         header = 1 if plan.header else 0
-        result.blank_lines = max(scan.result().lines - loaded - rejected - header, 0)
+        result.blank_lines = max(scan.result().lines - loaded - rejected_rows - header, 0)
     if options.strict and rejected:
         con.execute("ROLLBACK")
         result.status = "strict-rejected"
@@ -334,18 +336,19 @@ def _replaced(con: duckdb.DuckDBPyConnection, plan: FilePlan, scan: Future[TextS
 
 def _elect_orphans(con: duckdb.DuckDBPyConnection) -> None:
     """Make the first row (lowest source id, then line) of every id that has no
-    canonical row canonical: after a replaced file no longer holds an id."""
+    canonical row canonical: after a replaced file no longer holds an id. Of rows
+    on one line (the elements of a saved page) one is elected: their order within
+    the line is not stored."""
     for kind, key in IDENTITY.items():
         table = TABLES[kind]
         con.execute(f"""
             UPDATE {table} SET canonical = true FROM (
-                SELECT {key} AS k, source_id AS s, line AS l FROM {table}
+                SELECT rowid AS r FROM {table}
                 WHERE {key} IN (
                     SELECT {key} FROM {table} GROUP BY {key} HAVING NOT bool_or(canonical)
                 )
-                QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY source_id, line) = 1
-            ) first WHERE {table}.{key} = first.k AND {table}.source_id = first.s
-                AND {table}.line = first.l""")
+                QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY source_id, line, rowid) = 1
+            ) first WHERE {table}.rowid = first.r""")
 
 
 def _delete_source(con: duckdb.DuckDBPyConnection, source_id: int, *, reelect: bool = True) -> None:
@@ -362,11 +365,11 @@ def _delete_source(con: duckdb.DuckDBPyConnection, source_id: int, *, reelect: b
             con.execute(f"DELETE FROM {table} WHERE source_id = ?", [source_id])
             con.execute(f"""
                 UPDATE {table} SET canonical = true FROM (
-                    SELECT {key} AS k, source_id AS s, line AS l FROM {table}
+                    SELECT rowid AS r FROM {table}
                     WHERE {key} IN (SELECT {key} FROM wr_lost)
-                    QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY source_id, line) = 1
-                ) first WHERE {table}.{key} = first.k AND {table}.source_id = first.s
-                    AND {table}.line = first.l""")
+                    QUALIFY row_number() OVER (
+                        PARTITION BY {key} ORDER BY source_id, line, rowid) = 1
+                ) first WHERE {table}.rowid = first.r""")
             con.execute("DROP TABLE wr_lost")
         else:
             con.execute(f"DELETE FROM {table} WHERE source_id = ?", [source_id])

@@ -31,9 +31,17 @@ def count_rows(con: duckdb.DuckDBPyConnection, sql: str, params: object = None) 
 
 
 def insert_good(
-    con: duckdb.DuckDBPyConnection, kind: Kind, typed_sql: str, params: dict[str, object]
+    con: duckdb.DuckDBPyConnection,
+    kind: Kind,
+    typed_sql: str,
+    params: dict[str, object],
+    order: str | None = None,
 ) -> int:
-    """Insert the good rows of ``typed_sql`` into the kind's table; returns the count."""
+    """Insert the good rows of ``typed_sql`` into the kind's table; returns the count.
+
+    ``order`` (columns of ``typed_sql``) numbers the elements of one line (the
+    items of a saved page, all on one line): of an id repeated there, the first
+    element is canonical."""
     table = TABLES[kind]
     names = [f.name for f in FIELDS[kind]]
     cols = ", ".join(names)
@@ -48,9 +56,14 @@ def insert_good(
     # file already holds are not; canonical ids are unique, so the earlier
     # ones join without a DISTINCT. Repeats within this file are rare:
     # find them with a hash aggregate instead of sorting every row.
+    first = (
+        f" AND row_number() OVER (PARTITION BY g.{key}, g.line ORDER BY {order}) = 1"
+        if order
+        else ""
+    )
     sql = f"""
             INSERT INTO {table} (source_id, line, canonical, {cols})
-            SELECT $source_id, g.line, prev.{key} IS NULL,
+            SELECT $source_id, g.line, prev.{key} IS NULL{first},
                    {", ".join("g." + n for n in names)}
             FROM ({typed_sql}) g
             LEFT JOIN (SELECT {key} FROM {table} WHERE canonical) prev
@@ -254,12 +267,15 @@ def load_careful(con: duckdb.DuckDBPyConnection, plan: FilePlan, source_id: int)
         return _load_staged(con, plan, source_id, values, {"path": str(clean)}, bad_lines)
 
 
-def load_profile(con: duckdb.DuckDBPyConnection, plan: FilePlan, source_id: int) -> tuple[int, int]:
+def load_profile(
+    con: duckdb.DuckDBPyConnection, plan: FilePlan, source_id: int
+) -> tuple[int, int, int]:
     """A file read through an import profile: its rows as JSON text, then mapped in
-    SQL by ``profiles.map_rows`` (which also writes its rejects)."""
+    SQL by ``profiles.map_rows`` (which also writes its rejects); returns (rows
+    loaded, rejects, rows rejected whole): an element of a page is rejected alone."""
     assert plan.profile is not None
     if plan.size == 0:
-        return 0, 0
+        return 0, 0, 0
     with _scratch_dir() as tmp:
         bad: list[BadLine] = []
         path, trailing = plan.path, None

@@ -132,12 +132,12 @@ def _json_values(kind: Kind, records: str = _RECORD_LINES) -> str:
     money = [i for i, f in enumerate(fields) if f.type is FieldType.MONEY]
     cols = [f"v[{i + 1}] AS v_{f.name}" for i, f in enumerate(fields) if i not in money]
     # a money value that is a JSON number: its text as written, since DuckDB
-    # renders it through a double (-1.9999999999999999999 would read as -2.0)
+    # renders it through a double (-1.9999999999999999999 would read as -2.0),
+    # whatever the spelling of its key (\u0061mount): read from the row with its
+    # numbers as marked text (see _numbers_as_text)
     cols += [
-        f"CASE WHEN json_type(j[{k + 1}]) IN ('DOUBLE', 'UBIGINT', 'BIGINT', 'HUGEINT') "
-        f"THEN coalesce(nullif(regexp_extract(raw, "
-        f"'[^\\\\]\"{fields[i].name}\"[ \t]*:[ \t]*(-?[0-9][0-9.eE+-]*)', 1), ''), "
-        f"v[{i + 1}]) ELSE v[{i + 1}] END AS v_{fields[i].name}"
+        f"CASE WHEN starts_with(m[{k + 1}], chr(1)) THEN m[{k + 1}][2:] "
+        f"ELSE v[{i + 1}] END AS v_{fields[i].name}"
         for k, i in enumerate(money)
     ]
     cols += [  # j holds the money fields only, in order
@@ -158,7 +158,11 @@ def _json_values(kind: Kind, records: str = _RECORD_LINES) -> str:
         SELECT line, raw, pre_reason, {", ".join(cols)} FROM (
             SELECT line, raw, pre_reason,
                 CASE WHEN pre_reason IS NULL THEN json_extract_string(raw, [{paths}]) END AS v,
-                CASE WHEN pre_reason IS NULL THEN json_extract(raw, [{money_paths}]) END AS j
+                CASE WHEN pre_reason IS NULL THEN json_extract(raw, [{money_paths}]) END AS j,
+                CASE WHEN pre_reason IS NULL AND list_has_any(json_type(raw, [{money_paths}]),
+                    ['DOUBLE', 'UBIGINT', 'BIGINT', 'HUGEINT'])
+                    THEN json_extract_string({_numbers_as_text("raw")}, [{money_paths}])
+                    END AS m
             FROM (
                 SELECT line, raw,
                     {json_record_reason("raw", not_object, [f.name for f in fields])}
@@ -246,9 +250,30 @@ def _not_object(d: str) -> str:
     return json_record_reason(d, starts)
 
 
+def _numbers_as_text(d: str) -> str:
+    """The JSON text ``d`` with every number that a double could round (a fraction,
+    an exponent, 16 digits or more) turned into a string holding chr(1) and its
+    text, so that a profile reads it as written (``profiles.compile.NUMBER_MARK``):
+    DuckDB's JSON functions give a number back through a double (0.1000000000000000055
+    reads as 0.1). Strings (keys too) are left as they are: one pass matches a
+    string or a number, and brackets only the numbers with chr(2) and chr(3), which
+    valid JSON text never holds raw; a second pass makes them marked strings."""
+    string = r'("(?:[^"\\]|\\.)*")'
+    number = r"(-?[0-9]+\.[0-9]+(?:[eE][+-]?[0-9]+)?|-?[0-9]+[eE][+-]?[0-9]+|-?[0-9]{16,})"
+    bracketed = f"regexp_replace({d}, '{string}|{number}', '\\1' || chr(2) || '\\2' || chr(3), 'g')"
+    return (
+        f"regexp_replace(replace({bracketed}, chr(2) || chr(3), ''), "
+        f"chr(2) || '([^' || chr(3) || ']*)' || chr(3), "
+        "'\"\\\\u0001\\1\"', 'g')"
+    )
+
+
 def _json_rows() -> str:
     """JSON lines -> profile rows."""
-    return f"SELECT line, raw, raw AS d, {_not_object('raw')} AS pre_reason FROM ({_RECORD_LINES})"
+    return (
+        f"SELECT line, raw, {_numbers_as_text('raw')} AS d, {_not_object('raw')} AS pre_reason "
+        f"FROM ({_RECORD_LINES})"
+    )
 
 
 def _csv_rows(plan: FilePlan) -> str:
@@ -278,7 +303,7 @@ def document_rows(plan: FilePlan) -> str:
     fmt = "array" if plan.json_array else "unstructured"
     return (
         f"SELECT ordinality AS line, CAST(json AS VARCHAR) AS raw, "
-        f"CAST(json AS VARCHAR) AS d, {_not_object('json')} AS pre_reason "
+        f"{_numbers_as_text('CAST(json AS VARCHAR)')} AS d, {_not_object('json')} AS pre_reason "
         f"FROM read_json_objects($path, format = '{fmt}', "
         f"maximum_object_size = {LINE_LIMIT}) WITH ORDINALITY"
     )

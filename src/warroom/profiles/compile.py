@@ -101,7 +101,7 @@ class _Docs:
         object or array as a string (a JSON column exported as text, e.g. LiteLLM's
         ``metadata``) is looked into as well, parsed only where the path is not found
         directly."""
-        t, y = self._ref(p.level, duck_path(p.segments))
+        t, y = _unmarked(*self._ref(p.level, duck_path(p.segments)))
         if len(p.segments) < 2:
             return t, y
         pt, py = self._ref(p.level, duck_path(p.segments[:1]))
@@ -133,6 +133,20 @@ class _Docs:
                     f"json_type({doc}, [{lst}]) AS {ey}"
                 )
         return ", ".join(cols)
+
+
+#: what ``ingest.relations`` puts before the text of a JSON number it turned into a
+#: string (so that it is read as written, never through a double)
+NUMBER_MARK = "chr(1)"
+
+
+def _unmarked(t: str, y: str) -> tuple[str, str]:
+    """The text and type of a value, a marked number as its text and type NUMBER."""
+    marked = f"({y} = 'VARCHAR' AND starts_with({t}, {NUMBER_MARK}))"
+    return (
+        f"CASE WHEN {marked} THEN {t}[2:] ELSE {t} END",
+        f"CASE WHEN {marked} THEN 'NUMBER' ELSE {y} END",
+    )
 
 
 def _set(t: str, y: str) -> str:
@@ -263,7 +277,9 @@ def _base(name: str, spec: FieldSpec | None) -> str:
         y = f"x_{name}_y"
         return (
             f"x_{name}_t AS b_{name}, "
-            f"coalesce({y} NOT IN ('VARCHAR', 'NULL'), false) AS n0_{name}, "
+            # only a number read through a double (a Parquet DOUBLE): JSON numbers
+            # arrive as their text (see NUMBER_MARK), integers are exact
+            f"coalesce({y} = 'DOUBLE', false) AS n0_{name}, "
             f"CASE {y} WHEN 'OBJECT' THEN 'an object' "
             f"WHEN 'ARRAY' THEN 'an array' END AS c_{name}" + carry_cur
         )
@@ -340,11 +356,36 @@ def _converted(f: Field, spec: FieldSpec | None) -> tuple[str | None, str]:
     return number, ", ".join(final)
 
 
+def money_sources(m: Mapping) -> list[str]:
+    """The money fields of ``m`` whose source text a reason may show (``src_<field>``):
+    those not rounded, which are rejected for more than 6 decimal places."""
+    return [
+        f.name
+        for f in FIELDS[m.kind]
+        if f.type is FieldType.MONEY
+        and (spec := m.fields.get(f.name)) is not None
+        and spec.round is None
+        and (spec.paths or spec.template is not None)
+    ]
+
+
+def _stages(m: Mapping, docs: _Docs, source: str, carry: str, picks: list[str]) -> tuple[str, str]:
+    """Stages 1 to 3 (the paths read, the picks) and the WHERE of ``m``'s conditions."""
+    where = " AND ".join(_condition_sql(cond, f"w_{i}") for i, cond in enumerate(m.when)) or "true"
+    reads = docs.reads()  # registers the documents' paths: before the extraction
+    extraction = docs.extraction()
+    s1 = f"SELECT {carry}" + (f", {extraction}" if extraction else "") + f" FROM {source}"
+    s2 = f"SELECT {carry}" + (f", {reads}" if reads else "") + f" FROM ({s1})"
+    s3 = f"SELECT {carry}" + "".join(f", {x}" for x in picks) + f" FROM ({s2})"
+    return s3, where
+
+
 def mapping_values(
     m: Mapping, source: str, keys: Sequence[str], doc_cols: dict[str | None, str]
 ) -> str:
     """SELECT ``line``, ``keys``, ``pos``, ``pre_reason`` and the ``v_/n_/c_`` columns
-    ``convert.typed_select`` reads, for the rows of ``source`` that ``m`` applies to.
+    ``convert.typed_select`` reads, for the rows of ``source`` that ``m`` applies to;
+    with ``src_<field>`` the source text of the ``money_sources``.
 
     ``doc_cols`` names the column holding each document the paths read: the
     row's (key None) or, with ``each``, each level's item.
@@ -357,29 +398,71 @@ def mapping_values(
     converted = [_converted(f, m.fields.get(f.name)) for f in fields]
     numbers = [number for number, _ in converted if number is not None]
     final = [cols for _, cols in converted]
-    where = " AND ".join(_condition_sql(cond, f"w_{i}") for i, cond in enumerate(m.when)) or "true"
+    final += [f"s_{name} AS src_{name}" for name in money_sources(m)]
     carry = ", ".join(["line", *keys, "pos"])
-    reads = docs.reads()  # registers the documents' paths: before the extraction
-    extraction = docs.extraction()
-    s1 = f"SELECT {carry}" + (f", {extraction}" if extraction else "") + f" FROM {source}"
-    s2 = f"SELECT {carry}" + (f", {reads}" if reads else "") + f" FROM ({s1})"
-    s3 = f"SELECT {carry}" + "".join(f", {x}" for x in picks) + f" FROM ({s2})"
+    s3, where = _stages(m, docs, source, carry, picks)
     s4 = f"SELECT {carry}, {', '.join(base)} FROM ({s3}) WHERE {where}"
     s5 = f"SELECT {carry}, {', '.join(mapped)} FROM ({s4})"
     s6 = f"SELECT *{''.join(f', {x}' for x in numbers)} FROM ({s5})"
     return f"SELECT {carry}, NULL::VARCHAR AS pre_reason, {', '.join(final)} FROM ({s6})"
 
 
+def reject_values(
+    m: Mapping, source: str, keys: Sequence[str], doc_cols: dict[str | None, str]
+) -> str:
+    """SELECT ``line``, ``keys``, ``pos`` and ``reason`` (``m.reject`` with its
+    placeholders filled) for the rows of ``source`` that the rejecting mapping
+    ``m`` applies to."""
+    assert m.reject is not None
+    docs = _Docs(doc_cols)
+    picks = [f"{_pick([docs.col(c.path)], 't')} AS w_{i}" for i, c in enumerate(m.when)]
+    parts = []
+    for i, part in enumerate(m.reject):
+        if isinstance(part, str):
+            parts.append(lit(part))
+        else:
+            picks.append(f"{_pick([docs.col(part[0])], 't')} AS r_{i}")
+            parts.append(f"coalesce(r_{i}, '(none)')")
+    carry = ", ".join(["line", *keys, "pos"])
+    s3, where = _stages(m, docs, source, carry, picks)
+    return f"SELECT {carry}, concat({', '.join(parts)}) AS reason FROM ({s3}) WHERE {where}"
+
+
+def _conversions(spec: FieldSpec) -> str:
+    """The conversions a money field's value went through, as a mapping file names them."""
+    names = [
+        ("scale", spec.scale_exp is not None),
+        ("minor_units", spec.minor_units is not None),
+        ("negate", spec.negate),
+    ]
+    return ", ".join(n for n, on in names if on)
+
+
 def relabel(m: Mapping, reason: str) -> str:
-    """Reasons name the source field (``startTime: missing``), not the canonical one."""
+    """Reasons name the source field (``startTime: missing``), not the canonical one,
+    and add the field's ``hint``; a money value with too many decimal places shows
+    its source text and suggests ``round``."""
     cases = []
+    for name in money_sources(m):
+        spec = m.fields[name]
+        label = spec.label or name
+        places = f"{name}: more than 6 decimal places: "
+        conv = _conversions(spec)
+        after = f" || ' (after {conv}: ' || p[{len(places) + 1}:] || ')'" if conv else ""
+        cases.append(
+            f"WHEN starts_with(p, {lit(places)}) THEN "
+            f"{lit(label + ': more than 6 decimal places: ')} || wr_quote(src_{name}){after} "
+            f"|| {lit(f'; add round = 6 to {name} to round it half-up to 6 places')}"
+        )
     for name, spec in m.fields.items():
-        label = spec.label
-        if label is None or label == name:
+        label = spec.label or name
+        hint = f" || {lit(' (' + spec.hint + ')')}" if spec.hint else ""
+        if label == name and not hint:
             continue
         prefix = f"{name}: "
         cases.append(
-            f"WHEN starts_with(p, {lit(prefix)}) THEN {lit(label + ': ')} || p[{len(prefix) + 1}:]"
+            f"WHEN starts_with(p, {lit(prefix)}) THEN "
+            f"{lit(label + ': ')} || p[{len(prefix) + 1}:]{hint}"
         )
     if not cases:
         return reason

@@ -21,11 +21,17 @@ class JsonPath:
     segments: tuple[str | int, ...]
     #: the ``each`` level the path starts from; None for the row itself
     level: str | None = None
+    #: the mapping has this one level only: messages name the path inside its
+    #: element (``customer_id``, as the file spells it), not the level
+    quiet: bool = False
 
     @property
     def label(self) -> str:
         """How messages name the source field: the path without ``$.``."""
-        body = self.text[2:] if self.text.startswith("$.") else self.text[1:]
+        text = self.text
+        if self.quiet and self.level is not None:
+            text = "$" + text[len(self.level) + 2 :]
+        body = text[2:] if text.startswith("$.") else text[1:]
         return body or "(the row)"
 
 
@@ -78,6 +84,8 @@ class FieldSpec:
     negate: bool = False
     round: int | None = None
     epoch: str | None = None  # s | ms
+    #: appended to this field's reasons: what the user can do about them
+    hint: str | None = None
 
     @property
     def label(self) -> str | None:
@@ -98,6 +106,9 @@ class Mapping:
     fields: dict[str, FieldSpec]
     when: tuple[Condition, ...] = ()
     each: Levels = ()
+    #: a mapping that rejects the rows it applies to with this reason (literal
+    #: text and placeholders, as a template) instead of loading them
+    reject: tuple[str | tuple[JsonPath, bool], ...] | None = None
 
     def describe(self) -> str:
         cond = " and ".join(c.describe() for c in self.when) or "any row"
@@ -123,6 +134,28 @@ class Profile:
     def kind_label(self) -> str:
         """What ``sources.kind`` records for a file read through this profile."""
         return "+".join(k.value for k in self.kinds)
+
+    def with_user(self, user: str) -> Profile:
+        """This profile with ``user`` as the account where its own fields name none
+        (``--user-from``): a JSON path into the row (read from the record an ``each``
+        maps, its innermost level) when it starts with ``$``, else a constant.
+
+        Raises ProfileError for a path that cannot be read.
+        """
+        from warroom.profiles.parse import user_source  # parse imports this module
+
+        mappings = []
+        for m in self.mappings:
+            spec = m.fields.get("user_id")
+            if spec is not None and spec.paths:
+                extra = user_source(user, m.each)
+                if isinstance(extra, JsonPath):
+                    spec = replace(spec, paths=(*spec.paths, extra))
+                else:
+                    spec = replace(spec, default=spec.default or extra)
+                m = replace(m, fields={**m.fields, "user_id": spec})
+            mappings.append(m)
+        return replace(self, mappings=tuple(mappings))
 
     def only(self, kind: Kind) -> Profile:
         """This profile with only its mappings producing ``kind`` (``--kind``).

@@ -36,7 +36,7 @@ from warroom.profiles.model import Condition, FieldSpec, JsonPath, Levels, Mappi
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _LEVEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOP_KEYS = ("name", "description", "export", "mapping")
-_MAPPING_KEYS = ("name", "kind", "when", "each", "fields")
+_MAPPING_KEYS = ("name", "kind", "when", "each", "fields", "reject")
 _FIELD_KEYS = (
     "path",
     "const",
@@ -48,6 +48,7 @@ _FIELD_KEYS = (
     "negate",
     "round",
     "epoch",
+    "hint",
 )
 _COND_OPS = ("equals", "in", "not_in", "present", "nonzero", "matches")
 
@@ -120,6 +121,11 @@ def _mapping(raw: object, where: _Where) -> Mapping:
     if not isinstance(when_list, list):
         raise where.at("when").error("expected a table or a list of tables")
     when = tuple(_condition(c, where.at(f"when[{i + 1}]"), levels) for i, c in enumerate(when_list))
+    if "reject" in raw:
+        if "fields" in raw:
+            raise where.at("reject").error("a mapping that rejects has no fields")
+        reason = _reason(raw["reject"], where.at("reject"), levels)
+        return Mapping(name, kind, {}, when, each, reason)
     fields_raw = raw.get("fields")
     if not isinstance(fields_raw, dict) or not fields_raw:
         raise where.at("fields").error("missing: map at least the required canonical fields")
@@ -195,7 +201,7 @@ def parse_path(text: str, where: _Where, levels: tuple[str, ...] = ()) -> JsonPa
                 f"{text!r}: with each, a path starts with a level "
                 f"({', '.join('$.' + lvl for lvl in levels)})"
             )
-        return JsonPath(text, tuple(segs[1:]), str(segs[0]))
+        return JsonPath(text, tuple(segs[1:]), str(segs[0]), quiet=len(levels) == 1)
     return JsonPath(text, tuple(segs))
 
 
@@ -239,6 +245,11 @@ def _scalar(value: object, where: _Where) -> str:
 
 def _field(f: Field, raw: object, where: _Where, levels: tuple[str, ...]) -> FieldSpec:
     """One ``[mapping.fields]`` entry: a path (or list of paths) alone, or a table."""
+    if isinstance(raw, str) and not raw.startswith("$"):
+        raise where.error(
+            f"{raw!r} is not a JSON path (a path starts with $, e.g. $.user.id); "
+            f"for a fixed value write {f.name} = {{ const = {_toml_str(raw)} }}"
+        )
     if isinstance(raw, (str, list)):
         raw = {"path": raw}
     _known(raw, _FIELD_KEYS, where)
@@ -269,6 +280,10 @@ def _field_source(raw: dict[str, Any], where: _Where, levels: tuple[str, ...]) -
         )
     if "default" in raw:
         spec["default"] = _scalar(raw["default"], where.at("default"))
+    if "hint" in raw:
+        if not isinstance(raw["hint"], str) or not raw["hint"]:
+            raise where.at("hint").error("expected a non-empty string")
+        spec["hint"] = raw["hint"]
     return spec
 
 
@@ -324,6 +339,38 @@ def _scale_exp(raw: object, where: _Where) -> int:
     if not -12 <= exp <= 6:
         raise where.error(f"{text!r}: scale must lie between 1e-12 and 1e6")
     return exp
+
+
+def _toml_str(text: str) -> str:
+    """``text`` as a TOML basic string."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _reason(
+    raw: object, where: _Where, levels: tuple[str, ...]
+) -> tuple[str | tuple[JsonPath, bool], ...]:
+    """A ``reject`` reason: text, with ``{$.path}`` placeholders if it likes."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise where.error("expected the reason, a non-empty string")
+    if "{$" not in raw:
+        return (raw,)
+    return _template(raw, where, levels)
+
+
+def user_source(user: str, each: Levels) -> JsonPath | str:
+    """``--user-from``: a path (relative to the innermost ``each`` level) or a constant.
+
+    Raises ProfileError for a path that cannot be read."""
+    if not user.startswith("$"):
+        if not user.strip():
+            raise ProfileError("--user-from: expected a name or a JSON path ($.field)")
+        return user
+    where = _Where("--user-from")
+    path = parse_path(user, where)
+    if not each:
+        return path
+    level = each[-1][0]
+    return JsonPath(f"$.{level}{user[1:]}", path.segments, level, quiet=len(each) == 1)
 
 
 _PLACEHOLDER = re.compile(r"\{(\$[^{}]*?)(\?)?\}")

@@ -1,0 +1,58 @@
+"""What the speed work (issue 14) relies on: the careful path reads a file that
+needs no cleaning in place, and a copy is made only when a byte must change."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from warroom.ingest import scan
+from warroom.ingest.scan import clean_copy
+
+CLEAN = b'{"a": "1"}\n{"a": "2"}\n'
+
+
+def test_a_clean_file_is_read_in_place(tmp_path: Path) -> None:
+    src = tmp_path / "x.jsonl"
+    src.write_bytes(CLEAN)
+    path, bad = clean_copy(src, None, str(tmp_path))
+    assert path == src and bad == []
+    assert not (tmp_path / "clean.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "want", "bad_lines"),
+    [
+        (CLEAN + b'{"a": "\xff"}\n' + CLEAN, CLEAN + b"\n" + CLEAN, [3]),
+        (b"\xef\xbb\xbf" + CLEAN, CLEAN, []),
+        (CLEAN + b'{"a": "3"}\r\n', CLEAN + b'{"a": "3"}\n', []),
+        (CLEAN + b'{"a": "3"}', CLEAN + b'{"a": "3"}\n', []),
+    ],
+    ids=["bad-line-after-clean-ones", "bom", "crlf", "no-final-newline"],
+)
+@pytest.mark.parametrize("chunk", [16 * 1024 * 1024, 7])
+def test_a_copy_is_made_when_a_byte_changes(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    data: bytes,
+    want: bytes,
+    bad_lines: list[int],
+    chunk: int,
+) -> None:
+    # small chunks: the clean lines before the first change are copied late
+    monkeypatch.setattr(scan, "_CHUNK", chunk)
+    src = tmp_path / "x.jsonl"
+    src.write_bytes(data)
+    path, bad = clean_copy(src, None, str(tmp_path))
+    assert path == tmp_path / "clean.txt"
+    assert path.read_bytes() == want
+    assert [b.line for b in bad] == bad_lines
+
+
+def test_gzip_is_always_inflated_into_a_copy(tmp_path: Path) -> None:
+    src = tmp_path / "x.jsonl.gz"
+    src.write_bytes(gzip.compress(CLEAN))
+    path, bad = clean_copy(src, "gzip", str(tmp_path))
+    assert path.read_bytes() == CLEAN and bad == []

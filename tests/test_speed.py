@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from warroom import db
 from warroom.ingest import scan
 from warroom.ingest.scan import clean_copy
 
@@ -56,3 +57,21 @@ def test_gzip_is_always_inflated_into_a_copy(tmp_path: Path) -> None:
     src.write_bytes(gzip.compress(CLEAN))
     path, bad = clean_copy(src, "gzip", str(tmp_path))
     assert path.read_bytes() == CLEAN and bad == []
+
+
+def test_a_database_file_gets_the_default_memory_limit(tmp_path: Path) -> None:
+    want = db.default_memory_limit()
+    mb = int(want.removesuffix("MiB"))
+    assert 256 <= mb <= 1536
+    with db.connect(tmp_path / "w.duckdb") as con:
+        got = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    assert got is not None and _mib(str(got[0])) == pytest.approx(mb, rel=0.05)
+    with db.connect(tmp_path / "w.duckdb", memory_limit="300MB") as con:
+        got = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    assert got is not None and _mib(str(got[0])) == pytest.approx(300 * 1000**2 / 1024**2, rel=0.05)
+
+
+def _mib(text: str) -> float:
+    """DuckDB's rendering (to one decimal) of a memory size (``1.4 GiB``, ``286.1 MiB``) in MiB."""
+    number, unit = text.split()
+    return float(number) * {"MiB": 1, "GiB": 1024}[unit]

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from warroom import db
+from warroom import db, render
 from warroom.ingest import scan
 from warroom.ingest.scan import clean_copy
 
@@ -75,3 +76,35 @@ def _mib(text: str) -> float:
     """DuckDB's rendering (to one decimal) of a memory size (``1.4 GiB``, ``286.1 MiB``) in MiB."""
     number, unit = text.split()
     return float(number) * {"MiB": 1, "GiB": 1024}[unit]
+
+
+def test_the_investigation_progress_line(tmp_path: Path) -> None:
+    a, b = tmp_path / "requests.jsonl", tmp_path / "ledger.jsonl"
+    a.write_bytes(b"x" * 3000)
+    b.write_bytes(b"x" * 1000)
+    shown = render.InvestigationProgress([a, b])
+    shown.enabled = True  # as on a terminal
+    shown.ingest("ledger.jsonl", 1.0)
+    shown.file_done(10)
+    shown.ingest("requests.jsonl", 0.5)
+    text = shown.describe()
+    assert text.startswith("ingest 1/2 files, 2.5 kB of 4.0 kB, ")
+    assert "rows/s" in text and text.endswith(" left")
+    assert shown.overall() == pytest.approx(0.55 * 2500 / 4000)
+    shown.detect("detect: balance_timeline", 0.5)
+    assert shown.describe().startswith("detect: balance_timeline, about ")
+    assert shown.overall() == pytest.approx(0.55 + 0.35 * 0.5)
+    shown.report("report", 1.0)
+    assert shown.overall() == pytest.approx(1.0)
+
+
+def test_no_progress_line_off_a_terminal(cli: Any, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "requests.jsonl").write_bytes(
+        b'{"ts": "2025-06-01T00:00:00Z", "request_id": "r1", "user_id": "u1", '
+        b'"plan": "free", "model": "m", "status": 200}\n'
+    )
+    code, out, err = cli("investigate", str(logs), "--out-dir", str(tmp_path / "out"))
+    assert code == 0 and out == b""
+    assert "rows/s" not in err and "left" not in err

@@ -32,7 +32,8 @@ def connect(
     """Open the database at ``path`` (creating its schema unless ``read_only``).
 
     ``$WARROOM_THREADS`` caps DuckDB's threads (default: one per core), for a
-    machine shared with other work.
+    machine shared with other work. ``memory_limit`` is DuckDB's (e.g. ``1GB``);
+    a database file gets ``default_memory_limit()`` without one.
 
     Raises DatabaseLockedError when another process holds the file, and
     DatabaseError when it cannot be opened or is not a warroom database.
@@ -60,15 +61,47 @@ def connect(
             con.close()
             raise DatabaseError(f"WARROOM_THREADS={threads!r}: expected a whole number, 1 or more")
         con.execute(f"SET threads = {int(threads)}")
-    if memory_limit:
+    if path.name != ":memory:" or memory_limit:
         try:
-            con.execute("SET memory_limit = ?", [memory_limit])
+            con.execute("SET memory_limit = ?", [memory_limit or default_memory_limit()])
         except duckdb.Error as exc:
             con.close()
             raise DatabaseError(f"bad memory limit {memory_limit!r}: {_first_line(exc)}") from None
     if not read_only and create:
         ensure_schema(con)
     return con
+
+
+#: the default memory limit's share of the machine's memory, and its bounds
+_MEMORY_SHARE = 16
+_MEMORY_FLOOR = 256 * 1024**2
+_MEMORY_CEILING = 1536 * 1024**2
+
+
+def default_memory_limit() -> str:
+    """DuckDB's memory limit when none is given: a sixteenth of the memory this
+    process may use (the machine's, or its control group's limit if lower),
+    between 256 MB and 1.5 GB. DuckDB's own default (80% of the machine) lets
+    one large investigation take the memory of everything else on it; past the
+    limit DuckDB spills to disk, which costs little at this share (see
+    benchmarks/README.md). The process's peak stays within about 2 GB."""
+    total = _memory_available()
+    limit = min(max(total // _MEMORY_SHARE, _MEMORY_FLOOR), _MEMORY_CEILING)
+    return f"{limit // 1024**2}MiB"
+
+
+def _memory_available() -> int:
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 * 1024**3
+    try:
+        cap = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        cap = "max"
+    if cap.isdigit():
+        total = min(total, int(cap))
+    return total
 
 
 def _first_line(exc: BaseException) -> str:

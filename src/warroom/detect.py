@@ -143,9 +143,15 @@ def detect(
     started = time.monotonic()
     # the shared relations are most of the work: they count as steps of the bar
     steps = len(pack.shared) + sum(1 for q in pack.queries.values() if q.findings)
-    shared = prepare(
-        con, pack, on_step=(lambda done: progress("detect", done / steps)) if progress else None
-    )
+    names = [s.name for s in pack.shared]
+
+    def on_step(done: int) -> None:  # the progress label names the step now running
+        if progress:
+            now = names[done] if done < len(names) else "detections"
+            progress(f"detect: {now}", done / steps)
+
+    on_step(0)
+    shared = prepare(con, pack, on_step=on_step if progress else None)
     # a fresh computation (run/impact) may have left a temp findings shadowing ours
     con.execute("DROP TABLE IF EXISTS temp.findings")
     con.execute(FINDINGS_DDL)
@@ -214,7 +220,7 @@ def _run_detectors(
     summaries = []
     for i, q in enumerate(detectors):
         if progress:
-            progress("detect", (already + i) / steps)
+            progress(f"detect: {q.name}", (already + i) / steps)
         t0 = time.monotonic()
         rows = _run_using(con, pack, q, bind(q, {}, since, until), rows_of)
         if q.name in used:

@@ -12,10 +12,12 @@ shown as ``\x1b`` or ``\u202e``, not obeyed).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pyarrow as pa
 from rich.cells import cell_len
@@ -174,9 +176,11 @@ class ProgressBars:
     def update(self, label: str, fraction: float) -> None:
         if not self.enabled:
             return
-        if label not in self.tasks:
-            self.tasks[label] = self.progress.add_task(visible(label), total=1.0)
-        self.progress.update(self.tasks[label], completed=fraction)
+        # "detect: step" is one bar, "detect", whose text names the step
+        key = label.split(": ", 1)[0]
+        if key not in self.tasks:
+            self.tasks[key] = self.progress.add_task(visible(label), total=1.0)
+        self.progress.update(self.tasks[key], completed=fraction, description=visible(label))
 
     @contextmanager
     def running(self) -> Iterator[ProgressBars]:
@@ -185,3 +189,120 @@ class ProgressBars:
             return
         with self.progress:
             yield self
+
+
+#: the share of an investigation's time each stage takes (measured at 1M to 10M
+#: rows, benchmarks/README.md): the weights of the estimate of time left
+_STAGE_SHARE = {"ingest": 0.55, "detect": 0.35, "report": 0.10}
+
+
+class InvestigationProgress:
+    """One line on stderr for a whole investigation (only on a terminal): the
+    files and bytes ingested, rows per second, the step detect is at, and an
+    estimate of the time left. ``ingest``, ``detect`` and ``report`` take a
+    progress callback's (label, fraction); ``file_done`` takes a loaded file's
+    row count."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.sizes = {p.name: _size(p) for p in paths}
+        self.total_bytes = max(sum(self.sizes.values()), 1)
+        self.done_files: set[str] = set()
+        self.current = ("", 0.0)  # the file loading and its fraction
+        self.rows = 0
+        self.started = time.monotonic()
+        self.stage, self.step, self.stage_fraction = "ingest", "", 0.0
+        self.progress = Progress(
+            TextColumn("{task.description}", markup=False),
+            BarColumn(bar_width=20),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=stderr,
+            transient=True,
+        )
+        self.task = self.progress.add_task("investigate", total=1.0)
+
+    def ingest(self, label: str, fraction: float) -> None:
+        if fraction >= 1.0:
+            self.done_files.add(label)
+        self.current = (label, fraction)
+        done = sum(self.sizes.get(n, 0) for n in self.done_files)
+        if label not in self.done_files:
+            done += int(self.sizes.get(label, 0) * fraction)
+        self._show("ingest", label, done / self.total_bytes)
+
+    def file_done(self, rows: int) -> None:
+        self.rows += rows
+
+    def detect(self, label: str, fraction: float) -> None:
+        self._show("detect", label.split(": ", 1)[-1] if ": " in label else "", fraction)
+
+    def report(self, label: str, fraction: float) -> None:
+        self._show("report", "", fraction)
+
+    def _show(self, stage: str, step: str, fraction: float) -> None:
+        if not self.enabled:
+            return
+        self.stage, self.step, self.stage_fraction = stage, step, min(max(fraction, 0.0), 1.0)
+        overall = self.overall()
+        self.progress.update(self.task, completed=overall, description=visible(self.describe()))
+
+    def overall(self) -> float:
+        """The fraction of the whole investigation done, by the stages' shares."""
+        before = 0.0
+        for name, share in _STAGE_SHARE.items():
+            if name == self.stage:
+                return before + share * self.stage_fraction
+            before += share
+        return before
+
+    def describe(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        if self.stage == "ingest":
+            done = sum(self.sizes.get(n, 0) for n in self.done_files)
+            label, fraction = self.current
+            if label not in self.done_files:
+                done += int(self.sizes.get(label, 0) * fraction)
+            text = (
+                f"ingest {len(self.done_files)}/{len(self.sizes)} files, "
+                f"{_bytes(done)} of {_bytes(self.total_bytes)}"
+                + (f", {self.rows / elapsed:,.0f} rows/s" if self.rows else "")
+            )
+        elif self.stage == "detect":
+            text = f"detect: {self.step}" if self.step else "detect"
+        else:
+            text = "report"
+        overall = self.overall()
+        if overall > 0.02:
+            left = elapsed / overall - elapsed
+            text += f", about {_duration(left)} left"
+        return text
+
+    @contextmanager
+    def running(self) -> Iterator[InvestigationProgress]:
+        if not self.enabled:
+            yield self
+            return
+        with self.progress:
+            yield self
+
+
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except OSError:
+        return 0
+
+
+def _bytes(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds + 0.5)
+    if s >= 60:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s} s"

@@ -28,6 +28,7 @@ from warroom.cli.app import (
 from warroom.cli.load import ProfileOption, UserFromOption, chosen_profile, ingest_summary
 from warroom.errors import UsageError, WarroomError
 from warroom.export import Format
+from warroom.ingest import expand_paths
 from warroom.ingest import ingest as run_ingest
 
 
@@ -348,19 +349,26 @@ def investigate_cmd(
     if not append:
         _refuse_mixing(db_file, files)
     make_folder(out_dir)
+    shown = render.InvestigationProgress(expand_paths(files))
     with db.connect(db_file, memory_limit=memory_limit) as con:
-        with render.ProgressBars().running() as bars:
-            loaded = run_ingest(con, files, progress=bars.update, profile=chosen)
+        with shown.running():
+            loaded = run_ingest(
+                con,
+                files,
+                progress=shown.ingest,
+                on_file=lambda f: shown.file_done(f.rows_loaded),
+                profile=chosen,
+            )
         ingest_summary(loaded)
-        with render.ProgressBars().running() as bars:
-            found = detect(con, pack, progress=bars.update)
+        with shown.running():
+            found = detect(con, pack, progress=shown.detect)
         render.note(
             f"{sum(d.rows for d in found.detectors):,} findings from "
             f"{len(found.detectors)} detections in {found.seconds:.1f}s"
         )
-        with render.ProgressBars().running() as bars:
+        with shown.running():
             built = build_report(
-                con, pack, pol, progress=bars.update, stored_findings=True, **options
+                con, pack, pol, progress=shown.report, stored_findings=True, **options
             )
     bundle = write_bundle(built, out_dir)
     render.note("")

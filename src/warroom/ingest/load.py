@@ -96,6 +96,7 @@ def ingest(
     strict: bool = False,
     progress: ProgressFn | None = None,
     profile: str | Path | Profile | None = None,
+    on_file: Callable[[FileResult], None] | None = None,
 ) -> IngestReport:
     """Load ``paths`` into the canonical tables, one transaction per file.
 
@@ -105,7 +106,8 @@ def ingest(
     loads nothing, and RejectedRowsError is raised after all files are done.
     With ``profile`` (a built-in name, a .toml mapping file, or a Profile) the
     files are read in that foreign format; ``kind`` then keeps only the
-    profile's mappings of that kind.
+    profile's mappings of that kind. ``on_file`` is told each file's result as
+    soon as the file is done (a progress display counts its rows).
 
     Raises InputError for a file that cannot be read at all, ProfileError for
     an unknown profile or a bad mapping file.
@@ -124,7 +126,7 @@ def ingest(
     keep_order = bool(row[0]) if row else True
     con.execute("SET preserve_insertion_order = false")
     try:
-        return _ingest_all(con, paths, kind, prof, force, strict, progress)
+        return _ingest_all(con, paths, kind, prof, force, strict, progress, on_file)
     finally:
         con.execute(f"SET preserve_insertion_order = {str(keep_order).lower()}")
 
@@ -137,6 +139,7 @@ def _ingest_all(
     force: bool,
     strict: bool,
     progress: ProgressFn | None,
+    on_file: Callable[[FileResult], None] | None = None,
 ) -> IngestReport:
     relations.install_csv_macro(con)
     files = expand_paths(paths)
@@ -149,6 +152,8 @@ def _ingest_all(
                 con, plan, force=force, strict=strict, pool=pool, progress=progress
             )
             report.files.append(result)
+            if on_file is not None:
+                on_file(result)
             if result.status == "strict-rejected":
                 strict_failures.append(result)
     if strict_failures:

@@ -93,7 +93,12 @@ def _load_staged(
 ) -> tuple[int, int]:
     """Type ``values_sql`` once into a temp table, then split good rows from rejects."""
     typed = typed_select(plan.kind, f"({values_sql})", extra=("raw",))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE wr_stage AS {typed}", params)
+    # a good row's raw text is not kept: the stage holds the typed rows only
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE wr_stage AS SELECT * REPLACE "
+        f"(CASE WHEN reason IS NOT NULL THEN raw END AS raw) FROM ({typed})",
+        params,
+    )
     loaded = insert_good(con, plan.kind, "SELECT * FROM wr_stage", {"source_id": source_id})
     bad = count_rows(con, "SELECT count(*) FROM wr_stage WHERE reason IS NOT NULL")
     con.execute(

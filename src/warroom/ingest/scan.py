@@ -235,8 +235,12 @@ class _Text:
 class _Copier:
     """Writes the clean copy, chunk by chunk, collecting the bad lines."""
 
-    def __init__(self, out: BinaryIO):
-        self.out = out
+    def __init__(self, out: Path, source: Path | None):
+        self.out_path, self.source = out, source
+        self._out: BinaryIO | None = None
+        #: bytes of ``source`` passed on unchanged and not written yet: while
+        #: nothing needs cleaning, the copy is the file itself and is not made
+        self.skipped = 0
         self.bad: list[BadLine] = []
         self.lineno = 0  # lines written so far
         self.carry = b""  # the start of a line the next chunk goes on with
@@ -245,7 +249,10 @@ class _Copier:
 
     def feed(self, chunk: bytes) -> None:
         if self.first and chunk:
-            chunk, self.first = chunk.removeprefix(BOM), False
+            if chunk.startswith(BOM):
+                chunk = chunk.removeprefix(BOM)
+                self.out.write(b"")  # the copy differs from the file: make it
+            self.first = False
         data = self.carry + chunk
         cut = data.rfind(b"\n")
         if cut < 0:
@@ -256,12 +263,40 @@ class _Copier:
             return
         body, self.carry = data[: cut + 1], data[cut + 1 :]
         if not self.dropped and lines_ok(body):
-            self.out.write(body.replace(b"\r\n", b"\n") if b"\r" in body else body)
+            if b"\r" in body:
+                self.out.write(body.replace(b"\r\n", b"\n"))
+            else:
+                self._same(body)
         else:
             for i, ln in enumerate(body.split(b"\n")[:-1]):
                 self._line(self.lineno + i + 1, _unterminate(ln), self.dropped if i == 0 else 0)
             self.dropped = 0
         self.lineno += body.count(b"\n")
+
+    @property
+    def out(self) -> BinaryIO:
+        """The copy, made on the first byte that differs from the file's."""
+        if self._out is None:
+            self._out = open(self.out_path, "wb")  # noqa: SIM115 (closed by close())
+            if self.skipped:
+                assert self.source is not None
+                with open(self.source, "rb") as src:
+                    _copy_prefix(src, self._out, self.skipped)
+        return self._out
+
+    def _same(self, body: bytes) -> None:
+        """``body`` is the file's next bytes, unchanged."""
+        if self._out is None and self.source is not None:
+            self.skipped += len(body)
+        else:
+            self.out.write(body)
+
+    def close(self) -> Path:
+        """The path DuckDB reads: the copy, or the file itself if nothing changed."""
+        if self._out is None and self.source is not None:
+            return self.source
+        self.out.close()
+        return self.out_path
 
     def _line(self, lineno: int, line: bytes, dropped: int) -> None:
         reason = line_reason(line, dropped)
@@ -300,16 +335,29 @@ def clean_copy(p: Path, compression: str | None, tmpdir: str) -> tuple[Path, lis
     """Copy the text of ``p`` into ``tmpdir`` with every line DuckDB could not read
     blanked out, CRLF endings made LF and a leading UTF-8 byte-order mark dropped.
 
-    Returns the path of the copy and the bad lines as rejects.
+    Returns the path of the copy and the bad lines as rejects. When nothing needs
+    cleaning (a plain file of whole, readable LF lines, the last one ended), no
+    copy is made: the path returned is ``p`` itself.
     """
-    out_path = Path(tmpdir) / "clean.txt"
     text = _Text(p, compression)
-    with open(out_path, "wb") as out:
-        copier = _Copier(out)
+    copier = _Copier(Path(tmpdir) / "clean.txt", None if compression == "gzip" else p)
+    try:
         for chunk in text:
             copier.feed(chunk)
         copier.finish(text.broken, text.trailing)
-    return out_path, copier.bad
+    finally:
+        path = copier.close()
+    return path, copier.bad
+
+
+def _copy_prefix(src: BinaryIO, out: BinaryIO, n: int) -> None:
+    """Copy the first ``n`` bytes of ``src`` to ``out``, chunk by chunk."""
+    while n > 0:
+        chunk = src.read(min(_CHUNK, n))
+        if not chunk:
+            raise OSError("the file shrank while it was read")
+        out.write(chunk)
+        n -= len(chunk)
 
 
 def plain_copy(p: Path, compression: str | None, tmpdir: str) -> tuple[Path, _Text]:

@@ -1,0 +1,110 @@
+"""What the speed work (issue 14) relies on: the careful path reads a file that
+needs no cleaning in place, and a copy is made only when a byte must change."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from warroom import db, render
+from warroom.ingest import scan
+from warroom.ingest.scan import clean_copy
+
+CLEAN = b'{"a": "1"}\n{"a": "2"}\n'
+
+
+def test_a_clean_file_is_read_in_place(tmp_path: Path) -> None:
+    src = tmp_path / "x.jsonl"
+    src.write_bytes(CLEAN)
+    path, bad = clean_copy(src, None, str(tmp_path))
+    assert path == src and bad == []
+    assert not (tmp_path / "clean.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "want", "bad_lines"),
+    [
+        (CLEAN + b'{"a": "\xff"}\n' + CLEAN, CLEAN + b"\n" + CLEAN, [3]),
+        (b"\xef\xbb\xbf" + CLEAN, CLEAN, []),
+        (CLEAN + b'{"a": "3"}\r\n', CLEAN + b'{"a": "3"}\n', []),
+        (CLEAN + b'{"a": "3"}', CLEAN + b'{"a": "3"}\n', []),
+    ],
+    ids=["bad-line-after-clean-ones", "bom", "crlf", "no-final-newline"],
+)
+@pytest.mark.parametrize("chunk", [16 * 1024 * 1024, 7])
+def test_a_copy_is_made_when_a_byte_changes(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    data: bytes,
+    want: bytes,
+    bad_lines: list[int],
+    chunk: int,
+) -> None:
+    # small chunks: the clean lines before the first change are copied late
+    monkeypatch.setattr(scan, "_CHUNK", chunk)
+    src = tmp_path / "x.jsonl"
+    src.write_bytes(data)
+    path, bad = clean_copy(src, None, str(tmp_path))
+    assert path == tmp_path / "clean.txt"
+    assert path.read_bytes() == want
+    assert [b.line for b in bad] == bad_lines
+
+
+def test_gzip_is_always_inflated_into_a_copy(tmp_path: Path) -> None:
+    src = tmp_path / "x.jsonl.gz"
+    src.write_bytes(gzip.compress(CLEAN))
+    path, bad = clean_copy(src, "gzip", str(tmp_path))
+    assert path.read_bytes() == CLEAN and bad == []
+
+
+def test_a_database_file_gets_the_default_memory_limit(tmp_path: Path) -> None:
+    want = db.default_memory_limit()
+    mb = int(want.removesuffix("MiB"))
+    assert 256 <= mb <= 1536
+    with db.connect(tmp_path / "w.duckdb") as con:
+        got = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    assert got is not None and _mib(str(got[0])) == pytest.approx(mb, rel=0.05)
+    with db.connect(tmp_path / "w.duckdb", memory_limit="300MB") as con:
+        got = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    assert got is not None and _mib(str(got[0])) == pytest.approx(300 * 1000**2 / 1024**2, rel=0.05)
+
+
+def _mib(text: str) -> float:
+    """DuckDB's rendering (to one decimal) of a memory size (``1.4 GiB``, ``286.1 MiB``) in MiB."""
+    number, unit = text.split()
+    return float(number) * {"MiB": 1, "GiB": 1024}[unit]
+
+
+def test_the_investigation_progress_line(tmp_path: Path) -> None:
+    a, b = tmp_path / "requests.jsonl", tmp_path / "ledger.jsonl"
+    a.write_bytes(b"x" * 3000)
+    b.write_bytes(b"x" * 1000)
+    shown = render.InvestigationProgress([a, b])
+    shown.enabled = True  # as on a terminal
+    shown.ingest("ledger.jsonl", 1.0)
+    shown.file_done(10)
+    shown.ingest("requests.jsonl", 0.5)
+    text = shown.describe()
+    assert text.startswith("ingest 1/2 files, 2.5 kB of 4.0 kB, ")
+    assert "rows/s" in text and text.endswith(" left")
+    assert shown.overall() == pytest.approx(0.55 * 2500 / 4000)
+    shown.detect("detect: balance_timeline", 0.5)
+    assert shown.describe().startswith("detect: balance_timeline, about ")
+    assert shown.overall() == pytest.approx(0.55 + 0.35 * 0.5)
+    shown.report("report", 1.0)
+    assert shown.overall() == pytest.approx(1.0)
+
+
+def test_no_progress_line_off_a_terminal(cli: Any, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "requests.jsonl").write_bytes(
+        b'{"ts": "2025-06-01T00:00:00Z", "request_id": "r1", "user_id": "u1", '
+        b'"plan": "free", "model": "m", "status": 200}\n'
+    )
+    code, out, err = cli("investigate", str(logs), "--out-dir", str(tmp_path / "out"))
+    assert code == 0 and out == b""
+    assert "rows/s" not in err and "left" not in err

@@ -241,7 +241,7 @@ def test_pack_loads_from_a_built_wheel(tmp_path: Path) -> None:
         cwd=tmp_path,
         check=True,
     ).stdout.split()
-    assert out == ["lago", "litellm", "openai-usage", "openmeter", "stripe"]
+    assert out == ["lago", "litellm", "openai-usage", "openmeter", "stripe", "stripe-meter"]
 
 
 def test_user_queries_from_a_folder_and_the_environment(tmp_path: Path, cli: Cli) -> None:

@@ -56,7 +56,11 @@ OutOption = Annotated[
 ]
 MemoryOption = Annotated[
     str | None,
-    typer.Option("--memory-limit", help="DuckDB memory limit, e.g. 1GB (spills to disk)."),
+    typer.Option(
+        "--memory-limit",
+        help="DuckDB memory limit, e.g. 1GB (spills to disk); "
+        "default: a sixteenth of the machine's memory, 256MB to 1.5GB.",
+    ),
 ]
 
 _SUFFIX_FORMATS = {

@@ -88,7 +88,10 @@ OutOption = Annotated[
 MemoryOption = Annotated[
     str | None,
     typer.Option(
-        "--memory-limit", metavar="SIZE", help="DuckDB memory limit, e.g. 1GB (spills to disk)."
+        "--memory-limit",
+        metavar="SIZE",
+        help="DuckDB memory limit, e.g. 1GB (spills to disk); "
+        "default: a sixteenth of the machine's memory, 256MB to 1.5GB.",
     ),
 ]
 

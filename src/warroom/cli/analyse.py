@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from warroom import db, render
+from warroom.cli import engine as engines
 from warroom.cli.app import (
     DEFAULT_DB,
     DbOption,
@@ -19,6 +20,14 @@ from warroom.cli.app import (
     UntilOption,
     app,
     emit,
+)
+from warroom.cli.engine import (
+    Engine,
+    EngineOption,
+    SparkConfOption,
+    SparkMasterOption,
+    WarehouseOption,
+    spark_settings,
 )
 from warroom.errors import ExitCode, UsageError
 
@@ -59,6 +68,10 @@ def run_query(
     out: OutOption = None,
     db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
+    engine: EngineOption = Engine.duckdb,
+    spark_master: SparkMasterOption = "local[*]",
+    spark_conf: SparkConfOption = None,
+    warehouse: WarehouseOption = None,
 ) -> None:
     """Run one query of the pack and print its rows."""
     from warroom.detect import run_one
@@ -71,8 +84,12 @@ def run_query(
             raise UsageError(f"--param {item!r}: expected K=V")
         given[key.strip()] = value
     pack = load_pack(queries_dir)
+    spark = spark_settings(engine, spark_master, spark_conf, warehouse, db_path.parent)
     with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
-        table = run_one(con, pack, name, given, since, until)
+        if spark:
+            table = engines.run_query(con, spark, pack, name, given, since, until)
+        else:
+            table = run_one(con, pack, name, given, since, until)
     emit(table, fmt, out, title=pack.get(name).title)
 
 
@@ -91,6 +108,10 @@ def detect_cmd(
     out: OutOption = None,
     db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
+    engine: EngineOption = Engine.duckdb,
+    spark_master: SparkMasterOption = "local[*]",
+    spark_conf: SparkConfOption = None,
+    warehouse: WarehouseOption = None,
 ) -> None:
     """Run every detection, store the findings, print a summary (stderr)."""
     from warroom.detect import detect, summary_table
@@ -98,9 +119,13 @@ def detect_cmd(
 
     pack = load_pack(queries_dir)
     bars = render.ProgressBars()
+    spark = spark_settings(engine, spark_master, spark_conf, warehouse, db_path.parent)
     with db.connect(db_path, memory_limit=memory_limit) as con:
         with bars.running():
-            result = detect(con, pack, since=since, until=until, progress=bars.update)
+            if spark:
+                result = engines.detect(con, spark, pack, since, until, bars.update)
+            else:
+                result = detect(con, pack, since=since, until=until, progress=bars.update)
     table = summary_table(result)
     if fmt is None and out is None:
         render.draw_summary(table, title=f"findings ({result.seconds:.1f}s)")

@@ -11,6 +11,7 @@ import pyarrow as pa
 import typer
 
 from warroom import db, render
+from warroom.cli import engine as engines
 from warroom.cli.app import (
     DEFAULT_DB,
     DbOption,
@@ -22,6 +23,14 @@ from warroom.cli.app import (
     QueriesDirOption,
     app,
     emit,
+)
+from warroom.cli.engine import (
+    Engine,
+    EngineOption,
+    SparkConfOption,
+    SparkMasterOption,
+    WarehouseOption,
+    spark_settings,
 )
 from warroom.cli.load import ingest_summary
 from warroom.errors import UsageError
@@ -38,6 +47,10 @@ def impact_cmd(
     out: OutOption = None,
     db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
+    engine: EngineOption = Engine.duckdb,
+    spark_master: SparkMasterOption = "local[*]",
+    spark_conf: SparkConfOption = None,
+    warehouse: WarehouseOption = None,
 ) -> None:
     """Per-user impact and suggested credits."""
     from warroom.impact import impact, load_policy
@@ -46,8 +59,9 @@ def impact_cmd(
 
     pol = load_policy(policy, incident_id=incident)
     pack = load_pack(queries_dir)
+    spark = spark_settings(engine, spark_master, spark_conf, warehouse, db_path.parent)
     with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
-        table = impact(con, pack, pol)
+        table = engines.impact(con, spark, pack, pol) if spark else impact(con, pack, pol)
         named = incident_id(con, pack, pol.incident_id)
     emit(table, fmt, out, title=f"impact of {named}")
     _totals(table)
@@ -102,6 +116,10 @@ def export_cmd(
     out: OutOption = None,
     db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
+    engine: EngineOption = Engine.duckdb,
+    spark_master: SparkMasterOption = "local[*]",
+    spark_conf: SparkConfOption = None,
+    warehouse: WarehouseOption = None,
 ) -> None:
     """The list a refund job and a support team consume: every affected user and currency,
     with the action each needs (credit, notify, review)."""
@@ -110,8 +128,10 @@ def export_cmd(
 
     del what  # one export today: affected-users
     pol = load_policy(policy, incident_id=incident)
+    spark = spark_settings(engine, spark_master, spark_conf, warehouse, db_path.parent)
+    pack = load_pack(queries_dir)
     with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
-        rows = impact(con, load_pack(queries_dir), pol)
+        rows = engines.impact(con, spark, pack, pol) if spark else impact(con, pack, pol)
     table = affected_users(rows, action.value if action is not None else None)
     chosen = Format(fmt.value) if fmt is not None else None
     if chosen is None and out is None:
@@ -154,6 +174,10 @@ def report_cmd(
     queries_dir: QueriesDirOption = None,
     db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
+    engine: EngineOption = Engine.duckdb,
+    spark_master: SparkMasterOption = "local[*]",
+    spark_conf: SparkConfOption = None,
+    warehouse: WarehouseOption = None,
 ) -> None:
     """The post-incident report: Markdown, or one self-contained HTML file with charts."""
     from warroom.impact import load_policy
@@ -170,9 +194,13 @@ def report_cmd(
     chosen = fmt or ReportFormat.markdown
     pol = load_policy(policy, incident_id=incident)
     pack = load_pack(queries_dir)
+    spark = spark_settings(engine, spark_master, spark_conf, warehouse, db_path.parent)
     with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
         with render.ProgressBars().running() as bars:
-            built = build_report(con, pack, pol, progress=bars.update)
+            if spark:
+                built = engines.report(con, spark, pack, pol, bars.update)
+            else:
+                built = build_report(con, pack, pol, progress=bars.update)
     data = RENDERERS[chosen.value](built).encode()
     if out is None:
         sys.stdout.buffer.write(data)
@@ -209,6 +237,10 @@ def investigate_cmd(
         ),
     ] = None,
     memory_limit: MemoryOption = None,
+    engine: EngineOption = Engine.duckdb,
+    spark_master: SparkMasterOption = "local[*]",
+    spark_conf: SparkConfOption = None,
+    warehouse: WarehouseOption = None,
 ) -> None:
     """Ingest, detect, impact and report in one go: the main job. Writes files, prints
     progress and a summary on stderr, nothing on stdout."""
@@ -225,6 +257,7 @@ def investigate_cmd(
     pol = load_policy(policy, incident_id=incident)
     pack = load_pack(queries_dir)
     files = investigation_inputs(paths, out_dir)
+    spark = spark_settings(engine, spark_master, spark_conf, warehouse, out_dir)
     make_folder(out_dir)
     db_file = db_path or out_dir / "warroom.duckdb"
     with db.connect(db_file, memory_limit=memory_limit) as con:
@@ -232,13 +265,19 @@ def investigate_cmd(
             loaded = run_ingest(con, files, progress=bars.update)
         ingest_summary(loaded)
         with render.ProgressBars().running() as bars:
-            found = detect(con, pack, progress=bars.update)
+            if spark:
+                found = engines.detect(con, spark, pack, None, None, bars.update)
+            else:
+                found = detect(con, pack, progress=bars.update)
         render.note(
             f"{sum(d.rows for d in found.detectors):,} findings from "
             f"{len(found.detectors)} detections in {found.seconds:.1f}s"
         )
         with render.ProgressBars().running() as bars:
-            built = build_report(con, pack, pol, progress=bars.update, stored_findings=True)
+            if spark:
+                built = engines.report(con, spark, pack, pol, bars.update, detected=True)
+            else:
+                built = build_report(con, pack, pol, progress=bars.update, stored_findings=True)
     bundle = write_bundle(built, out_dir)
     render.note("")
     for line in summary_lines(built):

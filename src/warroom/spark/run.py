@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -142,26 +143,45 @@ def impact(
     policy: Policy,
     warehouse: Path,
     *,
+    fresh: bool = True,
     progress: Progress | None = None,
 ) -> pa.Table:
     """Per-user impact under ``policy``, its sums computed on Spark from findings
-    computed there afresh (with the policy's fault window, DESIGN.md 7.4)."""
+    computed there afresh (``fresh=False``: the ones ``detect`` has just left on
+    ``spark``). A policy window (DESIGN.md 7.4) recomputes them with only its
+    faults undone; afterwards ``spark`` holds every fault's findings again."""
     window = (policy.start, policy.end)
-    rows = compute(con, spark, pack, warehouse, fault_window=window, progress=progress)
+    windowed = window != (None, None)
+    every = compute(con, spark, pack, warehouse, progress=progress) if fresh else None
     if policy.incident_id is None:
         # named from every fault's findings, as DuckDB's path does
-        every = rows
-        if window != (None, None):
-            every = compute(con, spark, pack, warehouse, progress=progress)
-        policy = replace(policy, incident_id=_incident_id(con, pack, every))
-        if window != (None, None):
-            compute(con, spark, pack, warehouse, fault_window=window, progress=progress)
+        named = _incident_id(con, pack, every) if every is not None else None
+        policy = replace(policy, incident_id=named or incident_id(con, pack, None))
+    if windowed:
+        compute(con, spark, pack, warehouse, fault_window=window, progress=progress)
     names, raw = engine.impact_sums(spark, policy.start, policy.end)
+    if windowed:
+        compute(con, spark, pack, warehouse, progress=progress)
     return policy_rows(names, raw, policy)
 
 
+def handover(con: duckdb.DuckDBPyConnection, spark: SparkSession, pack: Pack) -> None:
+    """Every fault's findings and the shared relations the report reads beside
+    the impact (``data_span``, and those impact.sql reads: a few rows per user)
+    from Spark into temporary tables of ``con``, so the report renders what Spark
+    computed."""
+    text = resources.files("warroom.impact").joinpath("impact.sql").read_text(encoding="utf-8")
+    for name in [*pack.needs(text + "\ndata_span"), "findings"]:
+        con.register("wr_spark_rows", engine.to_arrow(spark.table(name)))
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM wr_spark_rows")
+        finally:
+            con.unregister("wr_spark_rows")
+
+
 def _incident_id(con: duckdb.DuckDBPyConnection, pack: Pack, rows: pa.Table) -> str:
-    """The stored id, else the one the findings ``rows`` name (incident_episodes on DuckDB)."""
+    """The stored id, else the one the findings ``rows`` name (incident_episodes on
+    DuckDB); ``rows`` stay on ``con`` as ``temp.findings`` for the report."""
     con.register("wr_spark_findings", rows)
     try:
         con.execute("CREATE OR REPLACE TEMP TABLE findings AS SELECT * FROM wr_spark_findings")

@@ -34,9 +34,10 @@ DEFAULT_CONF: dict[str, str] = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     # Parquet timestamps (DuckDB writes them without a zone) read as UTC instants
     "spark.sql.parquet.inferTimestampNTZ.enabled": "false",
-    "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
-    "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
 }
+#: the JVMs' options: UTC, and our quiet log configuration (log4j2.properties)
+_LOG4J = Path(__file__).with_name("log4j2.properties")
+_JAVA_OPTIONS = f"-Duser.timezone=UTC -Dlog4j.configurationFile=file:{_LOG4J}"
 
 
 class EngineUnavailable(WarroomError):
@@ -112,7 +113,11 @@ def start(settings: SparkSettings) -> SparkSession:
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.master(settings.master).appName("warroom")
-    for key, value in {**DEFAULT_CONF, **settings.conf}.items():
+    java = {
+        "spark.driver.extraJavaOptions": _JAVA_OPTIONS,
+        "spark.executor.extraJavaOptions": _JAVA_OPTIONS,
+    }
+    for key, value in {**DEFAULT_CONF, **java, **settings.conf}.items():
         builder = builder.config(key, value)
     try:
         session = builder.getOrCreate()

@@ -54,7 +54,7 @@ else:
     t = time.monotonic()
     rows = run.impact(con, spark, pack, Policy(), Path(warehouse), fresh=False)
     out["impact_s"] = time.monotonic() - t
-f = con.sql("SELECT count(*), sum(amount) FROM main.findings").fetchone()
+f = con.execute("SELECT count(*), sum(amount) FROM main.findings").fetchall()[0]
 out["findings"] = [f[0], str(f[1])]
 out["impact_rows"] = rows.num_rows
 out["impact_sum"] = str(sum(r["credit_amount"] for r in rows.to_pylist()))

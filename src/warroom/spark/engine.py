@@ -13,6 +13,7 @@ under its name. The findings are written to ``findings/`` in the warehouse.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from importlib import resources
@@ -121,15 +122,17 @@ def findings(
     since: str | None = None,
     until: str | None = None,
     on_detection: Callable[[str], None] | None = None,
+    seconds: dict[str, float] | None = None,
 ) -> DataFrame:
     """Every detection's rows as one findings DataFrame (the columns of ``detect``),
-    after ``build_shared``."""
+    after ``build_shared``; ``seconds`` gets the time each detection took."""
     from pyspark.sql import functions as F
 
     detectors = pack.detections()
     used = {n for q in detectors for n in pack.uses(q)}
     parts: list[DataFrame] = []
     for q in detectors:
+        started = time.monotonic()
         rows = _detection(spark, pack, q, since, until)
         if q.name in used:
             whole = rows if since is None and until is None else _detection(spark, pack, q)
@@ -154,6 +157,8 @@ def findings(
                 *tail,
             )
         )
+        if seconds is not None:
+            seconds[q.name] = time.monotonic() - started
         if on_detection:
             on_detection(q.name)
     out = parts[0]

@@ -59,9 +59,11 @@ def compute(
     since: str | None = None,
     until: str | None = None,
     progress: Progress | None = None,
+    seconds: dict[str, float] | None = None,
 ) -> pa.Table:
     """Export, build the shared relations and run every detection on Spark; the
-    findings (also a ``findings`` view on ``spark`` and Parquet in the warehouse)."""
+    findings (also a ``findings`` view on ``spark`` and Parquet in the warehouse).
+    ``seconds`` gets the time of each detection."""
     export_canonical(con, warehouse)
     engine.register_tables(spark, warehouse)
     steps = len(pack.shared) + len(pack.detections())
@@ -73,7 +75,9 @@ def compute(
             progress("detect", min(done[0] / max(steps, 1), 1.0))
 
     engine.build_shared(spark, pack, fault_window, on_step=tick)
-    found = engine.findings(spark, pack, since=since, until=until, on_detection=tick)
+    found = engine.findings(
+        spark, pack, since=since, until=until, on_detection=tick, seconds=seconds
+    )
     found = found.localCheckpoint(eager=True)
     found.createOrReplaceTempView("findings")
     found.write.mode("overwrite").parquet(str(warehouse / "findings"))
@@ -93,7 +97,10 @@ def detect(
     """``warroom detect`` on Spark: the findings replace the database's, in one
     transaction, and name the incident as DuckDB's path does."""
     started = time.monotonic()
-    rows = compute(con, spark, pack, warehouse, since=since, until=until, progress=progress)
+    seconds: dict[str, float] = {}
+    rows = compute(
+        con, spark, pack, warehouse, since=since, until=until, progress=progress, seconds=seconds
+    )
     con.execute("DROP TABLE IF EXISTS temp.findings")
     con.execute(FINDINGS_DDL)
     con.execute("BEGIN TRANSACTION")
@@ -107,12 +114,15 @@ def detect(
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    summaries = _summaries(con, pack.detections(), rows)
+    summaries = _summaries(con, pack.detections(), rows, seconds)
     return DetectResult(summaries, time.monotonic() - started, [])
 
 
 def _summaries(
-    con: duckdb.DuckDBPyConnection, detectors: list[Query], rows: pa.Table
+    con: duckdb.DuckDBPyConnection,
+    detectors: list[Query],
+    rows: pa.Table,
+    seconds: dict[str, float],
 ) -> list[DetectorSummary]:
     con.register("wr_spark_findings", rows)
     try:
@@ -131,7 +141,14 @@ def _summaries(
     for q in detectors:
         amounts = {str(c): Decimal(a) for d, c, a in sums if d == q.name and a is not None}
         out.append(
-            DetectorSummary(q.name, q.title, q.severity, int(counts.get(q.name, 0)), 0.0, amounts)
+            DetectorSummary(
+                q.name,
+                q.title,
+                q.severity,
+                int(counts.get(q.name, 0)),
+                seconds.get(q.name, 0.0),
+                amounts,
+            )
         )
     return sorted(out, key=lambda d: d.name)
 

@@ -1,5 +1,5 @@
 -- title: Consumption anomalies
--- description: A row is a user-day whose charged amount is at least 10x the median
+-- description: A row is a user-day whose charged amount is at least 10x the lower median
 --   of the user's previous 7 days that had charges (at least 3 of them).
 -- severity: info
 -- param: factor DECIMAL 10 how many times the median makes a day anomalous
@@ -20,22 +20,40 @@ daily AS (
     GROUP BY user_id, currency, date_trunc('day', ts)
 ),
 
--- each day beside the days with charges in the 7 before it
-history AS (
+-- each day beside the days with charges in the 7 before it, ranked by amount
+earlier_days AS (
     SELECT
         daily.user_id,
         daily.currency,
         daily.day,
         daily.charged,
-        median(earlier_day.charged) AS median_charged,
-        count(earlier_day.day) AS days_with_charges
+        earlier_day.charged AS earlier_charged,
+        row_number() OVER (
+            PARTITION BY daily.user_id, daily.currency, daily.day
+            ORDER BY earlier_day.charged, earlier_day.day
+        ) AS value_rank,
+        count(*) OVER (
+            PARTITION BY daily.user_id, daily.currency, daily.day
+        ) AS values_total
     FROM daily
     INNER JOIN daily AS earlier_day
         ON daily.user_id = earlier_day.user_id
         AND daily.currency = earlier_day.currency
         AND earlier_day.day >= daily.day - INTERVAL '7' DAY
         AND daily.day > earlier_day.day
-    GROUP BY daily.user_id, daily.currency, daily.day, daily.charged
+),
+
+-- the lower median (the ceil(n/2)-th smallest, DESIGN.md 7.2) of those days
+history AS (
+    SELECT
+        user_id,
+        currency,
+        day,
+        charged,
+        earlier_charged AS median_charged,
+        values_total AS days_with_charges
+    FROM earlier_days
+    WHERE values_total BETWEEN 2 * value_rank - 1 AND 2 * value_rank
 )
 
 SELECT

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from warroom import db, render
+from warroom.cli import engine as engines
 from warroom.cli.app import (
     DEFAULT_DB,
     DbOption,
@@ -20,6 +21,14 @@ from warroom.cli.app import (
     app,
     emit,
     output_format,
+)
+from warroom.cli.engine import (
+    Engine,
+    EngineOption,
+    SparkConfOption,
+    SparkMasterOption,
+    WarehouseOption,
+    spark_settings,
 )
 from warroom.errors import ExitCode, UsageError
 from warroom.export import Format
@@ -61,6 +70,10 @@ def run_query(
     out: OutOption = None,
     db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
+    engine: EngineOption = Engine.duckdb,
+    spark_master: SparkMasterOption = "local[*]",
+    spark_conf: SparkConfOption = None,
+    warehouse: WarehouseOption = None,
 ) -> None:
     """Run one query of the pack and print its rows (with file:line in table and
     markdown; source_id and line in the machine formats)."""
@@ -76,8 +89,12 @@ def run_query(
         given[key.strip()] = value
     pack = load_pack(queries_dir)
     chosen = output_format(fmt, out)
+    spark = spark_settings(engine, spark_master, spark_conf, warehouse, db_path.parent)
     with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
-        table = run_one(con, pack, name, given, since, until)
+        if spark:
+            table = engines.run_query(con, spark, pack, name, given, since, until)
+        else:
+            table = run_one(con, pack, name, given, since, until)
         if chosen in (Format.table, Format.markdown):  # people read file:line
             table = with_origin(con, table)
     emit(table, chosen, out, title=pack.get(name).title)
@@ -98,6 +115,10 @@ def detect_cmd(
     out: OutOption = None,
     db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
+    engine: EngineOption = Engine.duckdb,
+    spark_master: SparkMasterOption = "local[*]",
+    spark_conf: SparkConfOption = None,
+    warehouse: WarehouseOption = None,
 ) -> None:
     """Run every detection, store the findings, print a summary (stderr)."""
     from warroom.detect import detect, summary_table
@@ -105,9 +126,13 @@ def detect_cmd(
 
     pack = load_pack(queries_dir)
     bars = render.ProgressBars()
+    spark = spark_settings(engine, spark_master, spark_conf, warehouse, db_path.parent)
     with db.connect(db_path, memory_limit=memory_limit) as con:
         with bars.running():
-            result = detect(con, pack, since=since, until=until, progress=bars.update)
+            if spark:
+                result = engines.detect(con, spark, pack, since, until, bars.update)
+            else:
+                result = detect(con, pack, since=since, until=until, progress=bars.update)
     table = summary_table(result)
     if fmt is None and out is None:
         render.draw_summary(table, title=f"findings ({result.seconds:.1f}s)")

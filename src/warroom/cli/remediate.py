@@ -12,6 +12,7 @@ import pyarrow as pa
 import typer
 
 from warroom import db, render
+from warroom.cli import engine as engines
 from warroom.cli.app import (
     DEFAULT_DB,
     DbOption,
@@ -24,6 +25,14 @@ from warroom.cli.app import (
     app,
     emit,
     global_db,
+)
+from warroom.cli.engine import (
+    Engine,
+    EngineOption,
+    SparkConfOption,
+    SparkMasterOption,
+    WarehouseOption,
+    spark_settings,
 )
 from warroom.cli.load import ProfileOption, UserFromOption, chosen_profile, ingest_summary
 from warroom.errors import UsageError, WarroomError
@@ -59,6 +68,10 @@ def impact_cmd(
     out: OutOption = None,
     db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
+    engine: EngineOption = Engine.duckdb,
+    spark_master: SparkMasterOption = "local[*]",
+    spark_conf: SparkConfOption = None,
+    warehouse: WarehouseOption = None,
 ) -> None:
     """Per-user impact and suggested credits."""
     from warroom.impact import impact, load_policy
@@ -67,8 +80,9 @@ def impact_cmd(
 
     pol = load_policy(policy, incident_id=incident)
     pack = load_pack(queries_dir)
+    spark = spark_settings(engine, spark_master, spark_conf, warehouse, db_path.parent)
     with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
-        table = impact(con, pack, pol)
+        table = engines.impact(con, spark, pack, pol) if spark else impact(con, pack, pol)
         named = incident_id(con, pack, pol.incident_id)
         if by is not None:
             from warroom.impact.groups import impact_by, known_plans
@@ -157,6 +171,10 @@ def export_cmd(
     out: OutOption = None,
     db_path: DbOption = DEFAULT_DB,
     memory_limit: MemoryOption = None,
+    engine: EngineOption = Engine.duckdb,
+    spark_master: SparkMasterOption = "local[*]",
+    spark_conf: SparkConfOption = None,
+    warehouse: WarehouseOption = None,
 ) -> None:
     """The list a refund job and a support team consume: every affected user and currency,
     with the action each needs (credit, notify, review)."""
@@ -165,8 +183,10 @@ def export_cmd(
 
     del what  # one export today: affected-users
     pol = load_policy(policy, incident_id=incident)
+    spark = spark_settings(engine, spark_master, spark_conf, warehouse, db_path.parent)
+    pack = load_pack(queries_dir)
     with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
-        rows = impact(con, load_pack(queries_dir), pol)
+        rows = engines.impact(con, spark, pack, pol) if spark else impact(con, pack, pol)
     table = affected_users(rows, action.value if action is not None else None)
     chosen = Format(fmt.value) if fmt is not None else None
     if chosen is None and out is None:
@@ -255,6 +275,10 @@ def report_cmd(
     gap_hours: GapHoursOption = 2,
     marker: MarkerOption = None,
     tz: TzOption = "UTC",
+    engine: EngineOption = Engine.duckdb,
+    spark_master: SparkMasterOption = "local[*]",
+    spark_conf: SparkConfOption = None,
+    warehouse: WarehouseOption = None,
 ) -> None:
     """The post-incident report: Markdown, or one self-contained HTML file with charts;
     `statuspage` (Markdown) or `statuspage-text` for the status-page draft alone."""
@@ -272,11 +296,14 @@ def report_cmd(
     chosen = fmt or ReportFormat.markdown
     pol = load_policy(policy, incident_id=incident)
     pack = load_pack(queries_dir)
+    spark = spark_settings(engine, spark_master, spark_conf, warehouse, db_path.parent)
     with db.connect(db_path, read_only=True, memory_limit=memory_limit) as con:
         with render.ProgressBars().running() as bars:
-            built = build_report(
-                con, pack, pol, progress=bars.update, **_report_options(gap_hours, marker, tz)
-            )
+            options = _report_options(gap_hours, marker, tz)
+            if spark:
+                built = engines.report(con, spark, pack, pol, bars.update, **options)
+            else:
+                built = build_report(con, pack, pol, progress=bars.update, **options)
     data = RENDERERS[chosen.value](built).encode()
     if out is None:
         sys.stdout.buffer.write(data)
@@ -327,6 +354,10 @@ def investigate_cmd(
     tz: TzOption = "UTC",
     profile: ProfileOption = None,
     user_from: UserFromOption = None,
+    engine: EngineOption = Engine.duckdb,
+    spark_master: SparkMasterOption = "local[*]",
+    spark_conf: SparkConfOption = None,
+    warehouse: WarehouseOption = None,
 ) -> None:
     """Ingest, detect, impact and report in one go: the main job. Writes files, prints
     progress and a summary on stderr, nothing on stdout."""
@@ -348,6 +379,7 @@ def investigate_cmd(
     db_file = _investigation_db(db_path, out_dir)
     if not append:
         _refuse_mixing(db_file, files)
+    spark = spark_settings(engine, spark_master, spark_conf, warehouse, out_dir)
     make_folder(out_dir)
     shown = render.InvestigationProgress(expand_paths(files))
     with db.connect(db_file, memory_limit=memory_limit) as con:
@@ -361,15 +393,23 @@ def investigate_cmd(
             )
         ingest_summary(loaded)
         with shown.running():
-            found = detect(con, pack, progress=shown.detect)
+            if spark:
+                found = engines.detect(con, spark, pack, None, None, shown.detect)
+            else:
+                found = detect(con, pack, progress=shown.detect)
         render.note(
             f"{sum(d.rows for d in found.detectors):,} findings from "
             f"{len(found.detectors)} detections in {found.seconds:.1f}s"
         )
         with shown.running():
-            built = build_report(
-                con, pack, pol, progress=shown.report, stored_findings=True, **options
-            )
+            if spark:
+                built = engines.report(
+                    con, spark, pack, pol, shown.report, detected=True, **options
+                )
+            else:
+                built = build_report(
+                    con, pack, pol, progress=shown.report, stored_findings=True, **options
+                )
     bundle = write_bundle(built, out_dir)
     render.note("")
     for line in summary_lines(built):

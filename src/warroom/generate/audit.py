@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from decimal import Decimal
-from statistics import median
+from statistics import median_low
 from typing import Any, NamedTuple
 
 from warroom.generate.impact import impact_row
@@ -460,7 +460,7 @@ def _abuse_findings(spans: list[_Span], replay: _Replay, f: list[Finding]) -> tu
 
 
 def _consumption_anomalies(es: list[LedgerEntry], cur: str, f: list[Finding]) -> None:
-    """A day >= 10x the median of the previous 7 days with charges."""
+    """A day >= 10x the lower median (DESIGN.md 7.2) of the previous 7 days with charges."""
     daily: dict[int, Decimal] = {}
     for e in es:
         if e.kind == "charge":
@@ -468,7 +468,7 @@ def _consumption_anomalies(es: list[LedgerEntry], cur: str, f: list[Finding]) ->
             daily[e.ts // DAY] = daily.get(e.ts // DAY, ZERO) - e.amount
     for d in sorted(daily):
         before = [daily[x] for x in range(d - 7, d) if x in daily]
-        if len(before) >= 3 and daily[d] >= 10 * median(before):
+        if len(before) >= 3 and daily[d] >= 10 * median_low(before):
             f.append(Finding("consumption_anomalies", cur, d * DAY, None, None, daily[d], None))
 
 

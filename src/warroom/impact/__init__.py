@@ -145,6 +145,12 @@ def impact(
     if windowed:  # what later readers of this connection expect: every fault's findings
         prepare(con, pack)
         _findings(con, pack, stored=stored_findings)
+    return policy_rows(names, raw, policy)
+
+
+def policy_rows(names: list[str], raw: list[tuple[Any, ...]], policy: Policy) -> pa.Table:
+    """The impact table: ``policy`` applied to each row of impact.sql (``names`` its
+    columns); the Spark engine hands in the rows it computed."""
     out: dict[str, list[Any]] = {c: [] for c in IMPACT_COLUMNS}
     for values in raw:
         row = _policy_row(dict(zip(names, values, strict=True)), policy)

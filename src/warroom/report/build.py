@@ -123,6 +123,7 @@ def build_report(
     gap_hours: int = DEFAULT_GAP_HOURS,
     markers: tuple[Marker, ...] = (),
     tz: str = "UTC",
+    impact_rows: pa.Table | None = None,
 ) -> Report:
     """Compute the post-incident report on ``con`` under ``policy``.
 
@@ -142,7 +143,9 @@ def build_report(
     step(0.0)
     # impact takes the findings fresh into temp.findings (shared relations as
     # tables), unless detect has just stored them on this connection
-    impact_rows = impact(con, pack, policy, stored_findings=stored_findings)
+    # (the Spark engine hands in the impact it computed, with findings and shared relations)
+    if impact_rows is None:
+        impact_rows = impact(con, pack, policy, stored_findings=stored_findings)
     # the id impact used: chosen, stored by detect, or named now from the same findings
     policy = replace(policy, incident_id=incident_id(con, pack, policy.incident_id))
     step(0.7)

@@ -1,0 +1,148 @@
+"""``--engine spark`` on investigate, detect, impact, export, report and run: the
+shared options, and each command's Spark variant (DESIGN.md section 6).
+
+A command takes ``engine: EngineOption`` and the three Spark options, and starts
+with ``if spark_settings(...)``: the Spark variant here does the work the
+DuckDB path does in the command itself, with the pack on Spark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from warroom import render
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+    from pyspark.sql import SparkSession
+
+    from warroom.detect import DetectResult
+    from warroom.impact import Policy
+    from warroom.pack import Pack
+    from warroom.report import Report
+    from warroom.spark.session import SparkSettings
+
+Progress = Callable[[str, float], None]
+
+
+class Engine(str, Enum):
+    duckdb = "duckdb"
+    spark = "spark"
+
+
+EngineOption = Annotated[
+    Engine,
+    typer.Option(
+        "--engine",
+        help="Where the pack runs: duckdb (this machine) or spark (PySpark; needs the "
+        '[spark] extra, pip install -e ".[spark]", and Java 17+).',
+    ),
+]
+SparkMasterOption = Annotated[
+    str,
+    typer.Option(
+        "--spark-master", help="With --engine spark: local[*], spark://..., yarn, k8s://..."
+    ),
+]
+SparkConfOption = Annotated[
+    list[str] | None,
+    typer.Option("--spark-conf", help="With --engine spark: a Spark setting K=V (repeatable)."),
+]
+WarehouseOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--warehouse",
+        help="With --engine spark: where the canonical tables, rejects and findings are kept "
+        "as Parquet (default: warehouse/ beside the outputs or the database).",
+    ),
+]
+
+
+def spark_settings(
+    engine: Engine, master: str, conf: list[str] | None, warehouse: Path | None, beside: Path
+) -> SparkSettings | None:
+    """The Spark settings when ``--engine spark``, else None (the DuckDB path)."""
+    if engine is not Engine.spark:
+        return None
+    from warroom.spark.session import SparkSettings, check_available, parse_conf
+
+    check_available()  # what is missing is said now, not after a long ingest
+    return SparkSettings(master, parse_conf(conf), warehouse or beside / "warehouse")
+
+
+@contextmanager
+def spark_session(settings: SparkSettings) -> Iterator[SparkSession]:
+    from warroom.spark.session import start
+
+    render.note(f"starting Spark ({settings.master}); warehouse {settings.warehouse}")
+    yield start(settings)
+
+
+def detect(
+    con: duckdb.DuckDBPyConnection,
+    settings: SparkSettings,
+    pack: Pack,
+    since: str | None,
+    until: str | None,
+    progress: Progress,
+) -> DetectResult:
+    from warroom.spark import run
+
+    with spark_session(settings) as spark:
+        return run.detect(
+            con, spark, pack, settings.warehouse, since=since, until=until, progress=progress
+        )
+
+
+def impact(
+    con: duckdb.DuckDBPyConnection, settings: SparkSettings, pack: Pack, policy: Policy
+) -> pa.Table:
+    from warroom.spark import run
+
+    with spark_session(settings) as spark:
+        return run.impact(con, spark, pack, policy, settings.warehouse)
+
+
+def report(
+    con: duckdb.DuckDBPyConnection,
+    settings: SparkSettings,
+    pack: Pack,
+    policy: Policy,
+    progress: Progress,
+    *,
+    detected: bool = False,
+    **options: Any,
+) -> Report:
+    """The report with the findings, impact and shared relations computed on Spark
+    (``detected``: the ones ``detect`` has just computed there and stored)."""
+    from warroom.report import build_report
+    from warroom.spark import run
+
+    with spark_session(settings) as spark:
+        rows = run.impact(
+            con, spark, pack, policy, settings.warehouse, fresh=not detected, progress=progress
+        )
+        run.handover(con, spark, pack)
+    return build_report(con, pack, policy, progress=progress, impact_rows=rows, **options)
+
+
+def run_query(
+    con: duckdb.DuckDBPyConnection,
+    settings: SparkSettings,
+    pack: Pack,
+    name: str,
+    given: dict[str, str],
+    since: str | None,
+    until: str | None,
+) -> pa.Table:
+    from warroom.spark import run
+
+    with spark_session(settings) as spark:
+        return run.run_one(con, spark, pack, name, given, settings.warehouse, since, until)

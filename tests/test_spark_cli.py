@@ -1,0 +1,45 @@
+"""``--engine spark`` when it cannot start: one line naming what is missing, exit
+code 1, before any work (no JVM is started here: fast)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLE, Cli
+
+
+def test_no_java_is_said_in_one_line_before_the_ingest(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-java"))
+    r = cli("investigate", str(SAMPLE), "--out-dir", str(tmp_path / "out"), "--engine", "spark")
+    assert r.code == 1
+    assert r.stderr.strip().splitlines() == [
+        "error: --engine spark needs Java 17+ and none was found (set JAVA_HOME, or on "
+        "Debian: apt-get install default-jre-headless)"
+    ]
+    assert not (tmp_path / "out" / "warroom.duckdb").exists()
+    assert r.stdout == b""
+
+
+def test_a_missing_extra_is_said_in_one_line(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # import pyspark -> ImportError
+    r = cli("detect", "--db", str(tmp_path / "w.duckdb"), "--engine", "spark")
+    assert r.code == 1
+    assert r.stderr.strip() == (
+        "error: --engine spark needs the [spark] extra (pyspark is not installed): "
+        'pip install -e ".[spark]"'
+    )
+
+
+def test_a_malformed_spark_conf_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:
+    r = cli(
+        "impact", "--db", str(tmp_path / "w.duckdb"), "--engine", "spark", "--spark-conf", "oops"
+    )
+    assert r.code == 2
+    assert "--spark-conf 'oops': write KEY=VALUE" in r.stderr

@@ -106,8 +106,28 @@ GROUP BY episodes.fault, episodes.episode, faults.currency
 ORDER BY 1, 2, 3 NULLS FIRST
 """
 
+#: each user's plan, that of their latest request (ties: the highest request_id),
+#: as impact reads it; from a ``planned`` CTE of (user_id, plan, ts, request_id)
+_LATEST_PLAN = """last_ts AS (
+    SELECT user_id, max(ts) AS ts FROM planned GROUP BY user_id
+),
+last_request AS (
+    SELECT planned.user_id, max(planned.request_id) AS request_id
+    FROM planned
+    INNER JOIN last_ts ON last_ts.user_id = planned.user_id AND last_ts.ts = planned.ts
+    GROUP BY planned.user_id
+),
+latest_plan AS (
+    SELECT DISTINCT planned.user_id, planned.plan
+    FROM planned
+    INNER JOIN last_request
+        ON last_request.user_id = planned.user_id
+        AND last_request.request_id = planned.request_id
+)"""
+
 # the plans of each episode's users (each user's latest plan, as impact reads it)
-_PLANS = """
+_PLANS = (
+    """
 WITH episodes AS (
     SELECT fault, episode, episode_start, episode_end FROM warroom_episode_input
 ),
@@ -132,32 +152,21 @@ planned AS (
     WHERE requests.plan IS NOT NULL
         AND requests.user_id IN (SELECT episode_users.user_id FROM episode_users)
 ),
-last_ts AS (
-    SELECT user_id, max(ts) AS ts FROM planned GROUP BY user_id
-),
-last_request AS (
-    SELECT planned.user_id, max(planned.request_id) AS request_id
-    FROM planned
-    INNER JOIN last_ts ON last_ts.user_id = planned.user_id AND last_ts.ts = planned.ts
-    GROUP BY planned.user_id
-),
-latest_plan AS (
-    SELECT DISTINCT planned.user_id, planned.plan
-    FROM planned
-    INNER JOIN last_request
-        ON last_request.user_id = planned.user_id
-        AND last_request.request_id = planned.request_id
-)
+"""
+    + _LATEST_PLAN
+    + """
 SELECT DISTINCT episode_users.fault, episode_users.episode, latest_plan.plan
 FROM episode_users
 INNER JOIN latest_plan ON latest_plan.user_id = episode_users.user_id
 ORDER BY 1, 2, 3
 """
+)
 
 # the clean comparable row before and after each episode (see the module's text),
 # looked for within $reach hours of it (episodes left without one are asked again
 # with a longer reach: a few hours of charges is all most episodes need to read)
-_BRACKETS = """
+_BRACKETS = (
+    """
 WITH episodes AS (
     SELECT fault, episode, episode_start, episode_end, need_before, need_after
     FROM warroom_episode_input
@@ -237,22 +246,9 @@ planned AS (
     INNER JOIN near_users ON near_users.user_id = requests.user_id
     WHERE requests.plan IS NOT NULL
 ),
-last_ts AS (
-    SELECT user_id, max(ts) AS ts FROM planned GROUP BY user_id
-),
-last_request AS (
-    SELECT planned.user_id, max(planned.request_id) AS request_id
-    FROM planned
-    INNER JOIN last_ts ON last_ts.user_id = planned.user_id AND last_ts.ts = planned.ts
-    GROUP BY planned.user_id
-),
-latest_plan AS (
-    SELECT DISTINCT planned.user_id, planned.plan
-    FROM planned
-    INNER JOIN last_request
-        ON last_request.user_id = planned.user_id
-        AND last_request.request_id = planned.request_id
-),
+"""
+    + _LATEST_PLAN
+    + """,
 keyed AS (
     SELECT near.fault, near.episode, near.side, near.entry_id, near.request_id, near.ts,
            near.currency, coalesce(near_requests.plan, latest_plan.plan) AS plan,
@@ -342,6 +338,7 @@ FROM clean
 GROUP BY fault, episode
 ORDER BY fault, episode
 """
+)
 
 #: hours around an episode the brackets are looked for in, widening while one is missing
 _REACHES = (1, 24, 24 * 366 * 200)

@@ -88,6 +88,7 @@ def test_investigate_refuses_to_add_to_a_database_holding_other_files(
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+@pytest.mark.slow  # a whole investigation or a second process: make slow runs it
 def test_investigate_reruns_on_the_same_logs_and_appends_when_told(
     tmp_path: Path, cli: Cli
 ) -> None:

@@ -158,6 +158,7 @@ def test_two_incidents_never_share_a_credit_id(tmp_path: Path) -> None:
     assert a[0]["credit_id"] != b[0]["credit_id"]
 
 
+@pytest.mark.slow  # a whole investigation or a second process: make slow runs it
 def test_export_filters_by_action_and_investigate_writes_impact_csv(
     tmp_path: Path, cli: Cli
 ) -> None:

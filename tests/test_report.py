@@ -388,6 +388,7 @@ def _chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess[bytes]:
     )
 
 
+@pytest.mark.slow  # a whole investigation or a second process: make slow runs it
 def test_html_renders_in_headless_chromium(world: dict[str, Any], tmp_path: Path) -> None:
     if not CHROMIUM.exists():
         message = (

@@ -158,6 +158,7 @@ def test_out_naming_a_folder_or_a_missing_one_is_a_clear_error(
     assert words in _one_line(r.stderr)
 
 
+@pytest.mark.slow  # a whole investigation or a second process: make slow runs it
 def test_failed_investigate_leaves_the_old_bundle_whole(
     tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:

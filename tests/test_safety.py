@@ -378,6 +378,7 @@ class Holder:
         assert self.proc.returncode == 0
 
 
+@pytest.mark.slow  # a whole investigation or a second process: make slow runs it
 def test_second_process_gets_exit_4_one_line_and_changes_nothing(
     base_db: Path, tmp_path: Path
 ) -> None:

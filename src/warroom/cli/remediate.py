@@ -397,8 +397,9 @@ def investigate_cmd(
                 found = engines.detect(con, spark, pack, None, None, shown.detect)
             else:
                 found = detect(con, pack, progress=shown.detect)
+        rows = sum(d.rows for d in found.detectors)
         render.note(
-            f"{sum(d.rows for d in found.detectors):,} findings from "
+            f"{rows:,} finding{'' if rows == 1 else 's'} from "
             f"{len(found.detectors)} detections in {found.seconds:.1f}s"
         )
         with shown.running():

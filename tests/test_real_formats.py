@@ -656,7 +656,7 @@ class _Loaded:
             spec = str(CORPUS / e.profile) if e.profile.endswith(".toml") else e.profile
             profile = profiles.resolve(spec)
             if e.user_from is not None:
-                profile = profile.with_user(e.user_from)
+                profile = profiles.with_user(profile, e.user_from)
             files = [x.file for x in ALL if (x.profile, x.user_from) == key]
             report = ingest(con, [CORPUS / f for f in files], profile=profile)
             ids = dict(con.execute("SELECT path, source_id FROM sources").fetchall())

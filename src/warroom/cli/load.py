@@ -49,13 +49,13 @@ def chosen_profile(profile: str | None, user_from: str | None) -> Profile | None
     """``--profile`` and ``--user-from`` -> the Profile to read the files with (or
     None); raises ProfileError for a bad one, before any database is touched."""
     from warroom.errors import ProfileError
-    from warroom.profiles import resolve
+    from warroom.profiles import resolve, with_user
 
     chosen = resolve(profile) if profile is not None else None
     if user_from is not None:
         if chosen is None:
             raise ProfileError("--user-from applies to a --profile: name the profile too")
-        chosen = chosen.with_user(user_from)
+        chosen = with_user(chosen, user_from)
     return chosen
 
 

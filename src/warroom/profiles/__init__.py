@@ -28,9 +28,10 @@ from __future__ import annotations
 from warroom.profiles.apply import InsertGood, map_rows
 from warroom.profiles.lookup import builtin, builtin_names, load_file, profiles_table, resolve
 from warroom.profiles.model import Condition, FieldSpec, JsonPath, Mapping, Profile
-from warroom.profiles.parse import parse_profile
+from warroom.profiles.parse import parse_profile, with_user
 
 __all__ = [
+    "with_user",
     "Condition",
     "FieldSpec",
     "InsertGood",

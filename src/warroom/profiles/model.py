@@ -135,28 +135,6 @@ class Profile:
         """What ``sources.kind`` records for a file read through this profile."""
         return "+".join(k.value for k in self.kinds)
 
-    def with_user(self, user: str) -> Profile:
-        """This profile with ``user`` as the account where its own fields name none
-        (``--user-from``): a JSON path into the row (read from the record an ``each``
-        maps, its innermost level) when it starts with ``$``, else a constant.
-
-        Raises ProfileError for a path that cannot be read.
-        """
-        from warroom.profiles.parse import user_source  # parse imports this module
-
-        mappings = []
-        for m in self.mappings:
-            spec = m.fields.get("user_id")
-            if spec is not None and spec.paths:
-                extra = user_source(user, m.each)
-                if isinstance(extra, JsonPath):
-                    spec = replace(spec, paths=(*spec.paths, extra))
-                else:
-                    spec = replace(spec, default=spec.default or extra)
-                m = replace(m, fields={**m.fields, "user_id": spec})
-            mappings.append(m)
-        return replace(self, mappings=tuple(mappings))
-
     def only(self, kind: Kind) -> Profile:
         """This profile with only its mappings producing ``kind`` (``--kind``).
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Sequence
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -393,3 +394,24 @@ def _template(
     if not any(isinstance(p, tuple) for p in parts):
         raise where.error("a template needs at least one {$.path} placeholder (or use const)")
     return tuple(parts)
+
+
+def with_user(profile: Profile, user: str) -> Profile:
+    """``profile`` with ``user`` as the account where its own fields name none
+    (``--user-from``): a JSON path into the row (read from the record an ``each``
+    maps, its innermost level) when it starts with ``$``, else a constant.
+
+    Raises ProfileError for a path that cannot be read.
+    """
+    mappings = []
+    for m in profile.mappings:
+        spec = m.fields.get("user_id")
+        if spec is not None and spec.paths:
+            extra = user_source(user, m.each)
+            if isinstance(extra, JsonPath):
+                spec = replace(spec, paths=(*spec.paths, extra))
+            else:
+                spec = replace(spec, default=spec.default or extra)
+            m = replace(m, fields={**m.fields, "user_id": spec})
+        mappings.append(m)
+    return replace(profile, mappings=tuple(mappings))

@@ -4,6 +4,7 @@ code 1, before any work (no JVM is started here: fast)."""
 from __future__ import annotations
 
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ def test_no_java_is_said_in_one_line_before_the_ingest(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-java"))
+    # the extra counts as installed here, so that Java is what is missing
+    monkeypatch.setitem(sys.modules, "pyspark", types.ModuleType("pyspark"))
     r = cli("investigate", str(SAMPLE), "--out-dir", str(tmp_path / "out"), "--engine", "spark")
     assert r.code == 1
     assert r.stderr.strip().splitlines() == [

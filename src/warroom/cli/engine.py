@@ -73,8 +73,9 @@ def spark_settings(
         return None
     from warroom.spark.session import SparkSettings, check_available, parse_conf
 
+    settings = parse_conf(conf)  # a usage error first, whatever the machine has
     check_available()  # what is missing is said now, not after a long ingest
-    return SparkSettings(master, parse_conf(conf), warehouse or beside / "warehouse")
+    return SparkSettings(master, settings, warehouse or beside / "warehouse")
 
 
 @contextmanager

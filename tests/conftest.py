@@ -116,4 +116,51 @@ def write(path: Path, data: bytes | str) -> Path:
     return path
 
 
-__all__ = ["ROOT", "SAMPLE", "Cli", "CliResult", "run_cli", "run_process", "write", "warroom"]
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def need_chromium() -> None:
+    """Skip where Debian's chromium is missing, but fail under CI (.ci/run installs it)."""
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing: apt-get install chromium (.ci/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess[bytes]:
+    """Headless Chromium with a throwaway profile and nothing fetched from the network."""
+    return subprocess.run(
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--virtual-time-budget=5000",
+            f"--user-data-dir={tmp / 'chromium-profile'}",
+            *args,
+        ],
+        capture_output=True,
+        timeout=180,
+    )
+
+
+__all__ = [
+    "CHROMIUM",
+    "chromium",
+    "need_chromium",
+    "ROOT",
+    "SAMPLE",
+    "Cli",
+    "CliResult",
+    "run_cli",
+    "run_process",
+    "write",
+    "warroom",
+]

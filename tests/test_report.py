@@ -11,10 +11,8 @@ import csv
 import dataclasses
 import hashlib
 import io
-import os
 import re
 import struct
-import subprocess
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -26,7 +24,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import Cli, run_cli, write
+from tests.conftest import Cli, chromium, need_chromium, run_cli, write
 from warroom import db
 from warroom.cli import app
 from warroom.errors import UsageError
@@ -45,7 +43,6 @@ from warroom.report import (
 
 WHEN = datetime(2025, 7, 1, 9, 30, 0)
 EPOCH = "1751362200"  # 2025-07-01T09:30:00Z, for the CLI runs
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
@@ -368,39 +365,12 @@ def test_html_is_one_self_contained_printable_file(page: str) -> None:
     assert len(ids) == len(set(ids)), "element ids must be unique across the charts"
 
 
-def _chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp / 'profile'}",
-            *args,
-        ],
-        capture_output=True,
-        timeout=120,
-    )
-
-
 @pytest.mark.slow  # a whole investigation or a second process: make slow runs it
 def test_html_renders_in_headless_chromium(world: dict[str, Any], tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        message = (
-            f"{CHROMIUM} is missing: the HTML report test needs Debian's chromium "
-            "(apt-get install chromium); .ci/run installs it"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    need_chromium()
     html_file = world["out"] / "report.html"
     png = tmp_path / "report.png"
-    shot = _chromium(
+    shot = chromium(
         f"--screenshot={png}", "--window-size=1280,2000", html_file.resolve().as_uri(), tmp=tmp_path
     )
     assert shot.returncode == 0, shot.stderr.decode(errors="replace")[-2000:]
@@ -409,7 +379,7 @@ def test_html_renders_in_headless_chromium(world: dict[str, Any], tmp_path: Path
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (1280, 2000)
     assert len(data) > 50_000, "a blank page compresses to almost nothing"
-    dom = _chromium("--dump-dom", html_file.resolve().as_uri(), tmp=tmp_path)
+    dom = chromium("--dump-dom", html_file.resolve().as_uri(), tmp=tmp_path)
     assert dom.returncode == 0, dom.stderr.decode(errors="replace")[-2000:]
     text = dom.stdout.decode()
     assert text.count("<svg") == 3

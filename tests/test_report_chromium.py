@@ -10,18 +10,15 @@ Slow (a browser, a world investigated through the CLI with --marker and --tz):
 from __future__ import annotations
 
 import json
-import os
 import re
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import chromium, need_chromium, run_cli
 from warroom.generate import generate
 
-CHROMIUM = Path("/usr/bin/chromium")
 #: an A4 page less the report's 12 mm print margins, in CSS px (96 per inch)
 A4_PRINT_WIDTH = round((210 - 24) / 25.4 * 96)
 
@@ -44,30 +41,9 @@ window.addEventListener("load", () => {
 """
 
 
-def _chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            f"--user-data-dir={tmp / 'chromium-profile'}",
-            "--virtual-time-budget=5000",
-            *args,
-        ],
-        capture_output=True,
-        timeout=180,
-    )
-
-
 @pytest.mark.slow
 def test_html_at_1400_px_and_in_print(tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: apt-get install chromium (.ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    need_chromium()
     logs = tmp_path / "logs"
     generate(logs, users=40, days=7, seed=1, dup_pause_hours=4, spared_plans=("enterprise",))
     policy = tmp_path / "policy.toml"
@@ -102,7 +78,7 @@ def test_html_at_1400_px_and_in_print(tmp_path: Path) -> None:
         if media == "print":  # the print rules, on a screen as wide as the printed page
             page = page.replace("@media print", "@media all")
         probe.write_text(page)
-        dom = _chromium(f"--window-size={width},1000", "--dump-dom", probe.as_uri(), tmp=tmp_path)
+        dom = chromium(f"--window-size={width},1000", "--dump-dom", probe.as_uri(), tmp=tmp_path)
         assert dom.returncode == 0, dom.stderr.decode(errors="replace")[-2000:]
         found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout.decode(), re.S)
         assert found is not None, "the probe did not run"
@@ -110,7 +86,7 @@ def test_html_at_1400_px_and_in_print(tmp_path: Path) -> None:
         assert layout == {"sideways": 0, "cut": []}, (width, layout)
 
     png = tmp_path / "report-1400.png"  # the artifact
-    shot = _chromium(
+    shot = chromium(
         f"--screenshot={png}",
         "--window-size=1400,2400",
         (out / "report.html").as_uri(),
@@ -123,7 +99,7 @@ def test_html_at_1400_px_and_in_print(tmp_path: Path) -> None:
     assert len(data) > 50_000, "a blank page compresses to almost nothing"
 
     pdf = tmp_path / "report.pdf"  # the artifact
-    printed = _chromium(
+    printed = chromium(
         f"--print-to-pdf={pdf}",
         "--no-pdf-header-footer",
         (out / "report.html").as_uri(),

@@ -188,6 +188,7 @@ def test_rejected_lines_are_the_injected_malformed_ones(world) -> None:
     assert got == want
 
 
+@pytest.mark.slow  # repeats a whole run to compare: make slow runs it
 def test_output_is_byte_identical_across_runs(world, tmp_path: Path) -> None:
     _, con, pack = world
     first = impact(con, pack, Policy())

@@ -152,6 +152,7 @@ def test_the_served_pass_takes_429s_in_order_and_charges_the_wrongful_ones() -> 
     assert served_rejections(group.slice(0, 0)).num_rows == 0
 
 
+@pytest.mark.slow  # repeats a whole run to compare: make slow runs it
 def test_every_query_runs_on_the_sample_logs(tmp_path: Path, cli: Cli) -> None:
     from warroom import db
     from warroom.detect import detect, run_one

@@ -127,6 +127,7 @@ def test_investigate_writes_the_bundle_and_keeps_stdout_empty(world: dict[str, A
         assert f"  {g['ts'][:19]}Z  {g['detail']}" in err
 
 
+@pytest.mark.slow  # repeats a whole run to compare: make slow runs it
 def test_investigate_again_skips_loaded_files_and_gives_the_same_files(
     world: dict[str, Any],
     cli: Cli,
@@ -254,6 +255,7 @@ def test_manifest_has_every_input_and_query_hash(
 # --------------------------------------------------------------------------- determinism
 
 
+@pytest.mark.slow  # repeats a whole run to compare: make slow runs it
 def test_same_data_and_policy_give_byte_identical_documents(
     world: dict[str, Any], markdown: str, page: str
 ) -> None:

@@ -38,6 +38,7 @@ import pytest
 from tests.conftest import Cli, write
 from warroom import db, ingest
 from warroom.errors import InputError
+from warroom.ingest import load
 from warroom.model import TABLES, Kind
 
 TS = "2025-06-01T10:00:00Z"
@@ -835,8 +836,12 @@ def test_bad_input_lands_where_it_should(
         lines = _physical_lines(data)
         other = write(tmp_path / "careful" / case.name, data)
         rejected = {**case.rejected, lines: ('{"user_id":"\\xff"}', "invalid UTF-8 at byte 13")}
-        with db.connect(":memory:") as con2:
-            assert not check(con2, case, other, lines, rejected)
+        with db.connect(":memory:") as con2, pytest.MonkeyPatch.context() as mp:
+            mp.setattr(load, "JSON_LOADERS", ("careful",))
+            check(con2, case, other, lines, rejected)
+        # and the fast path's lenient read, which reads that line again alone
+        with db.connect(":memory:") as con3:
+            check(con3, case, other, lines, rejected)
 
 
 # --------------------------------------------------------------------------- gzip

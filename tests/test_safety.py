@@ -76,11 +76,14 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def big_bad(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A log with one invalid UTF-8 line: it takes the careful path."""
+    """A log with one invalid UTF-8 line, and a blank last line: it takes the
+    careful path."""
     head = _requests("bad-", BAD_LINE - 1).encode()
     tail = _requests("bad-", BAD_LINES - BAD_LINE, start=BAD_LINE).encode()
     bad = b'{"ts":"2025-06-01T10:00:00Z","request_id":"x\xff","user_id":"u","status":200}\n'
-    return write(tmp_path_factory.mktemp("bigbad") / "requests-bigbad.jsonl", head + bad + tail)
+    return write(
+        tmp_path_factory.mktemp("bigbad") / "requests-bigbad.jsonl", head + bad + tail + b"\n"
+    )
 
 
 @pytest.fixture
@@ -467,9 +470,9 @@ def test_the_next_ingest_removes_the_copy_a_killed_one_left(
     mine.mkdir()
     unrelated = scratch / "warroom-notapid1"  # not our naming: kept
     unrelated.mkdir()
-    log = tmp_path / "requests.jsonl"  # the invalid UTF-8 byte takes the careful path
+    log = tmp_path / "requests.jsonl"  # the blank line takes the careful path
     log.write_bytes(
-        b'{"ts":"2025-06-01T10:00:00Z","request_id":"r1","user_id":"u","status":200}\n'
+        b'{"ts":"2025-06-01T10:00:00Z","request_id":"r1","user_id":"u","status":200}\n\n'
         b'{"ts":"2025-06-01T10:00:01Z","request_id":"r\xff","user_id":"u","status":200}\n'
     )
     con = db.connect(tmp_path / "w.duckdb")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from warroom import db, render
-from warroom.ingest import scan
+from warroom.ingest import ingest, load, scan
 from warroom.ingest.scan import clean_copy
 
 CLEAN = b'{"a": "1"}\n{"a": "2"}\n'
@@ -108,3 +108,76 @@ def test_no_progress_line_off_a_terminal(cli: Any, tmp_path: Path) -> None:
     code, out, err = cli("investigate", str(logs), "--out-dir", str(tmp_path / "out"))
     assert code == 0 and out == b""
     assert "rows/s" not in err and "left" not in err
+
+
+# --------------------------------------------------------------------------- the fast path's numbering
+
+
+def _numbered_log(lines: int, bad: dict[int, bytes]) -> bytes:
+    """A request log whose line n holds request ``r<n>`` (or ``bad[n]``)."""
+    out = []
+    for n in range(1, lines + 1):
+        if n in bad:
+            out.append(bad[n])
+        else:
+            out.append(
+                b'{"ts":"2025-06-01T10:00:00Z","request_id":"r%d","user_id":"u%d",'
+                b'"status":200,"input_tokens":%d}' % (n, n % 97, n)
+            )
+    return b"\n".join(out) + b"\n"
+
+
+@pytest.mark.parametrize(
+    "lines", [3000, pytest.param(300_000, marks=pytest.mark.slow)], ids=["small", "large"]
+)
+@pytest.mark.parametrize("compression", [None, "gzip"])
+def test_the_fast_path_numbers_rows_by_their_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lines: int, compression: str | None
+) -> None:
+    """Lines DuckDB's reader refuses (malformed, invalid UTF-8, not an object)
+    make the fast path read leniently, each such line a row of NULLs read again
+    alone: every row keeps its line number and every reject its raw text and the
+    careful path's reason, across the reader's parallel buffers, with no
+    fallback to the careful path."""
+
+    def no_careful(*args: object) -> None:
+        raise AssertionError("the careful path was taken")
+
+    monkeypatch.setattr(load, "load_careful", no_careful)
+    bad = {
+        7: b'{"ts":"2025-06-01T10:00:00Z","request_id":"r7"',
+        lines
+        // 3: b'{"ts":"2025-06-01T10:00:00Z","request_id":"x\xff","user_id":"u","status":200}',
+        lines // 2: b"[1, 2]",
+        lines - 1: b'{"ts":"2025-06-01T10:00:00Z","request_id":"bad","user_id":"u","status":"abc"}',
+    }
+    data = _numbered_log(lines, bad)
+    name = "requests.jsonl" + (".gz" if compression else "")
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if compression else data)
+    con = db.connect(tmp_path / "w.duckdb")
+    try:
+        (result,) = ingest(con, [path]).files
+        assert (result.rows_loaded, result.rows_rejected) == (lines - 4, 4)
+        wrong = con.execute(
+            "SELECT count(*) FROM requests_all WHERE request_id <> 'r' || line "
+            "OR input_tokens <> line"
+        ).fetchone()
+        assert wrong == (0,)
+        rejects = con.execute("SELECT line, raw, reason FROM rejects ORDER BY line").fetchall()
+    finally:
+        con.close()
+    assert rejects == [
+        (7, '{"ts":"2025-06-01T10:00:00Z","request_id":"r7"', "malformed JSON"),
+        (
+            lines // 3,
+            '{"ts":"2025-06-01T10:00:00Z","request_id":"x\\xff","user_id":"u","status":200}',
+            "invalid UTF-8 at byte 45",
+        ),
+        (lines // 2, "[1, 2]", "not a JSON object: a JSON array"),
+        (
+            lines - 1,
+            '{"ts":"2025-06-01T10:00:00Z","request_id":"bad","user_id":"u","status":"abc"}',
+            "status: not an integer: 'abc'",
+        ),
+    ]

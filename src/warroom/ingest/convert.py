@@ -91,14 +91,11 @@ def json_record_reason(doc: str, not_object: str, read: Sequence[str] | None = N
     ``read``, only those keys count (the others are not read, so a repeat of
     one changes nothing); else every key does."""
     keys = f"json_keys({doc})"
-    # listing the keys is slow: only a text naming a key twice (or spelling a
-    # key with escapes) can hold one twice
     suspect = "true"
     if read is not None:
         names = ", ".join(f"'{k}'" for k in read)
         keys = f"list_filter(json_keys({doc}), lambda k: k IN ({names}))"
-        twice = "|".join(f'"{k}"[ \t]*:.*"{k}"[ \t]*:' for k in read)
-        suspect = f"(regexp_matches({doc}, '{twice}') OR contains({doc}, '\\u'))"
+        suspect = duplicate_suspect(doc, read)
     return f"""CASE
         WHEN NOT json_valid({doc}) THEN 'malformed JSON'
         WHEN {not_object}
@@ -111,6 +108,14 @@ def json_record_reason(doc: str, not_object: str, read: Sequence[str] | None = N
                 lambda k, i: list_position({keys}, k) < i)[1])
                 || ': JSON readers disagree on which value counts'
         END"""
+
+
+def duplicate_suspect(doc: str, read: Sequence[str]) -> str:
+    """SQL: whether the text ``doc`` may name one of the keys ``read`` twice.
+    Listing the keys is slow: only a text naming a key twice (or spelling a key
+    with escapes) can hold one twice."""
+    twice = "|".join(f'"{k}"[ \t]*:.*"{k}"[ \t]*:' for k in read)
+    return f"(regexp_matches({doc}, '{twice}') OR contains({doc}, '\\u'))"
 
 
 def csv_record_reason(fmt: str, n: int) -> str:

@@ -29,6 +29,10 @@ from warroom.ingest.sniff import FilePlan, expand_paths, plan_file
 from warroom.model import IDENTITY, TABLES, Kind
 from warroom.profiles import Profile
 
+#: the ways a canonical JSON file is tried, in turn (a test may keep one); a
+#: lenient fast read is tried only when the strict one met a line it refuses
+JSON_LOADERS = ("fast", "lenient", "careful")
+
 ProgressFn = Callable[[str, float], None]
 """progress(label, fraction done in [0, 1]) — called from a watcher thread."""
 
@@ -194,17 +198,22 @@ def _ingest_one(
     if count_rows(con, "SELECT count(*) FROM sources WHERE size_bytes = ?", [plan.size]):
         if _previous(con, scan.result().sha256) and not force:
             return _skipped(result, con, scan.result().sha256)
-    loaders = ["fast", "careful"] if plan.format == "json" else ["careful"]
+    loaders = list(JSON_LOADERS) if plan.format == "json" else ["careful"]
     if plan.profile is not None:
         loaders = ["profile"]
     options = _Options(force, strict, progress)
+    skip_lenient = True
     for loader in loaders:
+        if loader == "lenient" and skip_lenient:
+            continue
         con.execute("BEGIN TRANSACTION")
         try:
             if _attempt(con, plan, loader, scan, result, options):
                 return result
-        except Fallback:
+        except Fallback as fallback:
             con.execute("ROLLBACK")
+            con.execute("SET preserve_insertion_order = false")
+            skip_lenient = not fallback.lenient_may_help
             continue
         except BaseException:
             try:
@@ -238,8 +247,9 @@ def _attempt(
             _delete_source(con, old_id, reelect=False)
         source_id = replaced[0]
     with _Watch(con, options.progress, plan.path.name):
-        if loader == "fast":
-            loaded, rejected = load_json_fast(con, plan, source_id, scan)
+        if loader in ("fast", "lenient"):
+            lenient = loader == "lenient"
+            loaded, rejected = load_json_fast(con, plan, source_id, scan, lenient=lenient)
         elif loader == "profile":
             loaded, rejected, rejected_rows = load_profile(con, plan, source_id)
         else:

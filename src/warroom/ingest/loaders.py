@@ -19,8 +19,8 @@ import duckdb
 from warroom import profiles
 from warroom.errors import InputError
 from warroom.ingest import relations
-from warroom.ingest.convert import typed_select
-from warroom.ingest.scan import BadLine, TextScan, clean_copy, plain_copy
+from warroom.ingest.convert import line_reason, typed_select
+from warroom.ingest.scan import BadLine, TextScan, clean_copy, clip, plain_copy, read_lines
 from warroom.ingest.sniff import FilePlan, one_line
 from warroom.model import FIELDS, IDENTITY, TABLES, Kind
 
@@ -119,16 +119,156 @@ def _load_staged(
 
 
 class Fallback(Exception):
-    """The fast path cannot load this file exactly; take the careful path."""
+    """The fast path cannot load this file exactly; take the careful path, or
+    first a lenient fast read if ``lenient_may_help``."""
+
+    def __init__(self, reason: str, *, lenient_may_help: bool = False) -> None:
+        super().__init__(reason)
+        self.lenient_may_help = lenient_may_help
+
+
+#: more lines than this to read again one by one (rejected, or values the JSON
+#: reader cannot give back exactly): the careful path reads the whole file
+REDO_LIMIT = 100_000
 
 
 def load_json_fast(
+    con: duckdb.DuckDBPyConnection,
+    plan: FilePlan,
+    source_id: int,
+    scan: Future[TextScan],
+    *,
+    lenient: bool = False,
+) -> tuple[int, int]:
+    """JSON lines (or an array) read by DuckDB's ``read_json``, typed on the way.
+    ``lenient``: a line DuckDB cannot read is a row of NULLs, read again alone,
+    instead of an error. Raises Fallback when this would not be exactly what
+    the careful path loads: see the package's docstring."""
+    if plan.json_array:
+        return _load_array_fast(con, plan, source_id, scan)
+    values = relations.json_fast_values(plan, numbered=False, lenient=lenient)
+    typed = typed_select(plan.kind, f"({values})")
+    # the rows in the file's order: a parallel read whose row positions are
+    # the line numbers (checked below)
+    con.execute("SET preserve_insertion_order = true")
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE wr_fast AS {typed}", {"path": str(plan.path)})
+    except duckdb.Error as exc:
+        # a line DuckDB's reader refuses: a lenient read may take the file,
+        # unless the text rules the fast path out already
+        hopeless = _not_fast(scan.result()) is not None
+        raise Fallback(str(exc), lenient_may_help=not lenient and not hopeless) from None
+    con.execute("SET preserve_insertion_order = false")
+    counts = _load_staged_fast(con, plan, source_id, scan.result(), lenient)
+    con.execute("DROP TABLE IF EXISTS wr_fast")
+    con.execute("DROP TABLE IF EXISTS wr_redo")
+    return counts
+
+
+def _load_staged_fast(
+    con: duckdb.DuckDBPyConnection, plan: FilePlan, source_id: int, scanned: TextScan, lenient: bool
+) -> tuple[int, int]:
+    """Number the rows of ``wr_fast``, read the lines it could not read exactly
+    the careful way, and insert the good rows and the rejects."""
+    why = _not_fast(scanned)
+    if why:
+        raise Fallback(why)
+    row = con.execute(
+        "SELECT count(*), coalesce(min(rowid), 0), coalesce(max(rowid), -1) FROM wr_fast"
+    ).fetchone()
+    rows, first, last = (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, -1)
+    if rows != scanned.lines:
+        # the row for each line is checked above: no line gave none
+        raise Fallback("not one row per line: the rows' order is not the line number")
+    if last - first + 1 != rows:
+        raise Fallback("the rows' positions are not consecutive")
+    line = {"base": first - 1}
+    if lenient and _duplicate_keys(con, plan):
+        raise Fallback("a key twice on a line, which the lenient read does not see")
+    redo = [
+        int(r[0])
+        for r in con.execute(
+            "SELECT rowid - $base FROM wr_fast WHERE reason IS NOT NULL", line
+        ).fetchall()
+    ]
+    if len(redo) > REDO_LIMIT:
+        raise Fallback("too many lines to read again one by one")
+    pre_bad = _redo_lines(con, plan, scanned, redo)
+    names = ", ".join(f.name for f in FIELDS[plan.kind])
+    good = (
+        f"SELECT rowid - $base AS line, {names}, reason FROM wr_fast WHERE reason IS NULL "
+        f"UNION ALL SELECT line, {names}, reason FROM wr_redo"
+    )
+    loaded = insert_good(con, plan.kind, good, {"source_id": source_id, **line})
+    con.execute(
+        "INSERT INTO rejects SELECT $source_id, line, raw, reason FROM wr_redo "
+        "WHERE reason IS NOT NULL",
+        {"source_id": source_id},
+    )
+    if pre_bad:
+        con.executemany(
+            "INSERT INTO rejects VALUES (?, ?, ?, ?)",
+            [[source_id, b.line, b.raw, b.reason] for b in pre_bad],
+        )
+    bad = count_rows(con, "SELECT count(*) FROM wr_redo WHERE reason IS NOT NULL")
+    return loaded, bad + len(pre_bad)
+
+
+def _not_fast(scanned: TextScan) -> str | None:
+    """Why the text of a JSON lines file rules the fast path out, if it does."""
+    if scanned.trailing:
+        return "bytes after the gzip data: the careful path rejects them"
+    if scanned.control or scanned.lone_cr or scanned.long_line:
+        # DuckDB's JSON reader takes some control bytes (DEL in a string, form
+        # feed as blank) and lines somewhat over its maximum_object_size, which
+        # the careful path rejects line by line
+        return "control bytes, a lone CR or a very long line in the text"
+    if scanned.maybe_blank:
+        # a blank line gives no row: the rows' order would not be the line number
+        return "blank lines: the rows' order is not the line number"
+    return None
+
+
+def _duplicate_keys(con: duckdb.DuckDBPyConnection, plan: FilePlan) -> bool:
+    """Whether a line of the file names a field twice (or cannot be told)."""
+    try:
+        return count_rows(con, relations.duplicate_key_lines(plan), {"path": str(plan.path)}) > 0
+    except duckdb.Error:
+        return True
+
+
+def _redo_lines(
+    con: duckdb.DuckDBPyConnection, plan: FilePlan, scanned: TextScan, redo: list[int]
+) -> list[BadLine]:
+    """Read the lines ``redo`` again from the file, the careful way, into the temp
+    table ``wr_redo`` (line, raw, the canonical columns, reason); returns the
+    lines DuckDB cannot take at all (invalid UTF-8), as rejects."""
+    raws = read_lines(plan.path, plan.compression, redo, scanned.index)
+    if len(raws) != len(redo):
+        raise Fallback("a line to read again is not where its number says")
+    bad: list[BadLine] = []
+    texts: list[tuple[int, str]] = []
+    for n in redo:
+        reason = line_reason(raws[n])
+        if reason:
+            bad.append(BadLine(n, clip(raws[n]), reason))
+        else:
+            texts.append((n, raws[n].decode("utf-8")))
+    con.execute("CREATE OR REPLACE TEMP TABLE wr_lines (line BIGINT, raw VARCHAR)")
+    if texts:
+        con.executemany("INSERT INTO wr_lines VALUES (?, ?)", texts)
+    values = relations.json_record_values(plan.kind, "SELECT line, raw FROM wr_lines")
+    typed = typed_select(plan.kind, f"({values})", extra=("raw",))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE wr_redo AS {typed}")
+    con.execute("DROP TABLE wr_lines")
+    return bad
+
+
+def _load_array_fast(
     con: duckdb.DuckDBPyConnection, plan: FilePlan, source_id: int, scan: Future[TextScan]
 ) -> tuple[int, int]:
-    """JSON lines (or an array) read by DuckDB's ``read_json``, typed on the way
-    into the table. Raises Fallback when that would not be exactly what the
-    careful path loads: see the package's docstring."""
-    if plan.json_array and (plan.compression or not _closed(plan.path)):
+    """A JSON array read by ``read_json``, its elements numbered by ordinality."""
+    if plan.compression or not _closed(plan.path):
         raise Fallback("an array's end is checked on its text: see _inflated")
     typed = typed_select(plan.kind, f"({relations.json_fast_values(plan)})")
     params: dict[str, object] = {"path": str(plan.path), "source_id": source_id}
@@ -136,45 +276,13 @@ def load_json_fast(
         loaded = insert_good(con, plan.kind, typed, params)
     except duckdb.Error as exc:
         raise Fallback(str(exc)) from None
-    scanned = scan.result()
-    if scanned.trailing:
+    if scan.result().trailing:
         raise Fallback("bytes after the gzip data: the careful path rejects them")
-    if not plan.json_array and (scanned.control or scanned.lone_cr or scanned.long_line):
-        # DuckDB's JSON reader takes some control bytes (DEL in a string, form
-        # feed as blank) and lines somewhat over its maximum_object_size, which
-        # the careful path rejects line by line
-        raise Fallback("control bytes, a lone CR or a very long line in the text")
-    total = scanned.lines
-    if loaded == total and not plan.json_array:
-        return loaded, 0
-    # Some rows were rejected (or the file has blank lines): find them; the
-    # numbering holds only if every physical line was a row.
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE wr_bad AS SELECT line, reason FROM ({typed}) "
-        "WHERE reason IS NOT NULL",
-        {"path": str(plan.path)},
-    )
-    bad = count_rows(con, "SELECT count(*) FROM wr_bad")
-    if plan.json_array:
-        if bad:
-            # the careful path keeps each rejected element's JSON text as raw
-            raise Fallback("rejected elements of an array")
-        return loaded, bad
-    if loaded + bad != total:
-        raise Fallback("blank lines: ordinality is not the line number")
-    if scanned.cr:
-        raise Fallback("CRLF: DuckDB's line reader would misnumber the raw lines")
-    if count_rows(con, f"SELECT count(*) FROM wr_bad WHERE reason = '{relations.UNSURE}'"):
-        raise Fallback("values the JSON reader cannot render as their text")
-    # DuckDB's JSON reader takes a `null` line for a row with no fields
-    con.execute(
-        f"""INSERT INTO rejects SELECT $source_id, b.line, l.raw,
-                CASE WHEN regexp_full_match(l.raw, '[ \\t]*null[ \\t]*')
-                     THEN {relations.NULL_LINE_REASON} ELSE b.reason END
-            FROM wr_bad b LEFT JOIN ({relations.LINES}) l USING (line)""",
-        {"source_id": source_id, "path": str(plan.path)},
-    )
-    return loaded, bad
+    bad = f"SELECT count(*) FROM ({typed}) WHERE reason IS NOT NULL"
+    if count_rows(con, bad, {"path": str(plan.path)}):
+        # the careful path keeps each rejected element's JSON text as raw
+        raise Fallback("rejected elements of an array")
+    return loaded, 0
 
 
 # --------------------------------------------------------------------------- the careful path

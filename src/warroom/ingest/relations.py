@@ -19,8 +19,8 @@ import duckdb
 
 from warroom.ingest.convert import (
     LINE_LIMIT,
-    NOT_AN_OBJECT,
     csv_record_reason,
+    duplicate_suspect,
     json_record_reason,
 )
 from warroom.ingest.sniff import FilePlan
@@ -34,6 +34,13 @@ LINES = (
     f"new_line = '\\n', max_line_size = {LINE_LIMIT + 1024}, strict_mode = false) "
     "WITH ORDINALITY"
 )
+#: every physical line's text, unnumbered: a parallel read, for a check over all lines
+#: (a line DuckDB cannot take, e.g. invalid UTF-8, is left out: it is a reject anyway)
+LINES_UNNUMBERED = (
+    LINES.replace("ordinality AS line, ", "")
+    .replace(" WITH ORDINALITY", "")
+    .replace("strict_mode = false", "strict_mode = false, ignore_errors = true")
+)
 #: the lines that are not blank: each is a record, or a reject
 _RECORD_LINES = (
     f"SELECT line, raw FROM ({LINES}) WHERE NOT regexp_full_match(coalesce(raw, ''), '[ \\t]*')"
@@ -41,8 +48,6 @@ _RECORD_LINES = (
 
 #: the fast path's mark on a row it cannot read exactly (never a stored reason)
 UNSURE = "unsure: read it the careful way"
-#: the reject of a line ``null``, which DuckDB's JSON reader takes for a row with no fields
-NULL_LINE_REASON = f"'{NOT_AN_OBJECT}null'"
 
 
 def install_csv_macro(con: duckdb.DuckDBPyConnection) -> None:
@@ -68,10 +73,12 @@ def _csv_split(fmt: str) -> str:
 # --------------------------------------------------------------------------- canonical files
 
 
-def json_fast_values(plan: FilePlan) -> str:
+def json_fast_values(plan: FilePlan, *, numbered: bool = True, lenient: bool = False) -> str:
     """The fast path: DuckDB's ``read_json`` reads the fields as text straight from
-    the file, numbered by ordinality; rows whose text it cannot give back exactly
-    get ``pre_reason`` UNSURE."""
+    the file; rows whose text it cannot give back exactly get ``pre_reason`` UNSURE.
+    ``numbered``: ``line`` is the ordinality (which makes the read serial), else
+    NULL (the caller numbers the rows by their preserved order). ``lenient``: a
+    line DuckDB cannot read is a row of NULLs instead of an error."""
     fields = FIELDS[plan.kind]
     # money is read as JSON to tell numbers from strings; so are the strings of
     # an array file, to tell objects from strings (lines go the careful way)
@@ -117,10 +124,11 @@ def json_fast_values(plan: FilePlan) -> str:
             )
     unsure_sql = f"CASE WHEN {' OR '.join(unsure)} THEN '{UNSURE}' END" if unsure else "NULL"
     fmt = "array" if plan.json_array else "newline_delimited"
+    line, numbering = ("ordinality", " WITH ORDINALITY") if numbered else ("NULL::BIGINT", "")
     return (
-        f"SELECT ordinality AS line, {unsure_sql}::VARCHAR AS pre_reason, {', '.join(vals)} "
+        f"SELECT {line} AS line, {unsure_sql}::VARCHAR AS pre_reason, {', '.join(vals)} "
         f"FROM read_json($path, columns = {{{spec}}}, format = '{fmt}', records = true, "
-        f"maximum_object_size = {LINE_LIMIT}) WITH ORDINALITY"
+        f"ignore_errors = {str(lenient).lower()}, maximum_object_size = {LINE_LIMIT}){numbering}"
     )
 
 
@@ -191,6 +199,25 @@ def _csv_values(plan: FilePlan) -> str:
             {", ".join(cols)}
         FROM (SELECT line, raw, {_csv_split(plan.format)} AS fs FROM ({_RECORD_LINES})
             WHERE line > {plan.header_line})"""
+
+
+def json_record_values(kind: Kind, records: str) -> str:
+    """The careful path's reading of given JSON lines: ``records`` is a relation
+    of ``line`` and ``raw`` (the lines the fast path could not read exactly)."""
+    return _json_values(kind, records)
+
+
+def duplicate_key_lines(plan: FilePlan) -> str:
+    """How many lines of the file at ``$path`` name a field twice (a reject the
+    fast path's lenient read cannot see: it keeps the first value): one parallel
+    pass over the raw lines, the costly test behind a cheap regular expression."""
+    names = [f.name for f in FIELDS[plan.kind]]
+    reason = json_record_reason("raw", "false", names)
+    return (
+        f"SELECT count(*) FROM ({LINES_UNNUMBERED}) WHERE CASE "
+        f"WHEN {duplicate_suspect('raw', names)} THEN starts_with({reason}, 'duplicate key') "
+        "ELSE false END"
+    )
 
 
 def lines_values(plan: FilePlan) -> str:

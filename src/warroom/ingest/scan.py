@@ -14,10 +14,11 @@ Both read gzip text as it inflates, across concatenated gzip members.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -29,6 +30,11 @@ RAW_LIMIT = 4096
 #: the UTF-8 byte-order mark a text file may start with
 BOM = b"\xef\xbb\xbf"
 _CHUNK = 16 * 1024 * 1024
+#: every byte but LF, CR and the control bytes (see convert.CONTROL)
+_NOT_MARK = bytes(b for b in NOT_CONTROL if b != 10 and b != 13)
+#: a line that starts with a blank: it may be blank (a whitespace-only line)
+_BLANK_LINE = re.compile(rb"\n[\n\r\t ]")
+_BLANK_START = (b"\n", b"\r", b"\t", b" ")
 #: zlib's window bits for a gzip stream
 _GZIP = 47
 
@@ -94,7 +100,14 @@ class TextScan:
     long_line: bool = False  # conservative: a line of LINE_LIMIT / 2 bytes or more
     #: bytes after the gzip data that are not gzip (see _Gunzip)
     trailing: bool = False
+    #: conservative: a line may be blank or start with a blank (DuckDB's JSON
+    #: reader gives no row for a blank line, so rows would not be lines)
+    maybe_blank: bool = False
+    #: (offset in the text, LFs before it) at the start of every piece looked at:
+    #: where to start reading for a given line (see ``read_lines``)
+    index: list[tuple[int, int]] = field(default_factory=list, repr=False)
     _newlines: int = field(default=0, repr=False)
+    _offset: int = field(default=0, repr=False)  # bytes of text looked at so far
     _last: bytes = field(default=b"", repr=False)  # the last byte of the text so far
     _pending_cr: bool = field(default=False, repr=False)
     _run: int = field(default=0, repr=False)  # bytes since the last LF
@@ -103,10 +116,20 @@ class TextScan:
         """Note what a piece of the text (pieces come in file order) holds."""
         if not data:
             return
-        self._newlines += data.count(b"\n")
-        self._last = data[-1:]
-        if not self.control and data.translate(None, NOT_CONTROL):
+        self.index.append((self._offset, self._newlines))
+        self._offset += len(data)
+        # one pass keeps the LFs, CRs and control bytes: counted apart, at C speed
+        marks = data.translate(None, _NOT_MARK)
+        lfs = marks.count(b"\n")
+        if not self.control and len(marks) - lfs - marks.count(b"\r"):
             self.control = True
+        if not self.maybe_blank:
+            starts_line = not self._last or self._last == b"\n"
+            self.maybe_blank = bool(
+                (starts_line and data[:1] in _BLANK_START) or _BLANK_LINE.search(data)
+            )
+        self._newlines += lfs
+        self._last = data[-1:]
         if self._pending_cr and not data.startswith(b"\n"):
             self.lone_cr = True
         self._pending_cr = False
@@ -370,3 +393,75 @@ def plain_copy(p: Path, compression: str | None, tmpdir: str) -> tuple[Path, _Te
         for chunk in text:
             out.write(chunk)
     return out_path, text
+
+
+# --------------------------------------------------------------------------- lines by number
+
+
+def read_lines(
+    p: Path, compression: str | None, wanted: Iterable[int], index: Sequence[tuple[int, int]]
+) -> dict[int, bytes]:
+    """The lines numbered ``wanted`` (from 1) of the text of ``p``, without their
+    LF or CRLF (and line 1 without a byte-order mark), found through ``index``
+    (``TextScan.index``): a plain file is read only in the pieces holding them;
+    gzip text is inflated up to the last of them."""
+    todo = sorted(set(wanted))
+    found: dict[int, bytes] = {}
+    if not todo:
+        return found
+    if compression == "gzip":
+        for first, body in _numbered_pieces(_Text(p, compression), todo[-1]):
+            _pick(body, first, todo, found)
+    else:
+        _read_indexed(p, todo, index, found)
+    if 1 in found:
+        found[1] = found[1].removeprefix(BOM)
+    return found
+
+
+def _read_indexed(
+    p: Path, todo: Sequence[int], index: Sequence[tuple[int, int]], found: dict[int, bytes]
+) -> None:
+    """``read_lines`` of a plain file: line n starts after the (n-1)th LF, which
+    lies in the last piece with fewer LFs before it; that piece is read whole,
+    then on to the end of the line that crosses its end."""
+    offsets = [o for o, _ in index]
+    lfs = [n for _, n in index]
+    groups: dict[int, list[int]] = {}
+    for n in todo:
+        groups.setdefault(max(bisect.bisect_left(lfs, n - 1) - 1, 0), []).append(n)
+    with open(p, "rb") as f:
+        for i, group in groups.items():
+            f.seek(offsets[i])
+            size = offsets[i + 1] - offsets[i] if i + 1 < len(offsets) else -1
+            body = f.read(size) + f.readline()
+            # the piece's first line began in an earlier piece unless it is line 1
+            _pick(body, lfs[i] + 1, group, found)
+
+
+def _pick(body: bytes, first: int, wanted: Sequence[int], found: dict[int, bytes]) -> None:
+    """Record the wanted lines of ``body``, whose first line is numbered ``first``."""
+    parts = body.split(b"\n")
+    for n in wanted:
+        k = n - first
+        if 0 <= k < len(parts):
+            found[n] = _unterminate(parts[k])
+
+
+def _numbered_pieces(text: Iterable[bytes], last: int) -> Iterator[tuple[int, bytes]]:
+    """The text in pieces of whole lines, each with the number of its first line,
+    until line ``last`` has been given."""
+    carry, first = b"", 1
+    for chunk in text:
+        data = carry + chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+            continue
+        body, carry = data[: cut + 1], data[cut + 1 :]
+        yield first, body
+        first += body.count(b"\n")
+        if first > last:
+            return
+    if carry:
+        yield first, carry

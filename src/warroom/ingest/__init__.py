@@ -16,17 +16,23 @@ Along the data path, one module per stage:
 
 How a file is read, fastest first:
 
-* JSON lines, clean: DuckDB's ``read_json`` reads the fields as text straight
-  from the file and ``convert.typed_select`` types and checks them; the line
-  number is the row's ordinality. That numbering is only right when every
-  physical line was a row, so it is verified against the line count taken while
-  hashing the file (in a thread, overlapping the load). That pass also notes
-  what ``read_json`` takes but the careful path rejects or numbers otherwise
-  (control bytes, stray CRs, very long lines; CRLF endings once rejects need
-  their raw lines), and rows whose text ``read_json`` cannot give back (a
-  number in exponent form, an object where a string belongs) are marked. If
-  the numbering does not hold, any of those turns up, or ``read_json`` refuses
-  the file, the file is read the careful way.
+* JSON lines: DuckDB's ``read_json`` reads the fields as text straight from
+  the file, in parallel, and ``convert.typed_select`` types and checks them
+  into a temporary table in the file's order; a row's position there is its
+  line number. That numbering is only right when every physical line gave one
+  row, so it is verified against the line count taken while hashing the file
+  (in a thread, overlapping the load), which also notes what ``read_json``
+  takes but the careful path rejects or numbers otherwise (control bytes,
+  stray CRs, very long lines, lines that may be blank). If ``read_json``
+  refuses a line (malformed JSON, invalid UTF-8), the file is read again
+  leniently: each such line is a row of NULLs; a lenient read cannot see a key
+  named twice, so one pass over the raw lines looks for one. Every row that is
+  rejected, or whose text ``read_json`` cannot give back exactly (a number in
+  exponent form, an object where a string belongs), is read again from its raw
+  line, found through the scan's index, the careful way: its reject has the
+  careful path's raw text and reason. If the numbering does not hold, any of
+  those turns up, or too many lines need reading again, the file is read the
+  careful way.
 * Careful: DuckDB reads every physical line as text (``read_csv`` with one
   column and no quoting), and SQL finds malformed JSON, arrays, scalars and bad
   fields. Bytes DuckDB cannot take (invalid UTF-8, control characters, overlong

@@ -70,6 +70,28 @@ def insert_good(
                 ON prev.{key} = g.{key}
             WHERE g.reason IS NULL"""
     row = con.execute(sql, params).fetchone()
+    source_id = params["source_id"]
+    assert isinstance(source_id, int)
+    _demote_repeats(con, kind, source_id)
+    return int(row[0]) if row else 0
+
+
+def elect(con: duckdb.DuckDBPyConnection, kind: Kind, source_id: int) -> None:
+    """Settle ``canonical`` for the rows of a file inserted all canonical: an id an
+    earlier file holds is not; of an id repeated in the file, its first line is."""
+    table, key = TABLES[kind], IDENTITY[kind]
+    con.execute(
+        f"""UPDATE {table} SET canonical = false
+            WHERE source_id = $source_id AND canonical AND {key} IN (
+                SELECT {key} FROM {table} WHERE canonical AND source_id <> $source_id)""",
+        {"source_id": source_id},
+    )
+    _demote_repeats(con, kind, source_id)
+
+
+def _demote_repeats(con: duckdb.DuckDBPyConnection, kind: Kind, source_id: int) -> None:
+    """Of an id on several canonical rows of one file, keep its first line's."""
+    table, key = TABLES[kind], IDENTITY[kind]
     con.execute(
         f"""
             UPDATE {table} SET canonical = false
@@ -78,9 +100,8 @@ def insert_good(
                   GROUP BY {key} HAVING count(*) > 1) AS repeated
             WHERE {table}.source_id = $source_id AND {table}.canonical
               AND {table}.{key} = repeated.k AND {table}.line > repeated.first_line""",
-        {"source_id": params["source_id"]},
+        {"source_id": source_id},
     )
-    return int(row[0]) if row else 0
 
 
 def _load_staged(
@@ -146,64 +167,83 @@ def load_json_fast(
     the careful path loads: see the package's docstring."""
     if plan.json_array:
         return _load_array_fast(con, plan, source_id, scan)
+    table = TABLES[plan.kind]
+    params: dict[str, object] = {"path": str(plan.path), "source_id": source_id}
+    # Every row goes into the table in the file's order (a parallel read: a
+    # row's position is its line number, checked below), line 0 for a good
+    # row and -1 for one to read again; canonical is settled afterwards.
     values = relations.json_fast_values(plan, numbered=False, lenient=lenient)
     typed = typed_select(plan.kind, f"({values})")
-    # the rows in the file's order: a parallel read whose row positions are
-    # the line numbers (checked below)
+    names = ", ".join(f.name for f in FIELDS[plan.kind])
+    canonical = ("canonical, ", "reason IS NULL, ") if plan.kind in IDENTITY else ("", "")
     con.execute("SET preserve_insertion_order = true")
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE wr_fast AS {typed}", {"path": str(plan.path)})
+        con.execute(
+            f"INSERT INTO {table} (source_id, line, {canonical[0]}{names}) "
+            f"SELECT $source_id, CASE WHEN reason IS NULL THEN 0 ELSE -1 END, "
+            f"{canonical[1]}{names} FROM ({typed})",
+            params,
+        )
     except duckdb.Error as exc:
         # a line DuckDB's reader refuses: a lenient read may take the file,
         # unless the text rules the fast path out already
         hopeless = _not_fast(scan.result()) is not None
         raise Fallback(str(exc), lenient_may_help=not lenient and not hopeless) from None
     con.execute("SET preserve_insertion_order = false")
-    counts = _load_staged_fast(con, plan, source_id, scan.result(), lenient)
-    con.execute("DROP TABLE IF EXISTS wr_fast")
-    con.execute("DROP TABLE IF EXISTS wr_redo")
-    return counts
+    return _number_and_redo(con, plan, source_id, scan.result(), lenient)
 
 
-def _load_staged_fast(
+def _number_and_redo(
     con: duckdb.DuckDBPyConnection, plan: FilePlan, source_id: int, scanned: TextScan, lenient: bool
 ) -> tuple[int, int]:
-    """Number the rows of ``wr_fast``, read the lines it could not read exactly
-    the careful way, and insert the good rows and the rejects."""
+    """Number the file's rows by their position, read the lines the fast read
+    could not read exactly again the careful way, insert their good rows and
+    rejects, and elect the canonical rows."""
     why = _not_fast(scanned)
     if why:
         raise Fallback(why)
+    table = TABLES[plan.kind]
+    mine = {"source_id": source_id}
     row = con.execute(
-        "SELECT count(*), coalesce(min(rowid), 0), coalesce(max(rowid), -1) FROM wr_fast"
+        f"SELECT count(*), coalesce(min(rowid), 0), coalesce(max(rowid), -1) FROM {table} "
+        "WHERE source_id = $source_id",
+        mine,
     ).fetchone()
     rows, first, last = (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, -1)
     if rows != scanned.lines:
-        # the row for each line is checked above: no line gave none
+        # no line may be blank (checked above): every line gave one row
         raise Fallback("not one row per line: the rows' order is not the line number")
     if last - first + 1 != rows:
         raise Fallback("the rows' positions are not consecutive")
-    line = {"base": first - 1}
     if lenient and _duplicate_keys(con, plan):
         raise Fallback("a key twice on a line, which the lenient read does not see")
+    numbered = {**mine, "base": first - 1}
     redo = [
         int(r[0])
         for r in con.execute(
-            "SELECT rowid - $base FROM wr_fast WHERE reason IS NOT NULL", line
+            f"SELECT rowid - $base FROM {table} WHERE source_id = $source_id AND line = -1",
+            numbered,
         ).fetchall()
     ]
     if len(redo) > REDO_LIMIT:
         raise Fallback("too many lines to read again one by one")
+    if redo:
+        con.execute(f"DELETE FROM {table} WHERE source_id = $source_id AND line = -1", mine)
+    con.execute(f"UPDATE {table} SET line = rowid - $base WHERE source_id = $source_id", numbered)
     pre_bad = _redo_lines(con, plan, scanned, redo)
     names = ", ".join(f.name for f in FIELDS[plan.kind])
-    good = (
-        f"SELECT rowid - $base AS line, {names}, reason FROM wr_fast WHERE reason IS NULL "
-        f"UNION ALL SELECT line, {names}, reason FROM wr_redo"
+    canonical = ("canonical, ", "true, ") if plan.kind in IDENTITY else ("", "")
+    con.execute(
+        f"INSERT INTO {table} (source_id, line, {canonical[0]}{names}) "
+        f"SELECT $source_id, line, {canonical[1]}{names} FROM wr_redo WHERE reason IS NULL",
+        mine,
     )
-    loaded = insert_good(con, plan.kind, good, {"source_id": source_id, **line})
+    if plan.kind in IDENTITY:
+        elect(con, plan.kind, source_id)
     con.execute(
         "INSERT INTO rejects SELECT $source_id, line, raw, reason FROM wr_redo "
         "WHERE reason IS NOT NULL",
-        {"source_id": source_id},
+        mine,
     )
     if pre_bad:
         con.executemany(
@@ -211,7 +251,9 @@ def _load_staged_fast(
             [[source_id, b.line, b.raw, b.reason] for b in pre_bad],
         )
     bad = count_rows(con, "SELECT count(*) FROM wr_redo WHERE reason IS NOT NULL")
-    return loaded, bad + len(pre_bad)
+    con.execute("DROP TABLE wr_redo")
+    # of the rows read, those read again are loaded only if good now
+    return rows - bad - len(pre_bad), bad + len(pre_bad)
 
 
 def _not_fast(scanned: TextScan) -> str | None:

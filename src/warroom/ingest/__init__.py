@@ -18,8 +18,8 @@ How a file is read, fastest first:
 
 * JSON lines: DuckDB's ``read_json`` reads the fields as text straight from
   the file, in parallel, and ``convert.typed_select`` types and checks them
-  into a temporary table in the file's order; a row's position there is its
-  line number. That numbering is only right when every physical line gave one
+  into the table in the file's order; a row's position there is its line
+  number (set once all are in). That numbering is only right when every physical line gave one
   row, so it is verified against the line count taken while hashing the file
   (in a thread, overlapping the load), which also notes what ``read_json``
   takes but the careful path rejects or numbers otherwise (control bytes,

@@ -194,7 +194,7 @@ plan_history AS (
         requests.status < 400
         AND expected_charges.expected IS NOT NULL
         -- a filter first, so no plan asked about (the usual case) reads no request
-        AND requests.plan IN (SELECT plan_days.plan FROM plan_days)
+        AND requests.plan IN (SELECT asked.plan FROM plan_days AS asked)
 ),
 
 plan_estimates AS (

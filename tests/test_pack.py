@@ -410,9 +410,10 @@ def test_warroom_profile_writes_duckdbs_profile_of_each_step(
     written = {p.stem for p in profiles.glob("*.json")}
     # every SQL step and detection (and the episodes, which detect reads for the id)
     assert sql_steps | detections <= written <= sql_steps | set(pack.queries)
-    tree = json.loads((profiles / "charge_attribution.json").read_text())
-    assert tree["query"]["sql"].startswith("CREATE OR REPLACE TEMP TABLE charge_attribution")
-    assert tree["operator"]  # the operators DuckDB ran, each with its time and rows
+    # the statement and the operators DuckDB ran for it (the layout is DuckDB's own)
+    text = json.dumps(json.loads((profiles / "charge_attribution.json").read_text()))
+    assert "CREATE OR REPLACE TEMP TABLE charge_attribution AS" in text
+    assert "HASH_JOIN" in text and "timing" in text
     # and without it, nothing is written
     monkeypatch.delenv("WARROOM_PROFILE")
     shutil.rmtree(profiles)

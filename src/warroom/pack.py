@@ -36,11 +36,12 @@ built-in one replaces it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -433,13 +434,38 @@ def _create_shared(
             if s.step is not None:
                 _run_group_step(con, s.step, params)
             else:
-                con.execute(f"CREATE OR REPLACE TEMP TABLE {s.name} AS {body}", _used(body, params))
+                with profiled(con, s.name):
+                    con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE {s.name} AS {body}", _used(body, params)
+                    )
         except duckdb.Error as exc:
             raise QueryError(f"{s.path}: {_first_line(exc)}") from None
         timings.append((s.name, time.monotonic() - started))
         if on_step:
             on_step(i + 1)
     return timings
+
+
+#: a folder: each shared relation and query writes DuckDB's profile of its run there
+PROFILE_ENV = "WARROOM_PROFILE"
+
+
+@contextlib.contextmanager
+def profiled(con: duckdb.DuckDBPyConnection, name: str) -> Iterator[None]:
+    """With ``$WARROOM_PROFILE`` set to a folder, DuckDB's profile of the statements
+    run inside (the operator tree with each operator's time and rows) goes to
+    ``<folder>/<name>.json``; without it, nothing happens."""
+    folder = os.environ.get(PROFILE_ENV)
+    if not folder:
+        yield
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    con.execute("SET enable_profiling = 'json'")
+    con.execute("SET profiling_output = ?", [str(Path(folder) / f"{name}.json")])
+    try:
+        yield
+    finally:
+        con.execute("PRAGMA disable_profiling")
 
 
 def _used(sql: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -482,7 +508,8 @@ def _group_bounds(rows: pa.Table, keys: tuple[str, ...]) -> list[tuple[int, int]
 def run(con: duckdb.DuckDBPyConnection, query: Query, params: dict[str, Any]) -> pa.Table:
     """Run one query (after ``prepare``) and return its rows."""
     try:
-        return con.sql(_strip_trailing_semicolon(query.sql), params=params).to_arrow_table()
+        with profiled(con, query.name):
+            return con.sql(_strip_trailing_semicolon(query.sql), params=params).to_arrow_table()
     except duckdb.Error as exc:
         raise QueryError(f"{query.path.name}: {_first_line(exc)}") from None
 

@@ -106,7 +106,7 @@ def json_record_reason(doc: str, not_object: str, read: Sequence[str] | None = N
                 WHEN 'ARRAY' THEN 'array' WHEN 'VARCHAR' THEN 'string'
                 WHEN 'BOOLEAN' THEN 'boolean' WHEN 'NULL' THEN 'null'
                 ELSE 'number' END
-        WHEN {suspect} AND len({keys}) <> len(list_distinct({keys}))
+        WHEN {suspect} AND array_length({keys}) <> array_length(list_distinct({keys}))
             THEN 'duplicate key ' || wr_quote(list_filter({keys},
                 lambda k, i: list_position({keys}, k) < i)[1])
                 || ': JSON readers disagree on which value counts'
@@ -123,7 +123,7 @@ def csv_record_reason(fmt: str, n: int) -> str:
         wellformed = "true"
     return f"""CASE
         WHEN NOT {wellformed} THEN 'malformed CSV: unbalanced or misplaced quotes'
-        WHEN len(fs) <> {n} THEN 'expected {n} fields, got ' || len(fs)
+        WHEN array_length(fs) <> {n} THEN 'expected {n} fields, got ' || array_length(fs)
     END"""
 
 

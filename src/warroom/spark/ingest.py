@@ -1,0 +1,375 @@
+"""Spark reads the inputs itself (DESIGN.md section 6): canonical JSON lines and
+CSV/TSV, gzip or not, typed and rejected by ingest's own SQL translated for
+Spark (``translate_ingest``), into the warehouse's canonical tables.
+
+A text file is read with ``spark.read.text`` (only LF ends a line, as in
+DuckDB's ingest) and numbered per file (``zipWithIndex``: the line); each line
+passes ``convert.line_reason`` (the very function of the careful path: too
+long, not UTF-8, a control byte) on the executors, a bad line becoming a reject
+with ``scan.clip``'s text. The lines then go through
+``relations._json_values``/``_csv_values`` and ``convert.typed_select``,
+translated: the same rules, the same reasons. Canonical rows are elected as
+DuckDB's ingest elects them (the first ingested: lowest file order, then line),
+a file whose bytes repeat an earlier one's is skipped, and ``sources`` records
+each file (sha256 read through Hadoop's FileSystem on the driver).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from warroom.errors import InputError
+from warroom.ingest import relations
+from warroom.ingest.convert import line_reason, typed_select
+from warroom.ingest.scan import clip
+from warroom.ingest.sniff import FilePlan
+from warroom.model import CONTENT_IDENTITY, FIELDS, IDENTITY, TABLES, FieldType, Kind
+from warroom.spark.translate_ingest import ingest_to_spark
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+#: the Spark type each canonical field is stored as
+SPARK_TYPES = {
+    FieldType.TIMESTAMP: "timestamp",
+    FieldType.STRING: "string",
+    FieldType.INT: "int",
+    FieldType.BIGINT: "bigint",
+    FieldType.MONEY: "decimal(18,6)",
+    FieldType.DOUBLE: "double",
+}
+#: settings the translated rules assume while they run: an out-of-range index
+#: or a failed cast is NULL (as DuckDB's TRY_ forms and list indexing give),
+#: and a JSON text naming a key twice parses (the rules reject it by name)
+INGEST_CONF = {
+    "spark.sql.ansi.enabled": "false",
+    "spark.sql.variant.allowDuplicateKeys": "true",
+}
+
+
+@dataclass
+class SparkSource:
+    """One input file as ``sources`` records it."""
+
+    source_id: int
+    plan: FilePlan
+    uri: str
+    sha256: str
+    size: int
+    lines: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    status: str = "loaded"
+
+
+def file_digest(spark: SparkSession, uri: str) -> tuple[str, int]:
+    """sha256 and size of ``uri``, its bytes streamed through Hadoop's FileSystem
+    on the driver (any scheme Spark reads: file, s3a, hdfs, abfss)."""
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    fs = path.getFileSystem(conf)
+    size = int(fs.getFileStatus(path).getLen())
+    if uri.startswith("file:"):
+        digest = hashlib.sha256()
+        with open(Path(uri.removeprefix("file:")), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest(), size
+    stream = fs.open(path)
+    digest = hashlib.sha256()
+    try:
+        buf = jvm.java.nio.ByteBuffer.allocate(1 << 20)
+        while True:
+            buf.clear()
+            n = stream.read(buf)
+            if n is None or n < 0:
+                break
+            digest.update(bytes(buf.array())[:n])
+    finally:
+        stream.close()
+    return digest.hexdigest(), size
+
+
+def _uri(p: Path | str) -> str:
+    text = str(p)
+    return text if "://" in text else "file:" + str(Path(text).resolve())
+
+
+# --------------------------------------------------------------------------- lines
+
+
+def _number_lines(spark: SparkSession, uri: str, bom: bool = True) -> DataFrame:
+    """Every physical line of the text at ``uri``: ``line`` (from 1), ``raw`` (the
+    text, CR of a CRLF ending dropped; '' for a bad line) and ``bad``/``bad_raw``
+    (the careful path's reject of a line DuckDB cannot read)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+    text = spark.read.option("lineSep", "\n").text(uri)
+    binary = text.select(F.col("value").cast("binary").alias("b"))
+
+    def one(pair: tuple[Any, int]) -> tuple[int, str, str | None, str | None]:
+        row, index = pair
+        b = bytes(row[0])
+        if b.endswith(b"\r"):
+            b = b[:-1]
+        if index == 0 and bom and b.startswith(b"\xef\xbb\xbf"):
+            b = b[3:]
+        reason = line_reason(b)
+        if reason:
+            return index + 1, "", reason, clip(b)
+        return index + 1, b.decode("utf-8"), None, None
+
+    schema = StructType(
+        [
+            StructField("line", LongType(), False),
+            StructField("raw", StringType(), True),
+            StructField("bad", StringType(), True),
+            StructField("bad_raw", StringType(), True),
+        ]
+    )
+    return spark.createDataFrame(binary.rdd.zipWithIndex().map(one), schema)
+
+
+# --------------------------------------------------------------------------- a file
+
+
+def _typed(spark: SparkSession, src: SparkSource, lines_view: str) -> DataFrame:
+    """The file's records typed by the translated rules: ``line``, ``raw``, the
+    canonical columns and ``reason``."""
+    records = relations.record_lines(f"SELECT line, raw FROM {lines_view} WHERE bad IS NULL")
+    plan = src.plan
+    if plan.format == "json":
+        values = relations._json_values(plan.kind, records)
+    else:
+        values = relations._csv_values(plan, records)
+    sql = typed_select(plan.kind, f"({values})", extra=("raw",))
+    return spark.sql(ingest_to_spark(sql, name=f"{plan.path.name} (ingest)"))
+
+
+def _read(spark: SparkSession, src: SparkSource) -> tuple[DataFrame, DataFrame]:
+    """One file: its typed rows (with ``source_id``) and its rejects."""
+    from pyspark.sql import functions as F
+
+    plan = src.plan
+    if plan.format not in ("json", "csv", "tsv") or plan.json_array or plan.profile:
+        raise InputError(
+            f"{plan.path}: --engine spark reads canonical JSON lines and CSV/TSV files "
+            "(gzip or not); this one is read by DuckDB's ingest only"
+        )
+    lines = _number_lines(spark, src.uri).localCheckpoint(eager=True)
+    view = f"wr_lines_{src.source_id}"
+    lines.createOrReplaceTempView(view)
+    typed = _typed(spark, src, view).withColumn("source_id", F.lit(src.source_id))
+    bad = lines.where("bad IS NOT NULL").select(
+        F.lit(src.source_id).alias("source_id"),
+        "line",
+        F.col("bad_raw").alias("raw"),
+        F.col("bad").alias("reason"),
+    )
+    src.lines = lines.count()
+    return typed, bad
+
+
+# --------------------------------------------------------------------------- the tables
+
+
+def _conform(df: DataFrame, kind: Kind) -> DataFrame:
+    """The canonical columns in their stored types (the rules give them already;
+    the cast only names the type, e.g. Spark's TIMESTAMP for DuckDB's)."""
+    from pyspark.sql import functions as F
+
+    return df.select(
+        F.col("source_id").cast("int"),
+        F.col("line").cast("bigint"),
+        *[F.col(f.name).cast(SPARK_TYPES[f.type]).alias(f.name) for f in FIELDS[kind]],
+        "raw",
+        "reason",
+    )
+
+
+def _elect(spark: SparkSession, kind: Kind, good: DataFrame) -> DataFrame:
+    """The kind's ``*_all`` table: with ``canonical`` where the kind has an id
+    (the first ingested row of an id: lowest source id, then line)."""
+    names = [f.name for f in FIELDS[kind]]
+    if kind not in IDENTITY:
+        return good.select("source_id", "line", *names)
+    good.createOrReplaceTempView("wr_good")
+    key = IDENTITY[kind]
+    return spark.sql(
+        f"SELECT source_id, line, row_number() OVER (PARTITION BY {key} "
+        f"ORDER BY source_id, line) = 1 AS canonical, {', '.join(names)} FROM wr_good"
+    )
+
+
+def ingest(
+    spark: SparkSession, plans: list[tuple[FilePlan, str]], warehouse: Path
+) -> list[SparkSource]:
+    """Read ``plans`` (each a file's plan and the URI Spark reads it at) into the
+    warehouse's canonical tables (``tables/NAME`` as Parquet, each also a view
+    of its name on ``spark``); returns what ``sources`` records."""
+    saved = {k: spark.conf.get(k, None) for k in INGEST_CONF}
+    for k, v in INGEST_CONF.items():
+        spark.conf.set(k, v)
+    try:
+        return _ingest(spark, plans, warehouse)
+    finally:
+        for k, old in saved.items():
+            if old is None:
+                spark.conf.unset(k)
+            else:
+                spark.conf.set(k, old)
+
+
+def _ingest(
+    spark: SparkSession, plans: list[tuple[FilePlan, str]], warehouse: Path
+) -> list[SparkSource]:
+    from pyspark.sql import functions as F
+
+    sources: list[SparkSource] = []
+    seen: set[str] = set()
+    typed: dict[Kind, list[DataFrame]] = {k: [] for k in Kind}
+    rejects: list[DataFrame] = []
+    for plan, uri in plans:
+        sha, size = file_digest(spark, uri)
+        src = SparkSource(len(sources) + 1, plan, uri, sha, size)
+        if sha in seen:  # the same bytes again: skipped, as a repeat is on DuckDB
+            src.status = "skipped"
+            continue
+        seen.add(sha)
+        sources.append(src)
+        if size == 0:
+            continue
+        rows, bad = _read(spark, src)
+        rows = _conform(rows, plan.kind).localCheckpoint(eager=True)
+        typed[plan.kind].append(rows)
+        rejects += [
+            rows.where("reason IS NOT NULL").select("source_id", "line", "raw", "reason"),
+            bad,
+        ]
+        counts = (
+            rows.groupBy()
+            .agg(
+                F.count(F.when(F.col("reason").isNull(), 1)).alias("good"),
+                F.count(F.when(F.col("reason").isNotNull(), 1)).alias("bad"),
+            )
+            .first()
+        )
+        src.rows_loaded = int(counts["good"] or 0)
+        src.rows_rejected = int(counts["bad"] or 0) + bad.count()
+    tables: dict[str, DataFrame] = {}
+    for kind in Kind:
+        good = _union(spark, typed[kind], kind).where("reason IS NULL").drop("raw", "reason")
+        tables[TABLES[kind]] = _elect(spark, kind, good)
+    tables["rejects"] = _union_rejects(spark, rejects)
+    tables["sources"] = _sources_frame(spark, sources)
+    _write(spark, tables, warehouse)
+    return sources
+
+
+def _union(spark: SparkSession, parts: list[DataFrame], kind: Kind) -> DataFrame:
+    if parts:
+        out = parts[0]
+        for p in parts[1:]:
+            out = out.unionByName(p)
+        return out
+    cols = ", ".join(
+        ["CAST(NULL AS INT) AS source_id", "CAST(NULL AS BIGINT) AS line"]
+        + [f"CAST(NULL AS {SPARK_TYPES[f.type]}) AS {f.name}" for f in FIELDS[kind]]
+        + ["CAST(NULL AS STRING) AS raw", "CAST(NULL AS STRING) AS reason"]
+    )
+    return spark.sql(f"SELECT {cols} WHERE false")
+
+
+def _union_rejects(spark: SparkSession, parts: list[DataFrame]) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    if not parts:
+        return spark.sql(
+            "SELECT CAST(NULL AS INT) AS source_id, CAST(NULL AS BIGINT) AS line, "
+            "CAST(NULL AS STRING) AS raw, CAST(NULL AS STRING) AS reason WHERE false"
+        )
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.unionByName(p)
+    return out.select(F.col("source_id").cast("int"), F.col("line").cast("bigint"), "raw", "reason")
+
+
+def _sources_frame(spark: SparkSession, sources: list[SparkSource]) -> DataFrame:
+    from pyspark.sql.types import (
+        IntegerType,
+        LongType,
+        StringType,
+        StructField,
+        StructType,
+        TimestampType,
+    )
+
+    now = datetime.now(UTC)
+    rows = []
+    for s in sources:
+        header = 1 if s.plan.header else 0
+        blank = max(s.lines - s.rows_loaded - s.rows_rejected - header, 0)
+        kind = s.plan.kind.value
+        fmt, comp = s.plan.format, s.plan.compression
+        rows.append(
+            (
+                s.source_id,
+                s.uri if "://" in str(s.plan.path) else str(s.plan.path),
+                kind,
+                fmt,
+                comp,
+                None,
+                s.sha256,
+                s.size,
+                s.rows_loaded,
+                s.rows_rejected,
+                blank,
+                now,
+            )
+        )
+    schema = StructType(
+        [
+            StructField("source_id", IntegerType()),
+            StructField("path", StringType()),
+            StructField("kind", StringType()),
+            StructField("format", StringType()),
+            StructField("compression", StringType()),
+            StructField("profile", StringType()),
+            StructField("sha256", StringType()),
+            StructField("size_bytes", LongType()),
+            StructField("rows_loaded", LongType()),
+            StructField("rows_rejected", LongType()),
+            StructField("blank_lines", LongType()),
+            StructField("ingested_at", TimestampType()),
+        ]
+    )
+    return spark.createDataFrame(rows, schema)
+
+
+def _write(spark: SparkSession, tables: dict[str, DataFrame], warehouse: Path) -> None:
+    """Each table as Parquet in the warehouse, then a view of its name read from
+    there; the logical tables (canonical rows) as views over them."""
+    for name, df in tables.items():
+        df.write.mode("overwrite").parquet(str(warehouse / "tables" / name))
+    for name in tables:
+        spark.read.parquet(str(warehouse / "tables" / name)).createOrReplaceTempView(name)
+    for kind in IDENTITY:
+        names = ", ".join(["source_id", "line"] + [f.name for f in FIELDS[kind]])
+        df = spark.sql(f"SELECT {names} FROM {TABLES[kind]} WHERE canonical")
+        df.write.mode("overwrite").parquet(str(warehouse / "tables" / kind.value))
+    for kind, view in CONTENT_IDENTITY.items():
+        names = ", ".join(f.name for f in FIELDS[kind])
+        df = spark.sql(
+            f"SELECT source_id, line, {names} FROM (SELECT *, row_number() OVER "
+            f"(PARTITION BY {names} ORDER BY source_id, line) AS wr_n "
+            f"FROM {TABLES[kind]}) WHERE wr_n = 1"
+        )
+        df.write.mode("overwrite").parquet(str(warehouse / "tables" / view))
+    for name in [k.value for k in IDENTITY] + list(CONTENT_IDENTITY.values()):
+        spark.read.parquet(str(warehouse / "tables" / name)).createOrReplaceTempView(name)

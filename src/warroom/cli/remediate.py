@@ -383,18 +383,22 @@ def investigate_cmd(
     make_folder(out_dir)
     shown = render.InvestigationProgress(expand_paths(files))
     with db.connect(db_file, memory_limit=memory_limit) as con:
-        with shown.running():
-            loaded = run_ingest(
-                con,
-                files,
-                progress=shown.ingest,
-                on_file=lambda f: shown.file_done(f.rows_loaded),
-                profile=chosen,
-            )
+        # --engine spark: Spark reads the files itself where it can
+        loaded = engines.ingest(con, spark, files) if spark and chosen is None else None
+        native = loaded is not None
+        if loaded is None:
+            with shown.running():
+                loaded = run_ingest(
+                    con,
+                    files,
+                    progress=shown.ingest,
+                    on_file=lambda f: shown.file_done(f.rows_loaded),
+                    profile=chosen,
+                )
         ingest_summary(loaded)
         with shown.running():
             if spark:
-                found = engines.detect(con, spark, pack, None, None, shown.detect)
+                found = engines.detect(con, spark, pack, None, None, shown.detect, native)
             else:
                 found = detect(con, pack, progress=shown.detect)
         rows = sum(d.rows for d in found.detectors)

@@ -287,7 +287,9 @@ def _money(f: Field, x: _Value) -> tuple[str, list[Rule]]:
         # the typed value holds 12 places: digits past them are caught in the
         # text, and for an exponent form (1e-13, 1e-400) counted on its text
         Rule(
-            f"{t} <> CAST({t} AS DECIMAL(38,6)) "
+            # (rounded, then back at 12 places: Spark compares a DECIMAL(38,12)
+            # with its own DECIMAL(38,6) cast as equal)
+            f"{t} <> CAST(CAST({t} AS DECIMAL(38,6)) AS DECIMAL(38,12)) "
             rf"OR regexp_matches({v}, '\.[0-9]{{12}}[0-9]*[1-9]') "
             f"OR (contains(lower({v}), 'e') AND wr_exp_places({v}) > 6)",
             f"{x.n} || ': more than 6 decimal places: ' || wr_quote({v})",

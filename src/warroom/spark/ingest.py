@@ -17,6 +17,7 @@ each file (sha256 read through Hadoop's FileSystem on the driver).
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +32,10 @@ from warroom.model import CONTENT_IDENTITY, FIELDS, IDENTITY, TABLES, FieldType,
 from warroom.spark.translate_ingest import ingest_to_spark
 
 if TYPE_CHECKING:
+    import duckdb
     from pyspark.sql import DataFrame, SparkSession
+
+    from warroom.ingest.load import IngestReport
 
 #: the Spark type each canonical field is stored as
 SPARK_TYPES = {
@@ -95,7 +99,7 @@ def file_digest(spark: SparkSession, uri: str) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _uri(p: Path | str) -> str:
+def uri_of(p: Path | str) -> str:
     text = str(p)
     return text if "://" in text else "file:" + str(Path(text).resolve())
 
@@ -373,3 +377,77 @@ def _write(spark: SparkSession, tables: dict[str, DataFrame], warehouse: Path) -
         df.write.mode("overwrite").parquet(str(warehouse / "tables" / view))
     for name in [k.value for k in IDENTITY] + list(CONTENT_IDENTITY.values()):
         spark.read.parquet(str(warehouse / "tables" / name)).createOrReplaceTempView(name)
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def spark_reads(plans: list[FilePlan]) -> bool:
+    """Whether Spark reads every file itself: canonical JSON lines or CSV/TSV."""
+    return all(
+        p.profile is None and not p.json_array and not p.json_document and p.format in READS
+        for p in plans
+    )
+
+
+#: the formats Spark reads itself
+READS = ("json", "csv", "tsv")
+
+
+def load_into(
+    con: duckdb.DuckDBPyConnection, spark: SparkSession, files: list[Path], warehouse: Path
+) -> IngestReport | None:
+    """``investigate --engine spark``: Spark reads ``files`` into the warehouse,
+    and the tables are copied into the database ``con`` (the report, ``warroom
+    sql`` and every later command read them there). None, with nothing done,
+    when Spark does not read one of the files (a profile, a JSON array, Parquet)
+    or the database already holds files: DuckDB's ingest then reads them."""
+    from warroom.ingest.load import FileResult, IngestReport
+    from warroom.ingest.sniff import plan_file
+
+    if con.execute("SELECT count(*) FROM sources").fetchone() != (0,):
+        return None
+    plans = [plan_file(con, p, None, None) for p in files]
+    if not spark_reads(plans):
+        return None
+    started = time.monotonic()
+    sources = ingest(spark, [(plan, uri_of(plan.path)) for plan in plans], warehouse)
+    _copy_into(con, spark)
+    report = IngestReport()
+    for s in sources:
+        result = FileResult(
+            str(s.plan.path),
+            s.plan.kind.value,
+            s.plan.format,
+            s.plan.compression,
+            s.sha256,
+            s.size,
+            s.rows_loaded,
+            s.rows_rejected,
+            status=s.status,
+        )
+        result.seconds = time.monotonic() - started
+        report.files.append(result)
+    return report
+
+
+def _copy_into(con: duckdb.DuckDBPyConnection, spark: SparkSession) -> None:
+    """The tables Spark read, into the database's (one transaction); the source
+    id sequence moves past them."""
+    from warroom.spark.engine import to_arrow
+
+    names = ["sources", "rejects", *(TABLES[k] for k in Kind)]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for name in names:
+            con.register("wr_spark_rows", to_arrow(spark.table(name)))
+            try:
+                con.execute(f"INSERT INTO {name} SELECT * FROM wr_spark_rows")
+            finally:
+                con.unregister("wr_spark_rows")
+        row = con.execute("SELECT coalesce(max(source_id), 0) FROM sources").fetchone()
+        con.execute("SELECT max(nextval('source_ids')) FROM range(?)", [int(row[0]) if row else 0])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise

@@ -69,21 +69,25 @@ def _both(con: duckdb.DuckDBPyConnection, spark: Any, paths: list[Path], warehou
     spark_ingest.ingest(spark, plans, warehouse)
 
 
-def _tables(con: duckdb.DuckDBPyConnection, warehouse: Path) -> dict[str, tuple[list, list]]:
-    """Each canonical table on both engines, source ids as paths, sorted."""
+def _tables(
+    con: duckdb.DuckDBPyConnection, warehouse: Path, by_name: bool = False
+) -> dict[str, tuple[list, list]]:
+    """Each canonical table on both engines, source ids as paths (``by_name``:
+    file names), sorted."""
+    path = "regexp_extract(s.path, '[^/]*$')" if by_name else "s.path"
     out = {}
     con.execute(
         "CREATE OR REPLACE TEMP VIEW spark_sources AS SELECT * FROM "
         f"read_parquet('{warehouse}/tables/sources/*.parquet')"
     )
     for name in CANONICAL:
-        cols = [c for c in con.table(name).columns if c not in ("source_id", "ingested_at")]
+        cols = [c for c in con.table(name).columns if c not in ("source_id", "ingested_at", "path")]
         sel = ", ".join(f"t.{c}" for c in cols)
         duck = con.sql(
-            f"SELECT s.path, {sel} FROM {name} t JOIN sources s USING (source_id) ORDER BY ALL"
+            f"SELECT {path}, {sel} FROM {name} t JOIN sources s USING (source_id) ORDER BY ALL"
         ).fetchall()
         spark = con.sql(
-            f"SELECT s.path, {sel} FROM read_parquet('{warehouse}/tables/{name}/*.parquet') t "
+            f"SELECT {path}, {sel} FROM read_parquet('{warehouse}/tables/{name}/*.parquet') t "
             "JOIN spark_sources s USING (source_id) ORDER BY ALL"
         ).fetchall()
         out[name] = (duck, spark)
@@ -174,5 +178,29 @@ def test_the_bad_input_catalog_lands_alike(tmp_path: Path, spark: Any) -> None:
         tables = _tables(con, tmp_path / "warehouse")
     finally:
         con.close()
+    differ = {n: _first_diffs(*t) for n, t in tables.items() if t[0] != t[1]}
+    assert not differ, "\n".join(f"{n}:\n{d}" for n, d in differ.items())
+
+
+def test_a_uri_is_read_as_the_local_file_is(tmp_path: Path, spark: Any) -> None:
+    """The sample logs named by a ``file://`` URI (listed, planned and hashed
+    through Hadoop's FileSystem, as an ``s3a://`` or ``hdfs://`` one is) land as
+    DuckDB's ingest lands the folder; sources keep the URI as the path."""
+    from warroom.spark import ingest as spark_ingest
+
+    con = db.connect(tmp_path / "w.duckdb")
+    try:
+        ingest(con, [SAMPLE])
+        uris = spark_ingest.expand_uri(spark, f"file://{SAMPLE.resolve()}")
+        assert [u.rsplit("/", 1)[-1] for u in uris] == [p.name for p in expand_paths([SAMPLE])]
+        plans = [(spark_ingest.plan_uri(spark, u), u) for u in uris]
+        spark_ingest.ingest(spark, plans, tmp_path / "warehouse")
+        tables = _tables(con, tmp_path / "warehouse", by_name=True)
+        paths = con.sql(
+            f"SELECT path FROM read_parquet('{tmp_path}/warehouse/tables/sources/*.parquet')"
+        ).fetchall()
+    finally:
+        con.close()
+    assert sorted(p for (p,) in paths) == sorted(uris)
     differ = {n: _first_diffs(*t) for n, t in tables.items() if t[0] != t[1]}
     assert not differ, "\n".join(f"{n}:\n{d}" for n, d in differ.items())

@@ -88,15 +88,19 @@ def spark_session(settings: SparkSettings) -> Iterator[SparkSession]:
 
 
 def ingest(
-    con: duckdb.DuckDBPyConnection, settings: SparkSettings, files: list[Path]
+    con: duckdb.DuckDBPyConnection,
+    settings: SparkSettings,
+    files: list[Path],
+    uris: list[str] | None = None,
 ) -> IngestReport | None:
-    """``investigate --engine spark``: Spark reads the files itself (JSON lines,
-    CSV/TSV, gzip or not) into the warehouse and the database; None when one of
-    them is read by DuckDB's ingest only (a profile, a JSON array, Parquet)."""
+    """``investigate --engine spark``: Spark reads the files and ``uris`` itself
+    (JSON lines, CSV/TSV, gzip or not) into the warehouse and the database; None
+    when one of the files is read by DuckDB's ingest only (a profile, a JSON
+    array, Parquet)."""
     from warroom.spark.ingest import load_into
 
     with spark_session(settings) as spark:
-        report = load_into(con, spark, files, settings.warehouse)
+        report = load_into(con, spark, files, settings.warehouse, uris or [])
     if report is None:
         render.note("Spark reads JSON lines and CSV/TSV itself; these files are read by DuckDB")
     return report

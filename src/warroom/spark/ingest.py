@@ -16,7 +16,6 @@ each file (sha256 read through Hadoop's FileSystem on the driver).
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,31 +71,24 @@ class SparkSource:
 
 def file_digest(spark: SparkSession, uri: str) -> tuple[str, int]:
     """sha256 and size of ``uri``, its bytes streamed through Hadoop's FileSystem
-    on the driver (any scheme Spark reads: file, s3a, hdfs, abfss)."""
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    on the driver (any scheme Spark reads: file, s3a, hdfs, abfss): the same
+    digest DuckDB's ingest records, so a repeated file is known on both."""
+    jvm, conf = _hadoop(spark)
     path = jvm.org.apache.hadoop.fs.Path(uri)
     fs = path.getFileSystem(conf)
     size = int(fs.getFileStatus(path).getLen())
-    if uri.startswith("file:"):
-        digest = hashlib.sha256()
-        with open(Path(uri.removeprefix("file:")), "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest(), size
     stream = fs.open(path)
-    digest = hashlib.sha256()
-    try:
-        buf = jvm.java.nio.ByteBuffer.allocate(1 << 20)
-        while True:
-            buf.clear()
-            n = stream.read(buf)
-            if n is None or n < 0:
-                break
-            digest.update(bytes(buf.array())[:n])
+    try:  # streamed in the JVM, by the commons-codec Hadoop ships
+        return str(jvm.org.apache.commons.codec.digest.DigestUtils.sha256Hex(stream)), size
     finally:
         stream.close()
-    return digest.hexdigest(), size
+
+
+def _hadoop(spark: SparkSession) -> tuple[Any, Any]:
+    """The driver's JVM and Hadoop configuration (FileSystem calls go there)."""
+    jvm: Any = spark.sparkContext._jvm
+    jsc: Any = spark.sparkContext._jsc
+    return jvm, jsc.hadoopConfiguration()
 
 
 def uri_of(p: Path | str) -> str:
@@ -256,7 +248,7 @@ def _ingest(
             rows.where("reason IS NOT NULL").select("source_id", "line", "raw", "reason"),
             bad,
         ]
-        counts = (
+        counts: Any = (
             rows.groupBy()
             .agg(
                 F.count(F.when(F.col("reason").isNull(), 1)).alias("good"),
@@ -324,7 +316,7 @@ def _sources_frame(spark: SparkSession, sources: list[SparkSource]) -> DataFrame
         rows.append(
             (
                 s.source_id,
-                s.uri if "://" in str(s.plan.path) else str(s.plan.path),
+                str(s.plan.path) if s.uri.startswith("file:") else s.uri,
                 kind,
                 fmt,
                 comp,
@@ -395,7 +387,11 @@ READS = ("json", "csv", "tsv")
 
 
 def load_into(
-    con: duckdb.DuckDBPyConnection, spark: SparkSession, files: list[Path], warehouse: Path
+    con: duckdb.DuckDBPyConnection,
+    spark: SparkSession,
+    files: list[Path],
+    warehouse: Path,
+    uris: list[str] | None = None,
 ) -> IngestReport | None:
     """``investigate --engine spark``: Spark reads ``files`` into the warehouse,
     and the tables are copied into the database ``con`` (the report, ``warroom
@@ -405,18 +401,27 @@ def load_into(
     from warroom.ingest.load import FileResult, IngestReport
     from warroom.ingest.sniff import plan_file
 
+    remote = [u for given in uris or [] for u in expand_uri(spark, given)]
     if con.execute("SELECT count(*) FROM sources").fetchone() != (0,):
+        if remote:
+            raise InputError(f"{remote[0]}: Spark reads URIs into a new database only")
         return None
-    plans = [plan_file(con, p, None, None) for p in files]
-    if not spark_reads(plans):
+    planned = [(plan_file(con, p, None, None), uri_of(p)) for p in files]
+    if not spark_reads([plan for plan, _ in planned]):
+        if remote:
+            raise InputError(
+                f"{remote[0]}: with a URI, every input must be JSON lines or CSV/TSV "
+                "(Spark reads them all)"
+            )
         return None
+    planned += [(plan_uri(spark, u), u) for u in remote]
     started = time.monotonic()
-    sources = ingest(spark, [(plan, uri_of(plan.path)) for plan in plans], warehouse)
+    sources = ingest(spark, planned, warehouse)
     _copy_into(con, spark)
     report = IngestReport()
     for s in sources:
         result = FileResult(
-            str(s.plan.path),
+            str(s.plan.path) if s.uri.startswith("file:") else s.uri,
             s.plan.kind.value,
             s.plan.format,
             s.plan.compression,
@@ -451,3 +456,71 @@ def _copy_into(con: duckdb.DuckDBPyConnection, spark: SparkSession) -> None:
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+# --------------------------------------------------------------------------- URIs
+
+
+def expand_uri(spark: SparkSession, uri: str) -> list[str]:
+    """The data files at ``uri`` (a file, or a folder read recursively, entries
+    starting with ``_`` or ``.`` skipped), sorted: any scheme Hadoop reads."""
+    from warroom.ingest.sniff import _data_suffix
+
+    jvm, conf = _hadoop(spark)
+    root = jvm.org.apache.hadoop.fs.Path(uri)
+    fs = root.getFileSystem(conf)
+    if not fs.exists(root):
+        raise InputError(f"{uri}: no such file or folder")
+    if fs.getFileStatus(root).isFile():
+        return [uri]
+    found = []
+    it = fs.listFiles(root, True)
+    while it.hasNext():
+        path = it.next().getPath()
+        rel = str(path.toString())[len(str(root.toString())) :]
+        if any(part[:1] in ("_", ".") for part in rel.split("/") if part):
+            continue
+        if _data_suffix(Path(path.getName())) is not None:
+            found.append(str(path.toString()))
+    if not found:
+        raise InputError(f"{uri}: no data files in this folder")
+    return sorted(found)
+
+
+def plan_uri(spark: SparkSession, uri: str, kind: Kind | None = None) -> FilePlan:
+    """How Spark reads the file at ``uri``: its format from its name, its kind
+    from ``kind``, its name or its first record (a CSV's header), as
+    ``sniff.plan_file`` decides for a local file."""
+    import json
+
+    from warroom.ingest.sniff import (
+        _data_suffix,
+        _format_of,
+        _kind_from_fields,
+        _kind_from_name,
+        _plan_csv,
+    )
+
+    name = Path(uri.rsplit("/", 1)[-1])
+    fmt, compression = _format_of(name)
+    if fmt not in READS or _data_suffix(name) == ".json":
+        raise InputError(f"{uri}: Spark reads JSON lines (.jsonl, .ndjson) and CSV/TSV here")
+    plan = FilePlan(name, fmt, compression, kind or Kind.requests, 0)
+    head = spark.read.option("lineSep", "\n").text(uri).limit(64).collect()
+    lines = [str(r[0]).removeprefix("\ufeff").rstrip("\r") for r in head]
+    first = next((i for i, line in enumerate(lines) if line.strip(" \t")), None)
+    named = kind or _kind_from_name(name)
+    if fmt in ("csv", "tsv"):
+        if first is not None:
+            _plan_csv(plan, named, lines, first)
+        else:
+            plan.kind = named or Kind.requests
+        return plan
+    if named is None:
+        try:
+            keys = set(json.loads(lines[first])) if first is not None else set()
+        except (ValueError, TypeError):
+            keys = set()
+        named = _kind_from_fields(name, keys)
+    plan.kind = named
+    return plan

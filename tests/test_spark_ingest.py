@@ -122,20 +122,21 @@ def world(
     pack, policy = load_pack(), load_policy(None)
     detect(con, pack)
     duck_impact = impact(con, pack, policy, stored_findings=True)
-    duck = {"findings": _findings(con), "impact": duck_impact}
+    duck = {"findings": _findings(con, "sources"), "impact": duck_impact}
     run.detect(con, spark, pack, root / "warehouse", native=True)
     spark_impact = run.impact(con, spark, pack, policy, root / "warehouse", fresh=False)
-    found = {"findings": _findings(con), "impact": spark_impact}
+    found = {"findings": _findings(con, "spark_sources"), "impact": spark_impact}
     yield {"tables": tables, "duckdb": duck, "spark": found}
     con.close()
 
 
-def _findings(con: duckdb.DuckDBPyConnection) -> list[tuple]:
-    """The findings with their provenance as (path, line)."""
+def _findings(con: duckdb.DuckDBPyConnection, sources: str) -> list[tuple]:
+    """The findings with their provenance as (path, line): the source ids of the
+    engine that read the files (``sources``: its table)."""
     cols = [c for c in con.table("main.findings").columns if c != "source_id"]
     return con.sql(
         f"SELECT s.path, {', '.join('f.' + c for c in cols)} FROM main.findings f "
-        "LEFT JOIN sources s USING (source_id) ORDER BY ALL"
+        f"LEFT JOIN {sources} s USING (source_id) ORDER BY ALL"
     ).fetchall()
 
 

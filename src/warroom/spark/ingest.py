@@ -16,7 +16,6 @@ each file (sha256 read through Hadoop's FileSystem on the driver).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from warroom.errors import InputError
 from warroom.ingest import relations
-from warroom.ingest.convert import line_reason, typed_select
+from warroom.ingest.convert import LINE_LIMIT, line_reason, typed_select
 from warroom.ingest.scan import clip
 from warroom.ingest.sniff import FilePlan
 from warroom.model import CONTENT_IDENTITY, FIELDS, IDENTITY, TABLES, FieldType, Kind
@@ -63,6 +62,7 @@ class SparkSource:
     uri: str
     sha256: str
     size: int
+    shown: str
     lines: int = 0
     rows_loaded: int = 0
     rows_rejected: int = 0
@@ -99,37 +99,77 @@ def uri_of(p: Path | str) -> str:
 # --------------------------------------------------------------------------- lines
 
 
-def _number_lines(spark: SparkSession, uri: str, bom: bool = True) -> DataFrame:
+#: the bytes a line may not hold (convert.CONTROL), as a Java class; CR is among
+#: them (only a CRLF's last one is dropped before)
+_CONTROL = "[\\x00-\\x08\\x0b-\\x1f\\x7f]"
+#: the low bits of monotonically_increasing_id: a row's place in its partition
+_IN_PARTITION = (1 << 33) - 1
+
+
+def _number_lines(spark: SparkSession, uri: str) -> DataFrame:
     """Every physical line of the text at ``uri``: ``line`` (from 1), ``raw`` (the
-    text, CR of a CRLF ending dropped; '' for a bad line) and ``bad``/``bad_raw``
-    (the careful path's reject of a line DuckDB cannot read)."""
+    text, CR of a CRLF ending and a leading BOM dropped; '' for a bad line) and
+    ``bad``/``bad_raw`` (the careful path's reject of a line DuckDB cannot read).
+
+    Numbered in the JVM: a row's place in its partition, after the lines of the
+    partitions that start earlier in the file (``_metadata.file_block_start``).
+    Only a line a cheap test suspects (not UTF-8, a control byte, too long)
+    goes to Python, for ``convert.line_reason`` and ``scan.clip``."""
     from pyspark.sql import functions as F
-    from pyspark.sql.types import LongType, StringType, StructField, StructType
+    from pyspark.sql.types import StringType, StructField, StructType
 
     text = spark.read.option("lineSep", "\n").text(uri)
-    binary = text.select(F.col("value").cast("binary").alias("b"))
-
-    def one(pair: tuple[Any, int]) -> tuple[int, str, str | None, str | None]:
-        row, index = pair
-        b = bytes(row[0])
-        if b.endswith(b"\r"):
-            b = b[:-1]
-        if index == 0 and bom and b.startswith(b"\xef\xbb\xbf"):
-            b = b[3:]
-        reason = line_reason(b)
-        if reason:
-            return index + 1, "", reason, clip(b)
-        return index + 1, b.decode("utf-8"), None, None
-
-    schema = StructType(
-        [
-            StructField("line", LongType(), False),
-            StructField("raw", StringType(), True),
-            StructField("bad", StringType(), True),
-            StructField("bad_raw", StringType(), True),
-        ]
+    placed = text.select(
+        F.col("value").cast("binary").alias("b0"),
+        F.col("_metadata.file_block_start").alias("blk"),
+        F.spark_partition_id().alias("p"),
+        (F.monotonically_increasing_id().bitwiseAND(F.lit(_IN_PARTITION))).alias("i"),
+    ).localCheckpoint(eager=True)
+    parts = placed.groupBy("p").agg(F.min("blk").alias("blk"), F.count("*").alias("n"))
+    starts, before = [], 0
+    for row in sorted(parts.collect(), key=lambda r: (r["blk"], r["p"])):
+        starts.append((int(row["p"]), before))
+        before += int(row["n"])
+    offsets = spark.createDataFrame(starts or [(0, 0)], "p int, start long")
+    b = F.col("b0")
+    cr = F.substring(b, -1, 1) == F.unhex(F.lit("0D"))
+    b = F.when(cr, F.expr("substring(b0, 1, octet_length(b0) - 1)")).otherwise(b)
+    numbered = placed.join(F.broadcast(offsets), "p").select(
+        (F.col("start") + F.col("i") + 1).alias("line"), b.alias("b1")
     )
-    return spark.createDataFrame(binary.rdd.zipWithIndex().map(one), schema)
+    bom = (F.col("line") == 1) & (F.substring("b1", 1, 3) == F.unhex(F.lit("EFBBBF")))
+    numbered = numbered.select(
+        "line", F.when(bom, F.expr("substring(b1, 4)")).otherwise(F.col("b1")).alias("b")
+    )
+    as_text = F.col("b").cast("string")
+    suspect = (
+        ~F.expr("is_valid_utf8(CAST(b AS STRING))")
+        | (F.octet_length("b") > LINE_LIMIT)
+        | as_text.rlike(_CONTROL)
+    )
+    good = numbered.where(~suspect).select(
+        "line",
+        as_text.alias("raw"),
+        F.lit(None).cast("string").alias("bad"),
+        F.lit(None).cast("string").alias("bad_raw"),
+    )
+
+    def judged(b: bytes) -> tuple[str | None, str]:
+        reason = line_reason(bytes(b))
+        return (reason, clip(bytes(b))) if reason else (None, bytes(b).decode("utf-8"))
+
+    judge = F.udf(
+        judged,
+        StructType([StructField("reason", StringType()), StructField("text", StringType())]),
+    )
+    seen = numbered.where(suspect).select("line", judge("b").alias("j"))
+    looked = seen.select(
+        "line",
+        F.when(F.col("j.reason").isNull(), F.col("j.text")).otherwise(F.lit("")).alias("raw"),
+        F.col("j.reason").alias("bad"),
+        F.when(F.col("j.reason").isNotNull(), F.col("j.text")).alias("bad_raw"),
+    )
+    return good.unionByName(looked)
 
 
 # --------------------------------------------------------------------------- a file
@@ -233,7 +273,8 @@ def _ingest(
     rejects: list[DataFrame] = []
     for plan, uri in plans:
         sha, size = file_digest(spark, uri)
-        src = SparkSource(len(sources) + 1, plan, uri, sha, size)
+        shown = uri if "://" in uri else str(plan.path)  # a URI as given, a path as given
+        src = SparkSource(len(sources) + 1, plan, uri, sha, size, shown)
         if sha in seen:  # the same bytes again: skipped, as a repeat is on DuckDB
             src.status = "skipped"
             continue
@@ -316,7 +357,7 @@ def _sources_frame(spark: SparkSession, sources: list[SparkSource]) -> DataFrame
         rows.append(
             (
                 s.source_id,
-                str(s.plan.path) if s.uri.startswith("file:") else s.uri,
+                s.shown,
                 kind,
                 fmt,
                 comp,
@@ -415,13 +456,12 @@ def load_into(
             )
         return None
     planned += [(plan_uri(spark, u), u) for u in remote]
-    started = time.monotonic()
     sources = ingest(spark, planned, warehouse)
     _copy_into(con, spark)
     report = IngestReport()
     for s in sources:
         result = FileResult(
-            str(s.plan.path) if s.uri.startswith("file:") else s.uri,
+            s.shown,
             s.plan.kind.value,
             s.plan.format,
             s.plan.compression,
@@ -431,8 +471,7 @@ def load_into(
             s.rows_rejected,
             status=s.status,
         )
-        result.seconds = time.monotonic() - started
-        report.files.append(result)
+        report.files.append(result)  # (one Spark job reads them all: no time per file)
     return report
 
 

@@ -185,14 +185,18 @@ def test_the_bad_input_catalog_lands_alike(tmp_path: Path, spark: Any) -> None:
 
 def test_a_uri_is_read_as_the_local_file_is(tmp_path: Path, spark: Any) -> None:
     """The sample logs named by a ``file://`` URI (listed, planned and hashed
-    through Hadoop's FileSystem, as an ``s3a://`` or ``hdfs://`` one is) land as
-    DuckDB's ingest lands the folder; sources keep the URI as the path."""
+    through Hadoop's FileSystem, as an ``s3a://`` or ``hdfs://`` one is), read in
+    small splits, land as DuckDB's ingest lands the folder; sources keep the URI
+    as the path."""
     from warroom.spark import ingest as spark_ingest
 
     con = db.connect(tmp_path / "w.duckdb")
+    # small splits: a file over many partitions is numbered as one
+    spark.conf.set("spark.sql.files.maxPartitionBytes", str(256 * 1024))
     try:
         ingest(con, [SAMPLE])
         uris = spark_ingest.expand_uri(spark, f"file://{SAMPLE.resolve()}")
+        assert spark.read.text(uris[-1]).rdd.getNumPartitions() > 10
         assert [u.rsplit("/", 1)[-1] for u in uris] == [p.name for p in expand_paths([SAMPLE])]
         plans = [(spark_ingest.plan_uri(spark, u), u) for u in uris]
         spark_ingest.ingest(spark, plans, tmp_path / "warehouse")
@@ -201,6 +205,7 @@ def test_a_uri_is_read_as_the_local_file_is(tmp_path: Path, spark: Any) -> None:
             f"SELECT path FROM read_parquet('{tmp_path}/warehouse/tables/sources/*.parquet')"
         ).fetchall()
     finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
         con.close()
     assert sorted(p for (p,) in paths) == sorted(uris)
     differ = {n: _first_diffs(*t) for n, t in tables.items() if t[0] != t[1]}

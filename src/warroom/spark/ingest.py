@@ -273,7 +273,8 @@ def _ingest(
     rejects: list[DataFrame] = []
     for plan, uri in plans:
         sha, size = file_digest(spark, uri)
-        shown = uri if "://" in uri else str(plan.path)  # a URI as given, a path as given
+        # a local file as its path, a URI as Hadoop names it
+        shown = str(plan.path) if uri == uri_of(plan.path) else uri
         src = SparkSource(len(sources) + 1, plan, uri, sha, size, shown)
         if sha in seen:  # the same bytes again: skipped, as a repeat is on DuckDB
             src.status = "skipped"

@@ -46,3 +46,14 @@ def test_a_malformed_spark_conf_is_a_usage_error(cli: Cli, tmp_path: Path) -> No
     )
     assert r.code == 2
     assert "--spark-conf 'oops': write KEY=VALUE" in r.stderr
+
+
+def test_a_uri_without_the_spark_engine_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:
+    """Only Spark reads s3a://, hdfs://, abfss:// inputs: said before any work."""
+    r = cli("investigate", "s3a://bucket/logs/", "--out-dir", str(tmp_path / "out"))
+    assert r.code == 2
+    assert r.stderr.strip() == (
+        "error: s3a://bucket/logs/: a URI is read with --engine spark (and no profile) only"
+    )
+    assert not (tmp_path / "out").exists()
+    assert r.stdout == b""

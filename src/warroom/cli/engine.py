@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from warroom.detect import DetectResult
     from warroom.impact import Policy
+    from warroom.ingest.load import IngestReport
     from warroom.pack import Pack
     from warroom.report import Report
     from warroom.spark.session import SparkSettings
@@ -86,6 +87,25 @@ def spark_session(settings: SparkSettings) -> Iterator[SparkSession]:
     yield start(settings)
 
 
+def ingest(
+    con: duckdb.DuckDBPyConnection,
+    settings: SparkSettings,
+    files: list[Path],
+    uris: list[str] | None = None,
+) -> IngestReport | None:
+    """``investigate --engine spark``: Spark reads the files and ``uris`` itself
+    (JSON lines, CSV/TSV, gzip or not) into the warehouse and the database; None
+    when one of the files is read by DuckDB's ingest only (a profile, a JSON
+    array, Parquet)."""
+    from warroom.spark.ingest import load_into
+
+    with spark_session(settings) as spark:
+        report = load_into(con, spark, files, settings.warehouse, uris or [])
+    if report is None:
+        render.note("Spark reads JSON lines and CSV/TSV itself; these files are read by DuckDB")
+    return report
+
+
 def detect(
     con: duckdb.DuckDBPyConnection,
     settings: SparkSettings,
@@ -93,12 +113,21 @@ def detect(
     since: str | None,
     until: str | None,
     progress: Progress,
+    native: bool = False,
 ) -> DetectResult:
+    """``native``: on the tables Spark has read itself (``ingest`` above)."""
     from warroom.spark import run
 
     with spark_session(settings) as spark:
         return run.detect(
-            con, spark, pack, settings.warehouse, since=since, until=until, progress=progress
+            con,
+            spark,
+            pack,
+            settings.warehouse,
+            since=since,
+            until=until,
+            progress=progress,
+            native=native,
         )
 
 

@@ -375,7 +375,15 @@ def investigate_cmd(
     options = _report_options(gap_hours, marker, tz)
     pack = load_pack(queries_dir)
     chosen = chosen_profile(profile, user_from)
-    files = investigation_inputs(paths, out_dir)
+    # a URI (s3a://, hdfs://, abfss://) is read by Spark itself
+    uris = [p for p in paths if "://" in p]
+    if uris and (engine is not Engine.spark or chosen is not None):
+        raise UsageError(f"{uris[0]}: a URI is read with --engine spark (and no profile) only")
+    files = (
+        investigation_inputs([p for p in paths if "://" not in p], out_dir)
+        if len(uris) < len(paths)
+        else []
+    )
     db_file = _investigation_db(db_path, out_dir)
     if not append:
         _refuse_mixing(db_file, files)
@@ -383,18 +391,22 @@ def investigate_cmd(
     make_folder(out_dir)
     shown = render.InvestigationProgress(expand_paths(files))
     with db.connect(db_file, memory_limit=memory_limit) as con:
-        with shown.running():
-            loaded = run_ingest(
-                con,
-                files,
-                progress=shown.ingest,
-                on_file=lambda f: shown.file_done(f.rows_loaded),
-                profile=chosen,
-            )
+        # --engine spark: Spark reads the files itself where it can
+        loaded = engines.ingest(con, spark, files, uris) if spark and chosen is None else None
+        native = loaded is not None
+        if loaded is None:
+            with shown.running():
+                loaded = run_ingest(
+                    con,
+                    files,
+                    progress=shown.ingest,
+                    on_file=lambda f: shown.file_done(f.rows_loaded),
+                    profile=chosen,
+                )
         ingest_summary(loaded)
         with shown.running():
             if spark:
-                found = engines.detect(con, spark, pack, None, None, shown.detect)
+                found = engines.detect(con, spark, pack, None, None, shown.detect, native)
             else:
                 found = detect(con, pack, progress=shown.detect)
         rows = sum(d.rows for d in found.detectors)

@@ -103,7 +103,7 @@ def json_record_reason(doc: str, not_object: str, read: Sequence[str] | None = N
                 WHEN 'ARRAY' THEN 'array' WHEN 'VARCHAR' THEN 'string'
                 WHEN 'BOOLEAN' THEN 'boolean' WHEN 'NULL' THEN 'null'
                 ELSE 'number' END
-        WHEN {suspect} AND len({keys}) <> len(list_distinct({keys}))
+        WHEN {suspect} AND array_length({keys}) <> array_length(list_distinct({keys}))
             THEN 'duplicate key ' || wr_quote(list_filter({keys},
                 lambda k, i: list_position({keys}, k) < i)[1])
                 || ': JSON readers disagree on which value counts'
@@ -128,7 +128,7 @@ def csv_record_reason(fmt: str, n: int) -> str:
         wellformed = "true"
     return f"""CASE
         WHEN NOT {wellformed} THEN 'malformed CSV: unbalanced or misplaced quotes'
-        WHEN len(fs) <> {n} THEN 'expected {n} fields, got ' || len(fs)
+        WHEN array_length(fs) <> {n} THEN 'expected {n} fields, got ' || array_length(fs)
     END"""
 
 
@@ -292,7 +292,9 @@ def _money(f: Field, x: _Value) -> tuple[str, list[Rule]]:
         # the typed value holds 12 places: digits past them are caught in the
         # text, and for an exponent form (1e-13, 1e-400) counted on its text
         Rule(
-            f"{t} <> CAST({t} AS DECIMAL(38,6)) "
+            # (rounded, then back at 12 places: Spark compares a DECIMAL(38,12)
+            # with its own DECIMAL(38,6) cast as equal)
+            f"{t} <> CAST(CAST({t} AS DECIMAL(38,6)) AS DECIMAL(38,12)) "
             rf"OR regexp_matches({v}, '\.[0-9]{{12}}[0-9]*[1-9]') "
             f"OR (contains(lower({v}), 'e') AND wr_exp_places({v}) > 6)",
             f"{x.n} || ': more than 6 decimal places: ' || wr_quote({v})",

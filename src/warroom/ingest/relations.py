@@ -41,10 +41,18 @@ LINES_UNNUMBERED = (
     .replace(" WITH ORDINALITY", "")
     .replace("strict_mode = false", "strict_mode = false, ignore_errors = true")
 )
-#: the lines that are not blank: each is a record, or a reject
-_RECORD_LINES = (
-    f"SELECT line, raw FROM ({LINES}) WHERE NOT regexp_full_match(coalesce(raw, ''), '[ \\t]*')"
-)
+
+
+def record_lines(lines: str) -> str:
+    """The lines of ``lines`` (a relation of ``line`` and ``raw``) that are not
+    blank: each is a record, or a reject."""
+    return (
+        f"SELECT line, raw FROM ({lines}) WHERE NOT regexp_full_match(coalesce(raw, ''), '[ \\t]*')"
+    )
+
+
+#: the lines of the file at ``$path`` that are not blank
+_RECORD_LINES = record_lines(LINES)
 
 #: the fast path's mark on a row it cannot read exactly (never a stored reason)
 UNSURE = "unsure: read it the careful way"
@@ -52,11 +60,15 @@ UNSURE = "unsure: read it the careful way"
 
 def install_csv_macro(con: duckdb.DuckDBPyConnection) -> None:
     """Define the macro reading one CSV field: a quoted one without its quotes."""
-    con.execute(
-        "CREATE OR REPLACE TEMP MACRO wr_csv_unquote(x) AS CASE WHEN left(x, 1) = '\"' "
-        "AND right(x, 1) = '\"' AND length(x) >= 2 "
-        "THEN replace(x[2:length(x) - 1], '\"\"', '\"') ELSE x END"
-    )
+    con.execute(CSV_UNQUOTE_MACRO)
+
+
+#: the macro reading one CSV field (also expanded by the Spark translation)
+CSV_UNQUOTE_MACRO = (
+    "CREATE OR REPLACE TEMP MACRO wr_csv_unquote(x) AS CASE WHEN left(x, 1) = '\"' "
+    "AND right(x, 1) = '\"' AND length(x) >= 2 "
+    "THEN replace(x[2:length(x) - 1], '\"\"', '\"') ELSE x END"
+)
 
 
 def _sql_text(text: str) -> str:
@@ -182,8 +194,9 @@ def _json_values(kind: Kind, records: str = _RECORD_LINES) -> str:
         )"""
 
 
-def _csv_values(plan: FilePlan) -> str:
-    """The careful path's CSV/TSV: every line split into the header's fields."""
+def _csv_values(plan: FilePlan, records: str = _RECORD_LINES) -> str:
+    """The careful path's CSV/TSV (or ``records``, a relation of ``line`` and
+    ``raw``): every line split into the header's fields."""
     fields = FIELDS[plan.kind]
     cols = []
     for f in fields:
@@ -197,7 +210,7 @@ def _csv_values(plan: FilePlan) -> str:
     return f"""
         SELECT line, raw, {csv_record_reason(plan.format, len(plan.header))} AS pre_reason,
             {", ".join(cols)}
-        FROM (SELECT line, raw, {_csv_split(plan.format)} AS fs FROM ({_RECORD_LINES})
+        FROM (SELECT line, raw, {_csv_split(plan.format)} AS fs FROM ({records})
             WHERE line > {plan.header_line})"""
 
 

@@ -60,11 +60,14 @@ def compute(
     until: str | None = None,
     progress: Progress | None = None,
     seconds: dict[str, float] | None = None,
+    native: bool = False,
 ) -> pa.Table:
-    """Export, build the shared relations and run every detection on Spark; the
-    findings (also a ``findings`` view on ``spark`` and Parquet in the warehouse).
-    ``seconds`` gets the time of each detection."""
-    export_canonical(con, warehouse)
+    """Export (unless Spark has read the inputs itself: ``native``), build the
+    shared relations and run every detection on Spark; the findings (also a
+    ``findings`` view on ``spark`` and Parquet in the warehouse). ``seconds``
+    gets the time of each detection."""
+    if not native:
+        export_canonical(con, warehouse)
     engine.register_tables(spark, warehouse)
     steps = len(pack.shared) + len(pack.detections())
     done = [0]
@@ -93,13 +96,22 @@ def detect(
     since: str | None = None,
     until: str | None = None,
     progress: Progress | None = None,
+    native: bool = False,
 ) -> DetectResult:
     """``warroom detect`` on Spark: the findings replace the database's, in one
     transaction, and name the incident as DuckDB's path does."""
     started = time.monotonic()
     seconds: dict[str, float] = {}
     rows = compute(
-        con, spark, pack, warehouse, since=since, until=until, progress=progress, seconds=seconds
+        con,
+        spark,
+        pack,
+        warehouse,
+        since=since,
+        until=until,
+        progress=progress,
+        seconds=seconds,
+        native=native,
     )
     con.execute("DROP TABLE IF EXISTS temp.findings")
     con.execute(FINDINGS_DDL)
@@ -162,6 +174,7 @@ def impact(
     *,
     fresh: bool = True,
     progress: Progress | None = None,
+    native: bool = False,
 ) -> pa.Table:
     """Per-user impact under ``policy``, its sums computed on Spark from findings
     computed there afresh (``fresh=False``: the ones ``detect`` has just left on
@@ -169,16 +182,18 @@ def impact(
     faults undone; afterwards ``spark`` holds every fault's findings again."""
     window = (policy.start, policy.end)
     windowed = window != (None, None)
-    every = compute(con, spark, pack, warehouse, progress=progress) if fresh else None
+    every = (
+        compute(con, spark, pack, warehouse, progress=progress, native=native) if fresh else None
+    )
     if policy.incident_id is None:
         # named from every fault's findings, as DuckDB's path does
         named = _incident_id(con, pack, every) if every is not None else None
         policy = replace(policy, incident_id=named or incident_id(con, pack, None))
     if windowed:
-        compute(con, spark, pack, warehouse, fault_window=window, progress=progress)
+        compute(con, spark, pack, warehouse, fault_window=window, progress=progress, native=True)
     names, raw = engine.impact_sums(spark, policy.start, policy.end)
     if windowed:
-        compute(con, spark, pack, warehouse, progress=progress)
+        compute(con, spark, pack, warehouse, progress=progress, native=True)
     return policy_rows(names, raw, policy)
 
 

@@ -249,16 +249,26 @@ FIXES: tuple[Callable[[exp.Expr, str], exp.Expr], ...] = (
 # --------------------------------------------------------------------------- the check
 
 
-def check(tree: exp.Expr, name: str) -> None:
-    """Raise ``Untranslatable`` for the first construct outside ``ALLOWED``."""
+#: the functions the fixes write as plain calls
+FUNCTIONS = frozenset({"first_value", "last_value"})
+
+
+def check(
+    tree: exp.Expr,
+    name: str,
+    allowed: frozenset[type[exp.Expr]] = ALLOWED,
+    functions: frozenset[str] = frozenset(),
+) -> None:
+    """Raise ``Untranslatable`` for the first construct outside ``allowed`` (and
+    a plain call of a function outside ``FUNCTIONS`` and ``functions``)."""
     for node in tree.walk():
         if isinstance(node, exp.Anonymous):
-            if str(node.this).lower() in ("first_value", "last_value"):
+            if str(node.this).lower() in FUNCTIONS | functions:
                 continue
             raise Untranslatable(
                 f"{name}: function {node.this}() is not known to mean the same on Spark"
             )
-        if type(node) not in ALLOWED:
+        if type(node) not in allowed:
             raise Untranslatable(
                 f"{name}: {type(node).__name__} ({node.sql('duckdb')[:60]}) "
                 "is not known to mean the same on Spark"

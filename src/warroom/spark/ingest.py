@@ -1,0 +1,566 @@
+"""Spark reads the inputs itself (DESIGN.md section 6): canonical JSON lines and
+CSV/TSV, gzip or not, typed and rejected by ingest's own SQL translated for
+Spark (``translate_ingest``), into the warehouse's canonical tables.
+
+A text file is read with ``spark.read.text`` (only LF ends a line, as in
+DuckDB's ingest) and numbered per file (``zipWithIndex``: the line); each line
+passes ``convert.line_reason`` (the very function of the careful path: too
+long, not UTF-8, a control byte) on the executors, a bad line becoming a reject
+with ``scan.clip``'s text. The lines then go through
+``relations._json_values``/``_csv_values`` and ``convert.typed_select``,
+translated: the same rules, the same reasons. Canonical rows are elected as
+DuckDB's ingest elects them (the first ingested: lowest file order, then line),
+a file whose bytes repeat an earlier one's is skipped, and ``sources`` records
+each file (sha256 read through Hadoop's FileSystem on the driver).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from warroom.errors import InputError
+from warroom.ingest import relations
+from warroom.ingest.convert import LINE_LIMIT, line_reason, typed_select
+from warroom.ingest.scan import clip
+from warroom.ingest.sniff import FilePlan
+from warroom.model import CONTENT_IDENTITY, FIELDS, IDENTITY, TABLES, FieldType, Kind
+from warroom.spark.translate_ingest import ingest_to_spark
+
+if TYPE_CHECKING:
+    import duckdb
+    from pyspark.sql import DataFrame, SparkSession
+
+    from warroom.ingest.load import IngestReport
+
+#: the Spark type each canonical field is stored as
+SPARK_TYPES = {
+    FieldType.TIMESTAMP: "timestamp",
+    FieldType.STRING: "string",
+    FieldType.INT: "int",
+    FieldType.BIGINT: "bigint",
+    FieldType.MONEY: "decimal(18,6)",
+    FieldType.DOUBLE: "double",
+}
+#: settings the translated rules assume while they run: an out-of-range index
+#: or a failed cast is NULL (as DuckDB's TRY_ forms and list indexing give),
+#: and a JSON text naming a key twice parses (the rules reject it by name)
+INGEST_CONF = {
+    "spark.sql.ansi.enabled": "false",
+    "spark.sql.variant.allowDuplicateKeys": "true",
+}
+
+
+@dataclass
+class SparkSource:
+    """One input file as ``sources`` records it."""
+
+    source_id: int
+    plan: FilePlan
+    uri: str
+    sha256: str
+    size: int
+    shown: str
+    lines: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    status: str = "loaded"
+
+
+def file_digest(spark: SparkSession, uri: str) -> tuple[str, int]:
+    """sha256 and size of ``uri``, its bytes streamed through Hadoop's FileSystem
+    on the driver (any scheme Spark reads: file, s3a, hdfs, abfss): the same
+    digest DuckDB's ingest records, so a repeated file is known on both."""
+    jvm, conf = _hadoop(spark)
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    fs = path.getFileSystem(conf)
+    size = int(fs.getFileStatus(path).getLen())
+    stream = fs.open(path)
+    try:  # streamed in the JVM, by the commons-codec Hadoop ships
+        return str(jvm.org.apache.commons.codec.digest.DigestUtils.sha256Hex(stream)), size
+    finally:
+        stream.close()
+
+
+def _hadoop(spark: SparkSession) -> tuple[Any, Any]:
+    """The driver's JVM and Hadoop configuration (FileSystem calls go there)."""
+    jvm: Any = spark.sparkContext._jvm
+    jsc: Any = spark.sparkContext._jsc
+    return jvm, jsc.hadoopConfiguration()
+
+
+def uri_of(p: Path | str) -> str:
+    text = str(p)
+    return text if "://" in text else "file:" + str(Path(text).resolve())
+
+
+# --------------------------------------------------------------------------- lines
+
+
+#: the bytes a line may not hold (convert.CONTROL), as a Java class; CR is among
+#: them (only a CRLF's last one is dropped before)
+_CONTROL = "[\\x00-\\x08\\x0b-\\x1f\\x7f]"
+#: the low bits of monotonically_increasing_id: a row's place in its partition
+_IN_PARTITION = (1 << 33) - 1
+
+
+def _number_lines(spark: SparkSession, uri: str) -> DataFrame:
+    """Every physical line of the text at ``uri``: ``line`` (from 1), ``raw`` (the
+    text, CR of a CRLF ending and a leading BOM dropped; '' for a bad line) and
+    ``bad``/``bad_raw`` (the careful path's reject of a line DuckDB cannot read).
+
+    Numbered in the JVM: a row's place in its partition, after the lines of the
+    partitions that start earlier in the file (``_metadata.file_block_start``).
+    Only a line a cheap test suspects (not UTF-8, a control byte, too long)
+    goes to Python, for ``convert.line_reason`` and ``scan.clip``."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    text = spark.read.option("lineSep", "\n").text(uri)
+    placed = text.select(
+        F.col("value").cast("binary").alias("b0"),
+        F.col("_metadata.file_block_start").alias("blk"),
+        F.spark_partition_id().alias("p"),
+        (F.monotonically_increasing_id().bitwiseAND(F.lit(_IN_PARTITION))).alias("i"),
+    ).localCheckpoint(eager=True)
+    parts = placed.groupBy("p").agg(F.min("blk").alias("blk"), F.count("*").alias("n"))
+    starts, before = [], 0
+    for row in sorted(parts.collect(), key=lambda r: (r["blk"], r["p"])):
+        starts.append((int(row["p"]), before))
+        before += int(row["n"])
+    offsets = spark.createDataFrame(starts or [(0, 0)], "p int, start long")
+    b = F.col("b0")
+    cr = F.substring(b, -1, 1) == F.unhex(F.lit("0D"))
+    b = F.when(cr, F.expr("substring(b0, 1, octet_length(b0) - 1)")).otherwise(b)
+    numbered = placed.join(F.broadcast(offsets), "p").select(
+        (F.col("start") + F.col("i") + 1).alias("line"), b.alias("b1")
+    )
+    bom = (F.col("line") == 1) & (F.substring("b1", 1, 3) == F.unhex(F.lit("EFBBBF")))
+    numbered = numbered.select(
+        "line", F.when(bom, F.expr("substring(b1, 4)")).otherwise(F.col("b1")).alias("b")
+    )
+    as_text = F.col("b").cast("string")
+    suspect = (
+        ~F.expr("is_valid_utf8(CAST(b AS STRING))")
+        | (F.octet_length("b") > LINE_LIMIT)
+        | as_text.rlike(_CONTROL)
+    )
+    good = numbered.where(~suspect).select(
+        "line",
+        as_text.alias("raw"),
+        F.lit(None).cast("string").alias("bad"),
+        F.lit(None).cast("string").alias("bad_raw"),
+    )
+
+    def judged(b: bytes) -> tuple[str | None, str]:
+        reason = line_reason(bytes(b))
+        return (reason, clip(bytes(b))) if reason else (None, bytes(b).decode("utf-8"))
+
+    judge = F.udf(
+        judged,
+        StructType([StructField("reason", StringType()), StructField("text", StringType())]),
+    )
+    seen = numbered.where(suspect).select("line", judge("b").alias("j"))
+    looked = seen.select(
+        "line",
+        F.when(F.col("j.reason").isNull(), F.col("j.text")).otherwise(F.lit("")).alias("raw"),
+        F.col("j.reason").alias("bad"),
+        F.when(F.col("j.reason").isNotNull(), F.col("j.text")).alias("bad_raw"),
+    )
+    return good.unionByName(looked)
+
+
+# --------------------------------------------------------------------------- a file
+
+
+def _typed(spark: SparkSession, src: SparkSource, lines_view: str) -> DataFrame:
+    """The file's records typed by the translated rules: ``line``, ``raw``, the
+    canonical columns and ``reason``."""
+    records = relations.record_lines(f"SELECT line, raw FROM {lines_view} WHERE bad IS NULL")
+    plan = src.plan
+    if plan.format == "json":
+        values = relations._json_values(plan.kind, records)
+    else:
+        values = relations._csv_values(plan, records)
+    sql = typed_select(plan.kind, f"({values})", extra=("raw",))
+    return spark.sql(ingest_to_spark(sql, name=f"{plan.path.name} (ingest)"))
+
+
+def _read(spark: SparkSession, src: SparkSource) -> tuple[DataFrame, DataFrame]:
+    """One file: its typed rows (with ``source_id``) and its rejects."""
+    from pyspark.sql import functions as F
+
+    plan = src.plan
+    if plan.format not in ("json", "csv", "tsv") or plan.json_array or plan.profile:
+        raise InputError(
+            f"{plan.path}: --engine spark reads canonical JSON lines and CSV/TSV files "
+            "(gzip or not); this one is read by DuckDB's ingest only"
+        )
+    lines = _number_lines(spark, src.uri).localCheckpoint(eager=True)
+    view = f"wr_lines_{src.source_id}"
+    lines.createOrReplaceTempView(view)
+    typed = _typed(spark, src, view).withColumn("source_id", F.lit(src.source_id))
+    bad = lines.where("bad IS NOT NULL").select(
+        F.lit(src.source_id).alias("source_id"),
+        "line",
+        F.col("bad_raw").alias("raw"),
+        F.col("bad").alias("reason"),
+    )
+    src.lines = lines.count()
+    return typed, bad
+
+
+# --------------------------------------------------------------------------- the tables
+
+
+def _conform(df: DataFrame, kind: Kind) -> DataFrame:
+    """The canonical columns in their stored types (the rules give them already;
+    the cast only names the type, e.g. Spark's TIMESTAMP for DuckDB's)."""
+    from pyspark.sql import functions as F
+
+    return df.select(
+        F.col("source_id").cast("int"),
+        F.col("line").cast("bigint"),
+        *[F.col(f.name).cast(SPARK_TYPES[f.type]).alias(f.name) for f in FIELDS[kind]],
+        "raw",
+        "reason",
+    )
+
+
+def _elect(spark: SparkSession, kind: Kind, good: DataFrame) -> DataFrame:
+    """The kind's ``*_all`` table: with ``canonical`` where the kind has an id
+    (the first ingested row of an id: lowest source id, then line)."""
+    names = [f.name for f in FIELDS[kind]]
+    if kind not in IDENTITY:
+        return good.select("source_id", "line", *names)
+    good.createOrReplaceTempView("wr_good")
+    key = IDENTITY[kind]
+    return spark.sql(
+        f"SELECT source_id, line, row_number() OVER (PARTITION BY {key} "
+        f"ORDER BY source_id, line) = 1 AS canonical, {', '.join(names)} FROM wr_good"
+    )
+
+
+def ingest(
+    spark: SparkSession, plans: list[tuple[FilePlan, str]], warehouse: Path
+) -> list[SparkSource]:
+    """Read ``plans`` (each a file's plan and the URI Spark reads it at) into the
+    warehouse's canonical tables (``tables/NAME`` as Parquet, each also a view
+    of its name on ``spark``); returns what ``sources`` records."""
+    saved = {k: spark.conf.get(k, None) for k in INGEST_CONF}
+    for k, v in INGEST_CONF.items():
+        spark.conf.set(k, v)
+    try:
+        return _ingest(spark, plans, warehouse)
+    finally:
+        for k, old in saved.items():
+            if old is None:
+                spark.conf.unset(k)
+            else:
+                spark.conf.set(k, old)
+
+
+def _ingest(
+    spark: SparkSession, plans: list[tuple[FilePlan, str]], warehouse: Path
+) -> list[SparkSource]:
+    from pyspark.sql import functions as F
+
+    sources: list[SparkSource] = []
+    seen: set[str] = set()
+    typed: dict[Kind, list[DataFrame]] = {k: [] for k in Kind}
+    rejects: list[DataFrame] = []
+    for plan, uri in plans:
+        sha, size = file_digest(spark, uri)
+        # a local file as its path, a URI as Hadoop names it
+        shown = str(plan.path) if uri == uri_of(plan.path) else uri
+        src = SparkSource(len(sources) + 1, plan, uri, sha, size, shown)
+        if sha in seen:  # the same bytes again: skipped, as a repeat is on DuckDB
+            src.status = "skipped"
+            continue
+        seen.add(sha)
+        sources.append(src)
+        if size == 0:
+            continue
+        rows, bad = _read(spark, src)
+        rows = _conform(rows, plan.kind).localCheckpoint(eager=True)
+        typed[plan.kind].append(rows)
+        rejects += [
+            rows.where("reason IS NOT NULL").select("source_id", "line", "raw", "reason"),
+            bad,
+        ]
+        counts: Any = (
+            rows.groupBy()
+            .agg(
+                F.count(F.when(F.col("reason").isNull(), 1)).alias("good"),
+                F.count(F.when(F.col("reason").isNotNull(), 1)).alias("bad"),
+            )
+            .first()
+        )
+        src.rows_loaded = int(counts["good"] or 0)
+        src.rows_rejected = int(counts["bad"] or 0) + bad.count()
+    tables: dict[str, DataFrame] = {}
+    for kind in Kind:
+        good = _union(spark, typed[kind], kind).where("reason IS NULL").drop("raw", "reason")
+        tables[TABLES[kind]] = _elect(spark, kind, good)
+    tables["rejects"] = _union_rejects(spark, rejects)
+    tables["sources"] = _sources_frame(spark, sources)
+    _write(spark, tables, warehouse)
+    return sources
+
+
+def _union(spark: SparkSession, parts: list[DataFrame], kind: Kind) -> DataFrame:
+    if parts:
+        out = parts[0]
+        for p in parts[1:]:
+            out = out.unionByName(p)
+        return out
+    cols = ", ".join(
+        ["CAST(NULL AS INT) AS source_id", "CAST(NULL AS BIGINT) AS line"]
+        + [f"CAST(NULL AS {SPARK_TYPES[f.type]}) AS {f.name}" for f in FIELDS[kind]]
+        + ["CAST(NULL AS STRING) AS raw", "CAST(NULL AS STRING) AS reason"]
+    )
+    return spark.sql(f"SELECT {cols} WHERE false")
+
+
+def _union_rejects(spark: SparkSession, parts: list[DataFrame]) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    if not parts:
+        return spark.sql(
+            "SELECT CAST(NULL AS INT) AS source_id, CAST(NULL AS BIGINT) AS line, "
+            "CAST(NULL AS STRING) AS raw, CAST(NULL AS STRING) AS reason WHERE false"
+        )
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.unionByName(p)
+    return out.select(F.col("source_id").cast("int"), F.col("line").cast("bigint"), "raw", "reason")
+
+
+def _sources_frame(spark: SparkSession, sources: list[SparkSource]) -> DataFrame:
+    from pyspark.sql.types import (
+        IntegerType,
+        LongType,
+        StringType,
+        StructField,
+        StructType,
+        TimestampType,
+    )
+
+    now = datetime.now(UTC)
+    rows = []
+    for s in sources:
+        header = 1 if s.plan.header else 0
+        blank = max(s.lines - s.rows_loaded - s.rows_rejected - header, 0)
+        kind = s.plan.kind.value
+        fmt, comp = s.plan.format, s.plan.compression
+        rows.append(
+            (
+                s.source_id,
+                s.shown,
+                kind,
+                fmt,
+                comp,
+                None,
+                s.sha256,
+                s.size,
+                s.rows_loaded,
+                s.rows_rejected,
+                blank,
+                now,
+            )
+        )
+    schema = StructType(
+        [
+            StructField("source_id", IntegerType()),
+            StructField("path", StringType()),
+            StructField("kind", StringType()),
+            StructField("format", StringType()),
+            StructField("compression", StringType()),
+            StructField("profile", StringType()),
+            StructField("sha256", StringType()),
+            StructField("size_bytes", LongType()),
+            StructField("rows_loaded", LongType()),
+            StructField("rows_rejected", LongType()),
+            StructField("blank_lines", LongType()),
+            StructField("ingested_at", TimestampType()),
+        ]
+    )
+    return spark.createDataFrame(rows, schema)
+
+
+def _write(spark: SparkSession, tables: dict[str, DataFrame], warehouse: Path) -> None:
+    """Each table as Parquet in the warehouse, then a view of its name read from
+    there; the logical tables (canonical rows) as views over them."""
+    for name, df in tables.items():
+        df.write.mode("overwrite").parquet(str(warehouse / "tables" / name))
+    for name in tables:
+        spark.read.parquet(str(warehouse / "tables" / name)).createOrReplaceTempView(name)
+    for kind in IDENTITY:
+        names = ", ".join(["source_id", "line"] + [f.name for f in FIELDS[kind]])
+        df = spark.sql(f"SELECT {names} FROM {TABLES[kind]} WHERE canonical")
+        df.write.mode("overwrite").parquet(str(warehouse / "tables" / kind.value))
+    for kind, view in CONTENT_IDENTITY.items():
+        names = ", ".join(f.name for f in FIELDS[kind])
+        df = spark.sql(
+            f"SELECT source_id, line, {names} FROM (SELECT *, row_number() OVER "
+            f"(PARTITION BY {names} ORDER BY source_id, line) AS wr_n "
+            f"FROM {TABLES[kind]}) WHERE wr_n = 1"
+        )
+        df.write.mode("overwrite").parquet(str(warehouse / "tables" / view))
+    for name in [k.value for k in IDENTITY] + list(CONTENT_IDENTITY.values()):
+        spark.read.parquet(str(warehouse / "tables" / name)).createOrReplaceTempView(name)
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def spark_reads(plans: list[FilePlan]) -> bool:
+    """Whether Spark reads every file itself: canonical JSON lines or CSV/TSV."""
+    return all(
+        p.profile is None and not p.json_array and not p.json_document and p.format in READS
+        for p in plans
+    )
+
+
+#: the formats Spark reads itself
+READS = ("json", "csv", "tsv")
+
+
+def load_into(
+    con: duckdb.DuckDBPyConnection,
+    spark: SparkSession,
+    files: list[Path],
+    warehouse: Path,
+    uris: list[str] | None = None,
+) -> IngestReport | None:
+    """``investigate --engine spark``: Spark reads ``files`` into the warehouse,
+    and the tables are copied into the database ``con`` (the report, ``warroom
+    sql`` and every later command read them there). None, with nothing done,
+    when Spark does not read one of the files (a profile, a JSON array, Parquet)
+    or the database already holds files: DuckDB's ingest then reads them."""
+    from warroom.ingest.load import FileResult, IngestReport
+    from warroom.ingest.sniff import plan_file
+
+    remote = [u for given in uris or [] for u in expand_uri(spark, given)]
+    if con.execute("SELECT count(*) FROM sources").fetchone() != (0,):
+        if remote:
+            raise InputError(f"{remote[0]}: Spark reads URIs into a new database only")
+        return None
+    planned = [(plan_file(con, p, None, None), uri_of(p)) for p in files]
+    if not spark_reads([plan for plan, _ in planned]):
+        if remote:
+            raise InputError(
+                f"{remote[0]}: with a URI, every input must be JSON lines or CSV/TSV "
+                "(Spark reads them all)"
+            )
+        return None
+    planned += [(plan_uri(spark, u), u) for u in remote]
+    sources = ingest(spark, planned, warehouse)
+    _copy_into(con, spark)
+    report = IngestReport()
+    for s in sources:
+        result = FileResult(
+            s.shown,
+            s.plan.kind.value,
+            s.plan.format,
+            s.plan.compression,
+            s.sha256,
+            s.size,
+            s.rows_loaded,
+            s.rows_rejected,
+            status=s.status,
+        )
+        report.files.append(result)  # (one Spark job reads them all: no time per file)
+    return report
+
+
+def _copy_into(con: duckdb.DuckDBPyConnection, spark: SparkSession) -> None:
+    """The tables Spark read, into the database's (one transaction); the source
+    id sequence moves past them."""
+    from warroom.spark.engine import to_arrow
+
+    names = ["sources", "rejects", *(TABLES[k] for k in Kind)]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for name in names:
+            con.register("wr_spark_rows", to_arrow(spark.table(name)))
+            try:
+                con.execute(f"INSERT INTO {name} SELECT * FROM wr_spark_rows")
+            finally:
+                con.unregister("wr_spark_rows")
+        row = con.execute("SELECT coalesce(max(source_id), 0) FROM sources").fetchone()
+        con.execute("SELECT max(nextval('source_ids')) FROM range(?)", [int(row[0]) if row else 0])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+# --------------------------------------------------------------------------- URIs
+
+
+def expand_uri(spark: SparkSession, uri: str) -> list[str]:
+    """The data files at ``uri`` (a file, or a folder read recursively, entries
+    starting with ``_`` or ``.`` skipped), sorted: any scheme Hadoop reads."""
+    from warroom.ingest.sniff import _data_suffix
+
+    jvm, conf = _hadoop(spark)
+    root = jvm.org.apache.hadoop.fs.Path(uri)
+    fs = root.getFileSystem(conf)
+    if not fs.exists(root):
+        raise InputError(f"{uri}: no such file or folder")
+    if fs.getFileStatus(root).isFile():
+        return [uri]
+    found = []
+    it = fs.listFiles(root, True)
+    while it.hasNext():
+        path = it.next().getPath()
+        rel = str(path.toString())[len(str(root.toString())) :]
+        if any(part[:1] in ("_", ".") for part in rel.split("/") if part):
+            continue
+        if _data_suffix(Path(path.getName())) is not None:
+            found.append(str(path.toString()))
+    if not found:
+        raise InputError(f"{uri}: no data files in this folder")
+    return sorted(found)
+
+
+def plan_uri(spark: SparkSession, uri: str, kind: Kind | None = None) -> FilePlan:
+    """How Spark reads the file at ``uri``: its format from its name, its kind
+    from ``kind``, its name or its first record (a CSV's header), as
+    ``sniff.plan_file`` decides for a local file."""
+    import json
+
+    from warroom.ingest.sniff import (
+        _data_suffix,
+        _format_of,
+        _kind_from_fields,
+        _kind_from_name,
+        _plan_csv,
+    )
+
+    name = Path(uri.rsplit("/", 1)[-1])
+    fmt, compression = _format_of(name)
+    if fmt not in READS or _data_suffix(name) == ".json":
+        raise InputError(f"{uri}: Spark reads JSON lines (.jsonl, .ndjson) and CSV/TSV here")
+    plan = FilePlan(name, fmt, compression, kind or Kind.requests, 0)
+    head = spark.read.option("lineSep", "\n").text(uri).limit(64).collect()
+    lines = [str(r[0]).removeprefix("\ufeff").rstrip("\r") for r in head]
+    first = next((i for i, line in enumerate(lines) if line.strip(" \t")), None)
+    named = kind or _kind_from_name(name)
+    if fmt in ("csv", "tsv"):
+        if first is not None:
+            _plan_csv(plan, named, lines, first)
+        else:
+            plan.kind = named or Kind.requests
+        return plan
+    if named is None:
+        try:
+            keys = set(json.loads(lines[first])) if first is not None else set()
+        except (ValueError, TypeError):
+            keys = set()
+        named = _kind_from_fields(name, keys)
+    plan.kind = named
+    return plan

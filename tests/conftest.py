@@ -119,6 +119,19 @@ def write(path: Path, data: bytes | str) -> Path:
 CHROMIUM = Path("/usr/bin/chromium")
 
 
+def world_logs(world: tuple[int, int, int] | None, root: Path) -> Path:
+    """The logs of a test world: the sample logs (``world`` None), or a world
+    generated under ``root`` from its (seed, users, days)."""
+    if world is None:
+        return SAMPLE
+    from warroom.generate import generate
+
+    seed, users, days = world
+    logs = root / "logs"
+    generate(logs, users=users, days=days, seed=seed)
+    return logs
+
+
 def need_chromium() -> None:
     """Skip where Debian's chromium is missing, but fail under CI (.ci/run installs it)."""
     if not CHROMIUM.exists():

@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, world_logs
 from warroom import db
 from warroom.detect import detect
 from warroom.generate import generate
@@ -48,12 +48,7 @@ def _amount(a: object) -> str | None:
 @pytest.fixture(scope="module", params=SIZES)
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("world")
-    if request.param is None:
-        logs = SAMPLE
-    else:
-        seed, users, days = request.param
-        logs = root / "logs"
-        generate(logs, users=users, days=days, seed=seed)
+    logs = world_logs(request.param, root)
     con = db.connect(root / "w.duckdb")
     ingest(con, [logs])
     pack = load_pack()

@@ -12,10 +12,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from tests.conftest import SAMPLE
+from tests.conftest import world_logs
 from warroom import db
 from warroom.detect import detect
-from warroom.generate import generate
 from warroom.impact import affected_users, impact, load_policy
 from warroom.ingest import ingest
 from warroom.pack import load_pack
@@ -46,12 +45,7 @@ def answers(
     from warroom.spark import run
 
     root = tmp_path_factory.mktemp("spark")
-    if request.param is None:
-        logs = SAMPLE
-    else:
-        seed, users, days = request.param
-        logs = root / "logs"
-        generate(logs, users=users, days=days, seed=seed)
+    logs = world_logs(request.param, root)
     con = db.connect(root / "w.duckdb")
     ingest(con, [logs])
     pack, policy = load_pack(), load_policy(None)

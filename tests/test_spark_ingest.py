@@ -19,11 +19,10 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, world_logs
 from tests.test_bad_input import CASES
 from warroom import db
 from warroom.detect import detect
-from warroom.generate import generate
 from warroom.impact import affected_users, impact, load_policy
 from warroom.ingest import ingest
 from warroom.ingest.sniff import expand_paths, plan_file
@@ -110,12 +109,7 @@ def world(
     from warroom.spark import run
 
     root = tmp_path_factory.mktemp("native")
-    if request.param is None:
-        logs = SAMPLE
-    else:
-        seed, users, days = request.param
-        logs = root / "logs"
-        generate(logs, users=users, days=days, seed=seed)
+    logs = world_logs(request.param, root)
     con = db.connect(root / "w.duckdb")
     _both(con, spark, [logs], root / "warehouse")
     tables = _tables(con, root / "warehouse")

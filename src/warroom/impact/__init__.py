@@ -36,8 +36,11 @@ from warroom.pack import Pack, prepare
 
 __all__ = [
     "COMPONENTS",
+    "COUNT_COLUMNS",
     "EXPORT_COLUMNS",
     "IMPACT_COLUMNS",
+    "MONEY_COLUMNS",
+    "MONEY_TYPE",
     "Policy",
     "PolicyError",
     "affected_users",
@@ -112,6 +115,12 @@ _TYPES: dict[str, pa.DataType] = {
     "reasons": pa.string(),
 }
 _SCHEMA = pa.schema([(c, _TYPES.get(c, _MONEY)) for c in IMPACT_COLUMNS])
+#: the money columns of an impact row, in its order (summed per group: ``groups``)
+MONEY_COLUMNS = tuple(c for c in IMPACT_COLUMNS if _SCHEMA.field(c).type == _MONEY)
+#: the count columns of an impact row, in its order
+COUNT_COLUMNS = tuple(c for c in IMPACT_COLUMNS if pa.types.is_integer(_SCHEMA.field(c).type))
+#: the type of every amount: exact, 6 places
+MONEY_TYPE = _MONEY
 
 
 def impact(

@@ -14,24 +14,12 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from warroom.impact import COUNT_COLUMNS, MONEY_COLUMNS
+from warroom.impact import MONEY_TYPE as _MONEY
 from warroom.impact.policy import Policy
 
 BY = ("plan", "currency", "detector")
 
-_MONEY = pa.decimal128(38, 6)
-#: the money columns of an impact row, summed per group
-MONEY_COLUMNS = (
-    "duplicate_excess",
-    "failed_request_charges",
-    "abuse_penalty_excess",
-    "overbilled",
-    "credit_amount",
-    "balance_credit",
-    "topup_reimbursement",
-    "compensation",
-)
-#: the count columns of an impact row, summed per group
-COUNT_COLUMNS = ("banked_resets", "wrongful_429s", "restricted_minutes")
 
 #: --by detector: the impact column each detection's findings reach, in the pack's words
 #: (billing mismatches split by kind, as the incident window names them)

@@ -82,20 +82,30 @@ def _sql(con: duckdb.DuckDBPyConnection, what: str, sql: str) -> list[dict[str, 
     return rows
 
 
-# the findings of each episode: its fault's rows inside its window (episodes of a
-# fault never overlap, so the window alone places a row)
-_IN_EPISODE = """
-WITH episodes AS (
-    SELECT fault, episode, episode_start, episode_end FROM warroom_episode_input
-),
-faults AS (
+def _faults(columns: str) -> str:
+    """The CTE ``faults``: the findings that have a time, each named by its fault
+    (a billing mismatch or an abuse false positive by its kind too), with
+    ``columns`` of the finding."""
+    return f"""faults AS (
     SELECT
         CASE WHEN detector IN ('billing_mismatch', 'abuse_false_positives')
              THEN detector || ':' || detail ELSE detector END AS fault,
-        currency, ts, amount
+        {columns}
     FROM findings
     WHERE ts IS NOT NULL
-)
+)"""
+
+
+# the findings of each episode: its fault's rows inside its window (episodes of a
+# fault never overlap, so the window alone places a row)
+_IN_EPISODE = (
+    """
+WITH episodes AS (
+    SELECT fault, episode, episode_start, episode_end FROM warroom_episode_input
+),
+"""
+    + _faults("currency, ts, amount")
+    + """
 SELECT episodes.fault, episodes.episode, faults.currency,
        sum(CAST(faults.amount AS DECIMAL(38, 6))) AS amount
 FROM episodes
@@ -105,6 +115,7 @@ INNER JOIN faults
 GROUP BY episodes.fault, episodes.episode, faults.currency
 ORDER BY 1, 2, 3 NULLS FIRST
 """
+)
 
 #: each user's plan, that of their latest request (ties: the highest request_id),
 #: as impact reads it; from a ``planned`` CTE of (user_id, plan, ts, request_id)
@@ -131,14 +142,9 @@ _PLANS = (
 WITH episodes AS (
     SELECT fault, episode, episode_start, episode_end FROM warroom_episode_input
 ),
-faults AS (
-    SELECT
-        CASE WHEN detector IN ('billing_mismatch', 'abuse_false_positives')
-             THEN detector || ':' || detail ELSE detector END AS fault,
-        user_id, ts
-    FROM findings
-    WHERE ts IS NOT NULL
-),
+"""
+    + _faults("user_id, ts")
+    + """,
 episode_users AS (
     SELECT DISTINCT episodes.fault, episodes.episode, faults.user_id
     FROM episodes
@@ -171,14 +177,9 @@ WITH episodes AS (
     SELECT fault, episode, episode_start, episode_end, need_before, need_after
     FROM warroom_episode_input
 ),
-faults AS (
-    SELECT
-        CASE WHEN detector IN ('billing_mismatch', 'abuse_false_positives')
-             THEN detector || ':' || detail ELSE detector END AS fault,
-        user_id, currency, ts, entry_id, request_id
-    FROM findings
-    WHERE ts IS NOT NULL
-),
+"""
+    + _faults("user_id, currency, ts, entry_id, request_id")
+    + """,
 erroneous AS (
     SELECT episodes.fault, episodes.episode, faults.entry_id, faults.user_id
     FROM episodes

@@ -26,21 +26,26 @@ from warroom.ingest.convert import (
 from warroom.ingest.sniff import FilePlan
 from warroom.model import FIELDS, FieldType, Kind
 
+
+def _lines(*, numbered: bool) -> str:
+    """Every physical line of the text at ``$path`` as ``raw``: numbered (``line``,
+    a serial read), or not (a parallel read, for a check over all lines, where a
+    line DuckDB cannot take, e.g. invalid UTF-8, is left out: a reject anyway)."""
+    line, numbering = ("ordinality AS line, ", " WITH ORDINALITY") if numbered else ("", "")
+    lenient = "" if numbered else ", ignore_errors = true"
+    return (
+        f"SELECT {line}raw FROM read_csv($path, columns = {{'raw': 'VARCHAR'}}, "
+        "delim = '\x01', quote = '', escape = '', header = false, auto_detect = false, "
+        f"new_line = '\\n', max_line_size = {LINE_LIMIT + 1024}, strict_mode = false{lenient})"
+        f"{numbering}"
+    )
+
+
 #: every physical line of a text file DuckDB can read whole (a clean copy, see
 #: scan.clean_copy, or a file the fast path has vetted) as (line, raw)
-LINES = (
-    "SELECT ordinality AS line, raw FROM read_csv($path, columns = {'raw': 'VARCHAR'}, "
-    "delim = '\x01', quote = '', escape = '', header = false, auto_detect = false, "
-    f"new_line = '\\n', max_line_size = {LINE_LIMIT + 1024}, strict_mode = false) "
-    "WITH ORDINALITY"
-)
-#: every physical line's text, unnumbered: a parallel read, for a check over all lines
-#: (a line DuckDB cannot take, e.g. invalid UTF-8, is left out: it is a reject anyway)
-LINES_UNNUMBERED = (
-    LINES.replace("ordinality AS line, ", "")
-    .replace(" WITH ORDINALITY", "")
-    .replace("strict_mode = false", "strict_mode = false, ignore_errors = true")
-)
+LINES = _lines(numbered=True)
+#: every physical line's text, unnumbered
+LINES_UNNUMBERED = _lines(numbered=False)
 
 
 def record_lines(lines: str) -> str:

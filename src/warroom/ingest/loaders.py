@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from warroom import profiles
 from warroom.errors import InputError
@@ -296,13 +297,18 @@ def _redo_lines(
             bad.append(BadLine(n, clip(raws[n]), reason))
         else:
             texts.append((n, raws[n].decode("utf-8")))
-    con.execute("CREATE OR REPLACE TEMP TABLE wr_lines (line BIGINT, raw VARCHAR)")
-    if texts:
-        con.executemany("INSERT INTO wr_lines VALUES (?, ?)", texts)
-    values = relations.json_record_values(plan.kind, "SELECT line, raw FROM wr_lines")
-    typed = typed_select(plan.kind, f"({values})", extra=("raw",))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE wr_redo AS {typed}")
-    con.execute("DROP TABLE wr_lines")
+    # handed to DuckDB as one Arrow table, not row by row
+    lines = pa.table(
+        {"line": [n for n, _ in texts], "raw": [t for _, t in texts]},
+        schema=pa.schema([("line", pa.int64()), ("raw", pa.string())]),
+    )
+    con.register("wr_lines", lines)
+    try:
+        values = relations.json_record_values(plan.kind, "SELECT line, raw FROM wr_lines")
+        typed = typed_select(plan.kind, f"({values})", extra=("raw",))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE wr_redo AS {typed}")
+    finally:
+        con.unregister("wr_lines")
     return bad
 
 

@@ -46,6 +46,22 @@ penalties AS (
     WHERE action = 'penalty'
 ),
 
+-- the charges again, each reader's own and as narrow as it needs: one relation read
+-- three times would be kept whole in memory (spilling past the limit) instead of
+-- being scanned where it lies
+refund_charges AS (
+    SELECT
+        entry_id, ts, user_id, currency, request_id, CAST(-amount AS DECIMAL(38, 6)) AS charged
+    FROM ledger
+    WHERE kind = 'charge'
+),
+
+charge_times AS (
+    SELECT entry_id, ts, user_id
+    FROM ledger
+    WHERE kind = 'charge'
+),
+
 refunded_requests AS (
     SELECT user_id, currency, request_id, sum(amount) AS refunded
     FROM refunds
@@ -58,43 +74,44 @@ refunded_requests AS (
 -- comes last, so this needs no more than the duplicates.
 refund_order AS (
     SELECT
-        charges.entry_id,
+        refund_charges.entry_id,
         refunded_requests.refunded,
         coalesce(
             sum(CASE
-                WHEN charge_duplicates.entry_id IS NOT NULL THEN charges.charged
+                WHEN charge_duplicates.entry_id IS NOT NULL THEN refund_charges.charged
                 ELSE CAST(0 AS DECIMAL(38, 6))
             END) OVER (
-                PARTITION BY charges.user_id, charges.currency, charges.request_id
+                PARTITION BY
+                    refund_charges.user_id, refund_charges.currency, refund_charges.request_id
                 ORDER BY
                     CASE WHEN charge_duplicates.entry_id IS NOT NULL THEN 0 ELSE 1 END,
-                    charges.ts,
-                    charges.entry_id
+                    refund_charges.ts,
+                    refund_charges.entry_id
                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
             ),
             CAST(0 AS DECIMAL(38, 6))
         ) AS excess_before
-    FROM charges
+    FROM refund_charges
     INNER JOIN refunded_requests
-        ON charges.user_id = refunded_requests.user_id
-        AND charges.currency = refunded_requests.currency
-        AND charges.request_id = refunded_requests.request_id
-    LEFT JOIN charge_duplicates ON charges.entry_id = charge_duplicates.entry_id
+        ON refund_charges.user_id = refunded_requests.user_id
+        AND refund_charges.currency = refunded_requests.currency
+        AND refund_charges.request_id = refunded_requests.request_id
+    LEFT JOIN charge_duplicates ON refund_charges.entry_id = charge_duplicates.entry_id
 ),
 
 -- the penalties standing at each charge (only a first charge is judged by them)
 penalised AS (
     SELECT
-        charges.entry_id,
+        charge_times.entry_id,
         count(*) AS penalties,
         sum(CASE WHEN penalties.classification = 'false_positive' THEN 1 ELSE 0 END)
             AS false_positives
-    FROM charges
+    FROM charge_times
     INNER JOIN penalties
-        ON charges.user_id = penalties.user_id
-        AND charges.ts >= penalties.ts
-        AND charges.ts < penalties.end_ts
-    GROUP BY charges.entry_id
+        ON charge_times.user_id = penalties.user_id
+        AND charge_times.ts >= penalties.ts
+        AND charge_times.ts < penalties.end_ts
+    GROUP BY charge_times.entry_id
 ),
 
 -- a first charge beside its request and what that should cost in the charge's

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from warroom import db, render
-from warroom.ingest import ingest, load, scan
+from warroom.ingest import ingest, load, relations, scan
 from warroom.ingest.scan import clean_copy
 
 CLEAN = b'{"a": "1"}\n{"a": "2"}\n'
@@ -180,4 +180,48 @@ def test_the_fast_path_numbers_rows_by_their_order(
             '{"ts":"2025-06-01T10:00:00Z","request_id":"bad","user_id":"u","status":"abc"}',
             "status: not an integer: 'abc'",
         ),
+    ]
+
+
+def test_a_log_cut_mid_record_is_read_leniently_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log copied while it was being written ends mid-record: its last line is
+    seen before the read, and the file is read once, leniently (the strict read
+    would have refused that line only after reading every other), with the same
+    rows and rejects as the careful path."""
+    reads: list[bool] = []
+    real = relations.json_fast_values
+
+    def spy(plan: object, *, numbered: bool = True, lenient: bool = False) -> str:
+        reads.append(lenient)
+        return real(plan, numbered=numbered, lenient=lenient)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(relations, "json_fast_values", spy)
+    cut = b'{"ts":"2025-06-01T10:00:00Z","request_id":"r3000","user_id":"u'
+    data = _numbered_log(2999, {5: b'{"ts":"2025-06-01T10:00:00Z","status":"abc"}'}) + cut
+    (tmp_path / "requests.jsonl").write_bytes(data)
+    tables = {}
+    for loaders in (load.JSON_LOADERS, ("careful",)):
+        monkeypatch.setattr(load, "JSON_LOADERS", loaders)
+        con = db.connect(tmp_path / f"{len(loaders)}.duckdb")
+        try:
+            (result,) = ingest(con, [tmp_path / "requests.jsonl"]).files
+            tables[loaders] = (
+                (result.rows_loaded, result.rows_rejected),
+                # (the source id may differ: an attempt given up takes one)
+                con.execute(
+                    "SELECT * EXCLUDE (source_id) FROM requests_all ORDER BY line"
+                ).fetchall(),
+                con.execute("SELECT line, raw, reason FROM rejects ORDER BY line").fetchall(),
+            )
+        finally:
+            con.close()
+    assert reads == [True]
+    fast, careful = tables.values()
+    assert fast == careful
+    assert fast[0] == (2998, 2)
+    assert [(line, reason) for line, _, reason in fast[2]] == [
+        (5, "request_id: missing; user_id: missing; status: not an integer: 'abc'"),
+        (3000, "malformed JSON"),
     ]

@@ -15,13 +15,22 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import duckdb
+import orjson
 import pyarrow as pa
 
 from warroom import profiles
 from warroom.errors import InputError
 from warroom.ingest import relations
 from warroom.ingest.convert import line_reason, typed_select
-from warroom.ingest.scan import BadLine, TextScan, clean_copy, clip, plain_copy, read_lines
+from warroom.ingest.scan import (
+    BadLine,
+    TextScan,
+    clean_copy,
+    clip,
+    last_line,
+    plain_copy,
+    read_lines,
+)
 from warroom.ingest.sniff import FilePlan, one_line
 from warroom.model import FIELDS, IDENTITY, TABLES, Kind
 
@@ -168,6 +177,9 @@ def load_json_fast(
     the careful path loads: see the package's docstring."""
     if plan.json_array:
         return _load_array_fast(con, plan, source_id, scan)
+    if not lenient and _ends_mid_record(plan):
+        # the strict read would refuse that line only after reading all the others
+        raise Fallback("the last line is not a JSON object", lenient_may_help=True)
     table = TABLES[plan.kind]
     params: dict[str, object] = {"path": str(plan.path), "source_id": source_id}
     # Every row goes into the table in the file's order (a parallel read: a
@@ -192,6 +204,22 @@ def load_json_fast(
         raise Fallback(str(exc), lenient_may_help=not lenient and not hopeless) from None
     con.execute("SET preserve_insertion_order = false")
     return _number_and_redo(con, plan, source_id, scan.result(), lenient)
+
+
+def _ends_mid_record(plan: FilePlan) -> bool:
+    """Whether a plain JSON lines file's last line is plainly not one JSON object:
+    a log copied while it was being written ends mid-record. Only a shortcut: a
+    line this passes may still be refused, and one it fails is read leniently,
+    which loads the same rows."""
+    if plan.compression is not None:
+        return False
+    line = last_line(plan.path)
+    if line is None:
+        return False
+    try:
+        return not isinstance(orjson.loads(line), dict)
+    except orjson.JSONDecodeError:
+        return True
 
 
 def _number_and_redo(

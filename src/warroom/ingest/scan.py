@@ -465,3 +465,23 @@ def _numbered_pieces(text: Iterable[bytes], last: int) -> Iterator[tuple[int, by
             return
     if carry:
         yield first, carry
+
+
+#: how far back from a plain file's end its last line is looked for
+TAIL_BYTES = 1 << 16
+
+
+def last_line(p: Path) -> bytes | None:
+    """The last line of the plain file ``p`` (without its LF or CRLF): None when
+    it is longer than ``TAIL_BYTES`` or the file has a single line (nothing to
+    learn before reading it whole)."""
+    with open(p, "rb") as f:
+        size = f.seek(0, 2)
+        start = max(size - TAIL_BYTES, 0)
+        f.seek(start)
+        tail = f.read()
+    tail = tail.removesuffix(b"\n").removesuffix(b"\r")
+    cut = tail.rfind(b"\n")
+    if cut < 0:
+        return None
+    return tail[cut + 1 :]

@@ -1,6 +1,7 @@
 """Spark reads the inputs itself (DESIGN.md section 6): canonical JSON lines and
-CSV/TSV, gzip or not, typed and rejected by ingest's own SQL translated for
-Spark (``translate_ingest``), into the warehouse's canonical tables.
+CSV/TSV, gzip or not, and Parquet (``spark/parquet.py``), typed and rejected by
+ingest's own SQL translated for Spark (``translate_ingest``), into the
+warehouse's canonical tables.
 
 A text file is read with ``spark.read.text`` (only LF ends a line, as in
 DuckDB's ingest) and numbered per file (``zipWithIndex``: the line); each line
@@ -27,6 +28,7 @@ from warroom.ingest.convert import LINE_LIMIT, line_reason, typed_select
 from warroom.ingest.scan import clip
 from warroom.ingest.sniff import FilePlan
 from warroom.model import CONTENT_IDENTITY, FIELDS, IDENTITY, TABLES, FieldType, Kind
+from warroom.spark import parquet
 from warroom.spark.translate_ingest import ingest_to_spark
 
 if TYPE_CHECKING:
@@ -193,11 +195,14 @@ def _read(spark: SparkSession, src: SparkSource) -> tuple[DataFrame, DataFrame]:
     from pyspark.sql import functions as F
 
     plan = src.plan
-    if plan.format not in ("json", "csv", "tsv") or plan.json_array or plan.profile:
+    if plan.format not in READS or plan.json_array or plan.profile:
         raise InputError(
-            f"{plan.path}: --engine spark reads canonical JSON lines and CSV/TSV files "
-            "(gzip or not); this one is read by DuckDB's ingest only"
+            f"{plan.path}: --engine spark reads canonical JSON lines, CSV/TSV (gzip or "
+            "not) and Parquet files; this one is read by DuckDB's ingest only"
         )
+    if plan.format == "parquet":
+        rows = parquet.typed(spark, plan, src.uri, f"wr_parquet_{src.source_id}")
+        return rows.withColumn("source_id", F.lit(src.source_id)), _union_rejects(spark, [])
     lines = _number_lines(spark, src.uri).localCheckpoint(eager=True)
     view = f"wr_lines_{src.source_id}"
     lines.createOrReplaceTempView(view)
@@ -417,15 +422,20 @@ def _write(spark: SparkSession, tables: dict[str, DataFrame], warehouse: Path) -
 
 
 def spark_reads(plans: list[FilePlan]) -> bool:
-    """Whether Spark reads every file itself: canonical JSON lines or CSV/TSV."""
+    """Whether Spark reads every file itself: canonical JSON lines, CSV/TSV, or
+    Parquet whose columns Spark renders as DuckDB does."""
     return all(
-        p.profile is None and not p.json_array and not p.json_document and p.format in READS
+        p.profile is None
+        and not p.json_array
+        and not p.json_document
+        and p.format in READS
+        and not (p.format == "parquet" and parquet.problems(p))
         for p in plans
     )
 
 
 #: the formats Spark reads itself
-READS = ("json", "csv", "tsv")
+READS = ("json", "csv", "tsv", "parquet")
 
 
 def load_into(
@@ -452,8 +462,8 @@ def load_into(
     if not spark_reads([plan for plan, _ in planned]):
         if remote:
             raise InputError(
-                f"{remote[0]}: with a URI, every input must be JSON lines or CSV/TSV "
-                "(Spark reads them all)"
+                f"{remote[0]}: with a URI, every input must be one Spark reads: JSON "
+                "lines, CSV/TSV, Parquet (Spark reads them all)"
             )
         return None
     planned += [(plan_uri(spark, u), u) for u in remote]
@@ -544,8 +554,19 @@ def plan_uri(spark: SparkSession, uri: str, kind: Kind | None = None) -> FilePla
     name = Path(uri.rsplit("/", 1)[-1])
     fmt, compression = _format_of(name)
     if fmt not in READS or _data_suffix(name) == ".json":
-        raise InputError(f"{uri}: Spark reads JSON lines (.jsonl, .ndjson) and CSV/TSV here")
+        raise InputError(
+            f"{uri}: Spark reads JSON lines (.jsonl, .ndjson), CSV/TSV and Parquet here"
+        )
     plan = FilePlan(name, fmt, compression, kind or Kind.requests, 0)
+    if fmt == "parquet":
+        plan.parquet_types = parquet.uri_types(spark, uri)
+        plan.kind = (
+            kind or _kind_from_name(name) or _kind_from_fields(name, set(plan.parquet_types))
+        )
+        why = parquet.problems(plan)
+        if why:
+            raise InputError(f"{uri}: Spark does not read this Parquet file as DuckDB does ({why})")
+        return plan
     head = spark.read.option("lineSep", "\n").text(uri).limit(64).collect()
     lines = [str(r[0]).removeprefix("\ufeff").rstrip("\r") for r in head]
     first = next((i for i, line in enumerate(lines) if line.strip(" \t")), None)

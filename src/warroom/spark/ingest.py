@@ -28,8 +28,9 @@ from warroom.ingest.convert import LINE_LIMIT, line_reason, typed_select
 from warroom.ingest.scan import clip
 from warroom.ingest.sniff import FilePlan
 from warroom.model import CONTENT_IDENTITY, FIELDS, IDENTITY, TABLES, FieldType, Kind
-from warroom.spark import parquet
+from warroom.spark import documents, parquet
 from warroom.spark.translate_ingest import ingest_to_spark
+from warroom.spark.uris import READS, _hadoop, expand_uri, plan_uri, uri_of
 
 if TYPE_CHECKING:
     import duckdb
@@ -84,18 +85,6 @@ def file_digest(spark: SparkSession, uri: str) -> tuple[str, int]:
         return str(jvm.org.apache.commons.codec.digest.DigestUtils.sha256Hex(stream)), size
     finally:
         stream.close()
-
-
-def _hadoop(spark: SparkSession) -> tuple[Any, Any]:
-    """The driver's JVM and Hadoop configuration (FileSystem calls go there)."""
-    jvm: Any = spark.sparkContext._jvm
-    jsc: Any = spark.sparkContext._jsc
-    return jvm, jsc.hadoopConfiguration()
-
-
-def uri_of(p: Path | str) -> str:
-    text = str(p)
-    return text if "://" in text else "file:" + str(Path(text).resolve())
 
 
 # --------------------------------------------------------------------------- lines
@@ -195,14 +184,22 @@ def _read(spark: SparkSession, src: SparkSource) -> tuple[DataFrame, DataFrame]:
     from pyspark.sql import functions as F
 
     plan = src.plan
-    if plan.format not in READS or plan.json_array or plan.profile:
+    if plan.format not in READS or plan.profile:
         raise InputError(
-            f"{plan.path}: --engine spark reads canonical JSON lines, CSV/TSV (gzip or "
-            "not) and Parquet files; this one is read by DuckDB's ingest only"
+            f"{plan.path}: --engine spark reads canonical JSON lines and arrays, CSV/TSV "
+            "(gzip or not) and Parquet files; this one is read by DuckDB's ingest only"
         )
     if plan.format == "parquet":
         rows = parquet.typed(spark, plan, src.uri, f"wr_parquet_{src.source_id}")
         return rows.withColumn("source_id", F.lit(src.source_id)), _union_rejects(spark, [])
+    if plan.json_array:
+        view = f"wr_array_{src.source_id}"
+        rows, before, src.lines = documents.read(spark, plan, src.uri, src.shown, view)
+        bad = spark.createDataFrame(
+            [(src.source_id, *b) for b in before],
+            "source_id int, line bigint, raw string, reason string",
+        )
+        return rows.withColumn("source_id", F.lit(src.source_id)), bad
     lines = _number_lines(spark, src.uri).localCheckpoint(eager=True)
     view = f"wr_lines_{src.source_id}"
     lines.createOrReplaceTempView(view)
@@ -422,20 +419,15 @@ def _write(spark: SparkSession, tables: dict[str, DataFrame], warehouse: Path) -
 
 
 def spark_reads(plans: list[FilePlan]) -> bool:
-    """Whether Spark reads every file itself: canonical JSON lines, CSV/TSV, or
-    Parquet whose columns Spark renders as DuckDB does."""
+    """Whether Spark reads every file itself: canonical JSON lines or arrays,
+    CSV/TSV, or Parquet whose columns Spark renders as DuckDB does."""
     return all(
         p.profile is None
-        and not p.json_array
         and not p.json_document
         and p.format in READS
         and not (p.format == "parquet" and parquet.problems(p))
         for p in plans
     )
-
-
-#: the formats Spark reads itself
-READS = ("json", "csv", "tsv", "parquet")
 
 
 def load_into(
@@ -463,7 +455,7 @@ def load_into(
         if remote:
             raise InputError(
                 f"{remote[0]}: with a URI, every input must be one Spark reads: JSON "
-                "lines, CSV/TSV, Parquet (Spark reads them all)"
+                "lines or arrays, CSV/TSV, Parquet (Spark reads them all)"
             )
         return None
     planned += [(plan_uri(spark, u), u) for u in remote]
@@ -506,82 +498,3 @@ def _copy_into(con: duckdb.DuckDBPyConnection, spark: SparkSession) -> None:
     except BaseException:
         con.execute("ROLLBACK")
         raise
-
-
-# --------------------------------------------------------------------------- URIs
-
-
-def expand_uri(spark: SparkSession, uri: str) -> list[str]:
-    """The data files at ``uri`` (a file, or a folder read recursively, entries
-    starting with ``_`` or ``.`` skipped), sorted: any scheme Hadoop reads."""
-    from warroom.ingest.sniff import _data_suffix
-
-    jvm, conf = _hadoop(spark)
-    root = jvm.org.apache.hadoop.fs.Path(uri)
-    fs = root.getFileSystem(conf)
-    if not fs.exists(root):
-        raise InputError(f"{uri}: no such file or folder")
-    if fs.getFileStatus(root).isFile():
-        return [uri]
-    found = []
-    it = fs.listFiles(root, True)
-    while it.hasNext():
-        path = it.next().getPath()
-        rel = str(path.toString())[len(str(root.toString())) :]
-        if any(part[:1] in ("_", ".") for part in rel.split("/") if part):
-            continue
-        if _data_suffix(Path(path.getName())) is not None:
-            found.append(str(path.toString()))
-    if not found:
-        raise InputError(f"{uri}: no data files in this folder")
-    return sorted(found)
-
-
-def plan_uri(spark: SparkSession, uri: str, kind: Kind | None = None) -> FilePlan:
-    """How Spark reads the file at ``uri``: its format from its name, its kind
-    from ``kind``, its name or its first record (a CSV's header), as
-    ``sniff.plan_file`` decides for a local file."""
-    import json
-
-    from warroom.ingest.sniff import (
-        _data_suffix,
-        _format_of,
-        _kind_from_fields,
-        _kind_from_name,
-        _plan_csv,
-    )
-
-    name = Path(uri.rsplit("/", 1)[-1])
-    fmt, compression = _format_of(name)
-    if fmt not in READS or _data_suffix(name) == ".json":
-        raise InputError(
-            f"{uri}: Spark reads JSON lines (.jsonl, .ndjson), CSV/TSV and Parquet here"
-        )
-    plan = FilePlan(name, fmt, compression, kind or Kind.requests, 0)
-    if fmt == "parquet":
-        plan.parquet_types = parquet.uri_types(spark, uri)
-        plan.kind = (
-            kind or _kind_from_name(name) or _kind_from_fields(name, set(plan.parquet_types))
-        )
-        why = parquet.problems(plan)
-        if why:
-            raise InputError(f"{uri}: Spark does not read this Parquet file as DuckDB does ({why})")
-        return plan
-    head = spark.read.option("lineSep", "\n").text(uri).limit(64).collect()
-    lines = [str(r[0]).removeprefix("\ufeff").rstrip("\r") for r in head]
-    first = next((i for i, line in enumerate(lines) if line.strip(" \t")), None)
-    named = kind or _kind_from_name(name)
-    if fmt in ("csv", "tsv"):
-        if first is not None:
-            _plan_csv(plan, named, lines, first)
-        else:
-            plan.kind = named or Kind.requests
-        return plan
-    if named is None:
-        try:
-            keys = set(json.loads(lines[first])) if first is not None else set()
-        except (ValueError, TypeError):
-            keys = set()
-        named = _kind_from_fields(name, keys)
-    plan.kind = named
-    return plan

@@ -47,7 +47,7 @@ def elements(text: str) -> list[str] | None:
     i = _skip(text, 0)
     if text[i : i + 1] != "[":
         return None
-    i, out = _skip(text, i + 1), []
+    i, out = _skip(text, i + 1), list[str]()
     if text[i : i + 1] == "]":
         return out if _skip(text, i + 1) == len(text) else None
     while True:

@@ -19,6 +19,7 @@ import duckdb
 import pytest
 
 from tests.conftest import world_logs
+from tests.test_bad_input import req
 from tests.test_spark_ingest import WORLDS, _both, _first_diffs, _tables
 from warroom import db
 from warroom.ingest import ingest
@@ -297,4 +298,18 @@ def test_a_column_spark_does_not_render_alike_is_named(tmp_path: Path, spark: An
     assert str(err.value) == (
         f"file://{path}: Spark does not read this Parquet file as DuckDB does "
         "(column amount is FLOAT)"
+    )
+    # beside a URI, the local file is named: Spark reads every input or none
+    other = tmp_path / "remote" / "requests.jsonl"
+    other.parent.mkdir()
+    other.write_text(req(1) + "\n")
+    con = db.connect(tmp_path / "x.duckdb")
+    try:
+        with pytest.raises(InputError) as err:
+            spark_ingest.load_into(con, spark, [path], tmp_path / "wh", [f"file://{other}"])
+    finally:
+        con.close()
+    assert str(err.value) == (
+        f"{path}: Spark does not read this file as DuckDB does (column amount is FLOAT); "
+        f"with a URI (file://{other}) Spark must read every input"
     )

@@ -1,18 +1,21 @@
 """Spark reads the inputs itself (DESIGN.md section 6): canonical JSON lines and
-CSV/TSV, gzip or not, and Parquet (``spark/parquet.py``), typed and rejected by
-ingest's own SQL translated for Spark (``translate_ingest``), into the
-warehouse's canonical tables.
+CSV/TSV, gzip or not, JSON arrays (``spark/documents.py``) and Parquet
+(``spark/parquet.py``), typed and rejected by ingest's own SQL translated for
+Spark (``translate_ingest``), into the warehouse's canonical tables.
 
 A text file is read with ``spark.read.text`` (only LF ends a line, as in
-DuckDB's ingest) and numbered per file (``zipWithIndex``: the line); each line
+DuckDB's ingest) and numbered per file in the JVM; a line a cheap test suspects
 passes ``convert.line_reason`` (the very function of the careful path: too
 long, not UTF-8, a control byte) on the executors, a bad line becoming a reject
 with ``scan.clip``'s text. The lines then go through
 ``relations._json_values``/``_csv_values`` and ``convert.typed_select``,
-translated: the same rules, the same reasons. Canonical rows are elected as
-DuckDB's ingest elects them (the first ingested: lowest file order, then line),
-a file whose bytes repeat an earlier one's is skipped, and ``sources`` records
-each file (sha256 read through Hadoop's FileSystem on the driver).
+translated: the same rules, the same reasons, run (and materialised) once for
+all the files of a kind, format and header (each line coded with its source id
+meanwhile); each file's counts come from one job at the end.
+Canonical rows are elected as DuckDB's ingest elects them (the first ingested:
+lowest file order, then line), a file whose bytes repeat an earlier one's is
+skipped, and ``sources`` records each file (sha256 read through Hadoop's
+FileSystem on the driver).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from warroom.errors import InputError
 from warroom.ingest import relations
@@ -97,10 +100,11 @@ _CONTROL = "[\\x00-\\x08\\x0b-\\x1f\\x7f]"
 _IN_PARTITION = (1 << 33) - 1
 
 
-def _number_lines(spark: SparkSession, uri: str) -> DataFrame:
-    """Every physical line of the text at ``uri``: ``line`` (from 1), ``raw`` (the
-    text, CR of a CRLF ending and a leading BOM dropped; '' for a bad line) and
-    ``bad``/``bad_raw`` (the careful path's reject of a line DuckDB cannot read).
+def _number_lines(spark: SparkSession, uri: str) -> tuple[DataFrame, int]:
+    """Every physical line of the text at ``uri``, and how many: ``line`` (from
+    1), ``raw`` (the text, CR of a CRLF ending and a leading BOM dropped; '' for
+    a bad line) and ``bad``/``bad_raw`` (the careful path's reject of a line
+    DuckDB cannot read).
 
     Numbered in the JVM: a row's place in its partition, after the lines of the
     partitions that start earlier in the file (``_metadata.file_block_start``).
@@ -160,27 +164,46 @@ def _number_lines(spark: SparkSession, uri: str) -> DataFrame:
         F.col("j.reason").alias("bad"),
         F.when(F.col("j.reason").isNotNull(), F.col("j.text")).alias("bad_raw"),
     )
-    return good.unionByName(looked)
+    return good.unionByName(looked), before
 
 
 # --------------------------------------------------------------------------- a file
 
 
-def _typed(spark: SparkSession, src: SparkSource, lines_view: str) -> DataFrame:
-    """The file's records typed by the translated rules: ``line``, ``raw``, the
+#: a text file's lines share one run of the rules with the other files of its
+#: kind, format and header: each line is coded as (source id << _BITS) + line
+#: while the rules run (they carry ``line`` through), then decoded
+_BITS = 40
+
+
+def _typed(spark: SparkSession, plan: FilePlan, lines_view: str) -> DataFrame:
+    """The records of ``lines_view`` (``line`` coded, ``raw``) typed by the
+    translated rules of ``plan``: ``source_id``, ``line``, ``raw``, the
     canonical columns and ``reason``."""
-    records = relations.record_lines(f"SELECT line, raw FROM {lines_view} WHERE bad IS NULL")
-    plan = src.plan
+    from pyspark.sql import functions as F
+
+    records = relations.record_lines(f"SELECT line, raw FROM {lines_view}")
     if plan.format == "json":
         values = relations._json_values(plan.kind, records)
     else:
         values = relations._csv_values(plan, records)
     sql = typed_select(plan.kind, f"({values})", extra=("raw",))
-    return spark.sql(ingest_to_spark(sql, name=f"{plan.path.name} (ingest)"))
+    typed = spark.sql(ingest_to_spark(sql, name=f"{plan.path.name} (ingest)"))
+    return typed.select(
+        F.shiftright("line", _BITS).cast("int").alias("source_id"),
+        F.col("line").bitwiseAND(F.lit((1 << _BITS) - 1)).alias("line"),
+        *[c for c in typed.columns if c != "line"],
+    )
 
 
-def _read(spark: SparkSession, src: SparkSource) -> tuple[DataFrame, DataFrame]:
-    """One file: its typed rows (with ``source_id``) and its rejects."""
+def _text_key(plan: FilePlan) -> tuple[object, ...]:
+    """Files whose lines one run of the rules types alike."""
+    return (plan.kind, plan.format, tuple(plan.header), plan.header_line)
+
+
+def _read(spark: SparkSession, src: SparkSource) -> tuple[DataFrame | None, DataFrame, DataFrame]:
+    """One file: its typed rows (with ``source_id``; None for a text file), its
+    coded lines (a text file's, to type with its group's), and its rejects."""
     from pyspark.sql import functions as F
 
     plan = src.plan
@@ -189,9 +212,11 @@ def _read(spark: SparkSession, src: SparkSource) -> tuple[DataFrame, DataFrame]:
             f"{plan.path}: --engine spark reads canonical JSON lines and arrays, CSV/TSV "
             "(gzip or not) and Parquet files; this one is read by DuckDB's ingest only"
         )
+    none = spark.createDataFrame([], "line bigint, raw string")
     if plan.format == "parquet":
         rows = parquet.typed(spark, plan, src.uri, f"wr_parquet_{src.source_id}")
-        return rows.withColumn("source_id", F.lit(src.source_id)), _union_rejects(spark, [])
+        rows = rows.withColumn("source_id", F.lit(src.source_id))
+        return rows, none, _union_rejects(spark, [])
     if plan.json_array:
         view = f"wr_array_{src.source_id}"
         rows, before, src.lines = documents.read(spark, plan, src.uri, src.shown, view)
@@ -199,19 +224,18 @@ def _read(spark: SparkSession, src: SparkSource) -> tuple[DataFrame, DataFrame]:
             [(src.source_id, *b) for b in before],
             "source_id int, line bigint, raw string, reason string",
         )
-        return rows.withColumn("source_id", F.lit(src.source_id)), bad
-    lines = _number_lines(spark, src.uri).localCheckpoint(eager=True)
-    view = f"wr_lines_{src.source_id}"
-    lines.createOrReplaceTempView(view)
-    typed = _typed(spark, src, view).withColumn("source_id", F.lit(src.source_id))
+        return rows.withColumn("source_id", F.lit(src.source_id)), none, bad
+    lines, src.lines = _number_lines(spark, src.uri)
+    coded = lines.where(f"bad IS NULL AND line > {plan.header_line}").select(
+        (F.lit(src.source_id << _BITS) + F.col("line")).alias("line"), "raw"
+    )
     bad = lines.where("bad IS NOT NULL").select(
         F.lit(src.source_id).alias("source_id"),
         "line",
         F.col("bad_raw").alias("raw"),
         F.col("bad").alias("reason"),
     )
-    src.lines = lines.count()
-    return typed, bad
+    return None, coded, bad
 
 
 # --------------------------------------------------------------------------- the tables
@@ -267,11 +291,11 @@ def ingest(
 def _ingest(
     spark: SparkSession, plans: list[tuple[FilePlan, str]], warehouse: Path
 ) -> list[SparkSource]:
-    from pyspark.sql import functions as F
 
     sources: list[SparkSource] = []
     seen: set[str] = set()
     typed: dict[Kind, list[DataFrame]] = {k: [] for k in Kind}
+    texts: dict[tuple[object, ...], tuple[FilePlan, list[DataFrame]]] = {}
     rejects: list[DataFrame] = []
     for plan, uri in plans:
         sha, size = file_digest(spark, uri)
@@ -285,31 +309,58 @@ def _ingest(
         sources.append(src)
         if size == 0:
             continue
-        rows, bad = _read(spark, src)
-        rows = _conform(rows, plan.kind).localCheckpoint(eager=True)
-        typed[plan.kind].append(rows)
-        rejects += [
-            rows.where("reason IS NOT NULL").select("source_id", "line", "raw", "reason"),
-            bad,
-        ]
-        counts: Any = (
-            rows.groupBy()
-            .agg(
-                F.count(F.when(F.col("reason").isNull(), 1)).alias("good"),
-                F.count(F.when(F.col("reason").isNotNull(), 1)).alias("bad"),
-            )
-            .first()
-        )
-        src.rows_loaded = int(counts["good"] or 0)
-        src.rows_rejected = int(counts["bad"] or 0) + bad.count()
+        rows, coded, bad = _read(spark, src)
+        if rows is not None:
+            typed[plan.kind].append(_conform(rows, plan.kind).localCheckpoint(eager=True))
+        else:
+            texts.setdefault(_text_key(plan), (plan, []))[1].append(coded)
+        rejects.append(bad)
+    for n, (plan, parts) in enumerate(texts.values()):
+        lines = parts[0]
+        for part in parts[1:]:
+            lines = lines.unionByName(part)
+        # materialised first: Spark would push the rules' large projection
+        # through the union, one copy per file
+        lines.localCheckpoint(eager=True).createOrReplaceTempView(f"wr_lines_{n}")
+        rows = _conform(_typed(spark, plan, f"wr_lines_{n}"), plan.kind)
+        typed[plan.kind].append(rows.localCheckpoint(eager=True))
     tables: dict[str, DataFrame] = {}
     for kind in Kind:
-        good = _union(spark, typed[kind], kind).where("reason IS NULL").drop("raw", "reason")
+        # each group's rows are materialised (the rules ran once there): a
+        # union of plans that small, never one of the large rule plans
+        rows = _union(spark, typed[kind], kind)
+        rejects.append(
+            rows.where("reason IS NOT NULL").select("source_id", "line", "raw", "reason")
+        )
+        typed[kind] = [rows]
+        good = rows.where("reason IS NULL").drop("raw", "reason")
         tables[TABLES[kind]] = _elect(spark, kind, good)
     tables["rejects"] = _union_rejects(spark, rejects)
+    _count(spark, sources, [t[0] for t in typed.values()], tables["rejects"])
     tables["sources"] = _sources_frame(spark, sources)
     _write(spark, tables, warehouse)
     return sources
+
+
+def _count(
+    spark: SparkSession, sources: list[SparkSource], rows: list[DataFrame], rejects: DataFrame
+) -> None:
+    """Each source's rows loaded (its good rows) and rejected (its rejects: rows
+    and lines), in one job over every file."""
+    from pyspark.sql import functions as F
+
+    both = rejects.select("source_id", F.lit(0).alias("good"), F.lit(1).alias("bad"))
+    for r in rows:
+        good = r.where("reason IS NULL")
+        both = both.unionByName(
+            good.select("source_id", F.lit(1).alias("good"), F.lit(0).alias("bad"))
+        )
+    counts = both.groupBy("source_id").agg(F.sum("good").alias("good"), F.sum("bad").alias("bad"))
+    by_id = {int(r["source_id"]): r for r in counts.collect()}
+    for src in sources:
+        if src.source_id in by_id:
+            src.rows_loaded = int(by_id[src.source_id]["good"])
+            src.rows_rejected = int(by_id[src.source_id]["bad"])
 
 
 def _union(spark: SparkSession, parts: list[DataFrame], kind: Kind) -> DataFrame:
@@ -452,10 +503,12 @@ def load_into(
         return None
     planned = [(plan_file(con, p, None, None), uri_of(p)) for p in files]
     if not spark_reads([plan for plan, _ in planned]):
-        if remote:
+        if remote:  # Spark reads them all, or none
+            odd = next(plan for plan, _ in planned if not spark_reads([plan]))
+            why = parquet.problems(odd) or "a file DuckDB's ingest reads"
             raise InputError(
-                f"{remote[0]}: with a URI, every input must be one Spark reads: JSON "
-                "lines or arrays, CSV/TSV, Parquet (Spark reads them all)"
+                f"{odd.path}: Spark does not read this file as DuckDB does ({why}); "
+                f"with a URI ({remote[0]}) Spark must read every input"
             )
         return None
     planned += [(plan_uri(spark, u), u) for u in remote]

@@ -52,8 +52,26 @@ def test_a_uri_without_the_spark_engine_is_a_usage_error(cli: Cli, tmp_path: Pat
     """Only Spark reads s3a://, hdfs://, abfss:// inputs: said before any work."""
     r = cli("investigate", "s3a://bucket/logs/", "--out-dir", str(tmp_path / "out"))
     assert r.code == 2
-    assert r.stderr.strip() == (
-        "error: s3a://bucket/logs/: a URI is read with --engine spark (and no profile) only"
-    )
+    assert r.stderr.strip() == "error: s3a://bucket/logs/: a URI is read with --engine spark only"
     assert not (tmp_path / "out").exists()
     assert r.stdout == b""
+
+
+def test_a_uri_through_a_profile_is_refused_in_one_line(cli: Cli, tmp_path: Path) -> None:
+    """Spark does not read import profiles itself yet: said before any work."""
+    r = cli(
+        "investigate",
+        "s3a://bucket/litellm.jsonl",
+        "--engine",
+        "spark",
+        "--profile",
+        "litellm",
+        "--out-dir",
+        str(tmp_path / "out"),
+    )
+    assert r.code == 2
+    assert r.stderr.strip() == (
+        "error: s3a://bucket/litellm.jsonl: --engine spark does not read a URI through an "
+        "import profile yet; copy the file here and name its path"
+    )
+    assert not (tmp_path / "out").exists()

@@ -41,8 +41,8 @@ WORLDS = [
 #: a timestamp belongs: each engine renders that double its own way
 #: ('200000000000000000000.0' on DuckDB, '2.0E20' on Spark); same line, same rule
 RENDERED_DOUBLES = {"status-exponent", "ts-epoch-1e20"}
-#: the catalog's cases in the formats Spark reads (JSON lines, CSV, TSV; gzip or
-#: not); JSON arrays and Parquet are read by DuckDB's ingest only
+#: the catalog's text cases (JSON lines, CSV, TSV; gzip or not); JSON arrays and
+#: Parquet: tests/test_spark_documents.py, tests/test_spark_parquet.py
 TEXT_CASES = [
     c
     for c in CASES

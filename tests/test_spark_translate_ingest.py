@@ -119,3 +119,81 @@ def test_a_double_is_read_from_a_decimal_numbers_text_only() -> None:
     assert r"CASE WHEN v RLIKE '(?d)^(?:[ \\t\\n\\r]*[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)" in spark
     assert "THEN TRY_CAST(v AS DOUBLE) END AS d" in spark
     assert "NOT (ISNAN(d) OR ABS(d) = CAST('Infinity' AS DOUBLE)) AS f" in spark
+
+
+# --------------------------------------------------------------------------- Parquet
+
+#: a column of every type Spark renders as DuckDB does, by field type
+PARQUET_TYPES = {
+    "ts": "TIMESTAMP WITH TIME ZONE",
+    "until": "DATE",
+    "effective_from": "TIMESTAMP",
+    "amount": "DOUBLE",
+    "balance_after": "DECIMAL(38,10)",
+    "input_per_mtok": "DOUBLE",
+    "status": "INTEGER[]",
+    "org_id": "STRUCT(a VARCHAR, b MAP(VARCHAR, INTEGER))",
+    "input_tokens": "UBIGINT",
+    "multiplier": "DOUBLE",
+}
+
+
+@pytest.mark.parametrize("kind", list(Kind), ids=lambda k: k.value)
+def test_parquet_rules_translate_with_duckdbs_text_of_each_column(kind: Kind) -> None:
+    plan = FilePlan(Path(f"{kind.value}.parquet"), "parquet", None, kind, 0)
+    names = {f.name for f in FIELDS[kind]}
+    plan.parquet_types = {c: t for c, t in PARQUET_TYPES.items() if c in names} | {
+        f.name: "VARCHAR" for f in FIELDS[kind] if f.name not in PARQUET_TYPES
+    }
+    values = relations.parquet_values(plan, "wr_parquet")
+    spark = ingest_to_spark(
+        typed_select(kind, f"({values})", extra=("raw",)), types=plan.parquet_types
+    )
+    assert "READ_PARQUET" not in spark.upper() and "wr_parquet_text" not in spark.lower()
+    assert "TO_JSON(STRUCT" not in spark.upper()  # the row's JSON written field by field
+    if "ts" in names:
+        assert "(CAST(`ts` AS STRING) || '+00')" in spark
+    if "amount" in names or "multiplier" in names:
+        assert "wr_double_text(" in spark and "wr_double_json(" in spark
+
+
+def test_duckdbs_text_of_a_double_in_python() -> None:
+    """DuckDB's CAST(DOUBLE AS VARCHAR) and to_json, by the UDFs Spark calls."""
+    import duckdb
+
+    from warroom.spark.parquet import duck_double_json, duck_double_text
+
+    values = [1.5, 100.0, 1e20, 1e-7, 0.1, 1e15, 1e16, -0.0, 0.0, 5e-324, 1 / 3, 1e-4, 1e-5]
+    values += [1e-6, 9.99e20, 1e21, 1.2345e21, -2.5e-9, 1.7976931348623157e308, 2e9]
+    values += [float("nan"), float("inf"), float("-inf")]
+    con = duckdb.connect()
+    for v in values:
+        text, as_json = con.execute(
+            "SELECT CAST(?::DOUBLE AS VARCHAR), CAST(to_json([?::DOUBLE]) AS VARCHAR)", [v, v]
+        ).fetchone()  # type: ignore[misc]
+        assert (duck_double_text(v), f"[{duck_double_json(v)}]") == (text, as_json), v
+    assert duck_double_text(None) is None and duck_double_json(None) is None
+
+
+@pytest.mark.parametrize(
+    ("column", "t", "why"),
+    [
+        ("amount", "FLOAT", "column amount is FLOAT"),
+        ("ts", "TIMESTAMP_NS", "column ts is TIMESTAMP_NS"),
+        ("org_id", "BLOB", "column org_id is BLOB"),
+        (
+            "org_id",
+            "STRUCT(a DOUBLE)",
+            "column org_id is STRUCT(a DOUBLE): a nested double, date or time",
+        ),
+        ("status", "BIGINT", None),
+        ("ts", "TIMESTAMP WITH TIME ZONE", None),
+        ("plan", "MAP(VARCHAR, VARCHAR[])", None),
+    ],
+)
+def test_a_parquet_column_spark_does_not_render_alike_is_named(
+    column: str, t: str, why: str | None
+) -> None:
+    from warroom.spark.parquet import problem
+
+    assert problem(column, t) == why

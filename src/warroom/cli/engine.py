@@ -94,15 +94,17 @@ def ingest(
     uris: list[str] | None = None,
 ) -> IngestReport | None:
     """``investigate --engine spark``: Spark reads the files and ``uris`` itself
-    (JSON lines, CSV/TSV, gzip or not) into the warehouse and the database; None
-    when one of the files is read by DuckDB's ingest only (a profile, a JSON
-    array, Parquet)."""
+    (JSON lines, CSV/TSV, gzip or not, Parquet) into the warehouse and the
+    database; None when one of the files is read by DuckDB's ingest only (a
+    profile, a JSON array, a Parquet column Spark does not render alike)."""
     from warroom.spark.ingest import load_into
 
     with spark_session(settings) as spark:
         report = load_into(con, spark, files, settings.warehouse, uris or [])
     if report is None:
-        render.note("Spark reads JSON lines and CSV/TSV itself; these files are read by DuckDB")
+        render.note(
+            "Spark reads JSON lines, CSV/TSV and Parquet itself; these files are read by DuckDB"
+        )
     return report
 
 

@@ -313,6 +313,19 @@ def report_cmd(
     render.note(f"wrote the {chosen.value} report to {out}")
 
 
+def _uri_inputs(paths: list[str], engine: Engine, chosen: object) -> list[str]:
+    """The URIs (s3a://, hdfs://, abfss://) among ``paths``: Spark reads them itself."""
+    uris = [p for p in paths if "://" in p]
+    if uris and engine is not Engine.spark:
+        raise UsageError(f"{uris[0]}: a URI is read with --engine spark only")
+    if uris and chosen is not None:
+        raise UsageError(
+            f"{uris[0]}: --engine spark does not read a URI through an import profile yet; "
+            "copy the file here and name its path"
+        )
+    return uris
+
+
 @app.command("investigate")
 def investigate_cmd(
     paths: Annotated[
@@ -375,10 +388,7 @@ def investigate_cmd(
     options = _report_options(gap_hours, marker, tz)
     pack = load_pack(queries_dir)
     chosen = chosen_profile(profile, user_from)
-    # a URI (s3a://, hdfs://, abfss://) is read by Spark itself
-    uris = [p for p in paths if "://" in p]
-    if uris and (engine is not Engine.spark or chosen is not None):
-        raise UsageError(f"{uris[0]}: a URI is read with --engine spark (and no profile) only")
+    uris = _uri_inputs(paths, engine, chosen)
     files = (
         investigation_inputs([p for p in paths if "://" not in p], out_dir)
         if len(uris) < len(paths)

@@ -253,8 +253,12 @@ def array_values(plan: FilePlan) -> str:
     return _json_values(plan.kind, elements)
 
 
-def parquet_values(plan: FilePlan) -> str:
-    """A Parquet file, numbered by its row numbers; ``raw`` is the row as JSON."""
+def parquet_values(
+    plan: FilePlan, rows: str = "read_parquet($path, file_row_number = true)"
+) -> str:
+    """A Parquet file, numbered by its row numbers; ``raw`` is the row as JSON.
+    ``rows``: where its columns and ``file_row_number`` are read from (Spark
+    names a view of the file read there)."""
     fields = FIELDS[plan.kind]
     cols, raw_parts = [], []
     for f in fields:
@@ -284,7 +288,7 @@ def parquet_values(plan: FilePlan) -> str:
     raw = f"CAST(to_json({{{', '.join(raw_parts)}}}) AS VARCHAR)" if raw_parts else "'{}'"
     return (
         f"SELECT file_row_number + 1 AS line, {raw} AS raw, NULL::VARCHAR AS pre_reason, "
-        f"{', '.join(cols)} FROM read_parquet($path, file_row_number = true)"
+        f"{', '.join(cols)} FROM {rows}"
     )
 
 

@@ -1,17 +1,21 @@
 """Spark reads the inputs itself (DESIGN.md section 6): canonical JSON lines and
-CSV/TSV, gzip or not, typed and rejected by ingest's own SQL translated for
+CSV/TSV, gzip or not, JSON arrays (``spark/documents.py``) and Parquet
+(``spark/parquet.py``), typed and rejected by ingest's own SQL translated for
 Spark (``translate_ingest``), into the warehouse's canonical tables.
 
 A text file is read with ``spark.read.text`` (only LF ends a line, as in
-DuckDB's ingest) and numbered per file (``zipWithIndex``: the line); each line
+DuckDB's ingest) and numbered per file in the JVM; a line a cheap test suspects
 passes ``convert.line_reason`` (the very function of the careful path: too
 long, not UTF-8, a control byte) on the executors, a bad line becoming a reject
 with ``scan.clip``'s text. The lines then go through
 ``relations._json_values``/``_csv_values`` and ``convert.typed_select``,
-translated: the same rules, the same reasons. Canonical rows are elected as
-DuckDB's ingest elects them (the first ingested: lowest file order, then line),
-a file whose bytes repeat an earlier one's is skipped, and ``sources`` records
-each file (sha256 read through Hadoop's FileSystem on the driver).
+translated: the same rules, the same reasons, run (and materialised) once for
+all the files of a kind, format and header (each line coded with its source id
+meanwhile); each file's counts come from one job at the end.
+Canonical rows are elected as DuckDB's ingest elects them (the first ingested:
+lowest file order, then line), a file whose bytes repeat an earlier one's is
+skipped, and ``sources`` records each file (sha256 read through Hadoop's
+FileSystem on the driver).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from warroom.errors import InputError
 from warroom.ingest import relations
@@ -27,7 +31,9 @@ from warroom.ingest.convert import LINE_LIMIT, line_reason, typed_select
 from warroom.ingest.scan import clip
 from warroom.ingest.sniff import FilePlan
 from warroom.model import CONTENT_IDENTITY, FIELDS, IDENTITY, TABLES, FieldType, Kind
+from warroom.spark import documents, parquet
 from warroom.spark.translate_ingest import ingest_to_spark
+from warroom.spark.uris import READS, _hadoop, expand_uri, plan_uri, uri_of
 
 if TYPE_CHECKING:
     import duckdb
@@ -84,18 +90,6 @@ def file_digest(spark: SparkSession, uri: str) -> tuple[str, int]:
         stream.close()
 
 
-def _hadoop(spark: SparkSession) -> tuple[Any, Any]:
-    """The driver's JVM and Hadoop configuration (FileSystem calls go there)."""
-    jvm: Any = spark.sparkContext._jvm
-    jsc: Any = spark.sparkContext._jsc
-    return jvm, jsc.hadoopConfiguration()
-
-
-def uri_of(p: Path | str) -> str:
-    text = str(p)
-    return text if "://" in text else "file:" + str(Path(text).resolve())
-
-
 # --------------------------------------------------------------------------- lines
 
 
@@ -106,10 +100,11 @@ _CONTROL = "[\\x00-\\x08\\x0b-\\x1f\\x7f]"
 _IN_PARTITION = (1 << 33) - 1
 
 
-def _number_lines(spark: SparkSession, uri: str) -> DataFrame:
-    """Every physical line of the text at ``uri``: ``line`` (from 1), ``raw`` (the
-    text, CR of a CRLF ending and a leading BOM dropped; '' for a bad line) and
-    ``bad``/``bad_raw`` (the careful path's reject of a line DuckDB cannot read).
+def _number_lines(spark: SparkSession, uri: str) -> tuple[DataFrame, int]:
+    """Every physical line of the text at ``uri``, and how many: ``line`` (from
+    1), ``raw`` (the text, CR of a CRLF ending and a leading BOM dropped; '' for
+    a bad line) and ``bad``/``bad_raw`` (the careful path's reject of a line
+    DuckDB cannot read).
 
     Numbered in the JVM: a row's place in its partition, after the lines of the
     partitions that start earlier in the file (``_metadata.file_block_start``).
@@ -169,47 +164,78 @@ def _number_lines(spark: SparkSession, uri: str) -> DataFrame:
         F.col("j.reason").alias("bad"),
         F.when(F.col("j.reason").isNotNull(), F.col("j.text")).alias("bad_raw"),
     )
-    return good.unionByName(looked)
+    return good.unionByName(looked), before
 
 
 # --------------------------------------------------------------------------- a file
 
 
-def _typed(spark: SparkSession, src: SparkSource, lines_view: str) -> DataFrame:
-    """The file's records typed by the translated rules: ``line``, ``raw``, the
+#: a text file's lines share one run of the rules with the other files of its
+#: kind, format and header: each line is coded as (source id << _BITS) + line
+#: while the rules run (they carry ``line`` through), then decoded
+_BITS = 40
+
+
+def _typed(spark: SparkSession, plan: FilePlan, lines_view: str) -> DataFrame:
+    """The records of ``lines_view`` (``line`` coded, ``raw``) typed by the
+    translated rules of ``plan``: ``source_id``, ``line``, ``raw``, the
     canonical columns and ``reason``."""
-    records = relations.record_lines(f"SELECT line, raw FROM {lines_view} WHERE bad IS NULL")
-    plan = src.plan
+    from pyspark.sql import functions as F
+
+    records = relations.record_lines(f"SELECT line, raw FROM {lines_view}")
     if plan.format == "json":
         values = relations._json_values(plan.kind, records)
     else:
         values = relations._csv_values(plan, records)
     sql = typed_select(plan.kind, f"({values})", extra=("raw",))
-    return spark.sql(ingest_to_spark(sql, name=f"{plan.path.name} (ingest)"))
+    typed = spark.sql(ingest_to_spark(sql, name=f"{plan.path.name} (ingest)"))
+    return typed.select(
+        F.shiftright("line", _BITS).cast("int").alias("source_id"),
+        F.col("line").bitwiseAND(F.lit((1 << _BITS) - 1)).alias("line"),
+        *[c for c in typed.columns if c != "line"],
+    )
 
 
-def _read(spark: SparkSession, src: SparkSource) -> tuple[DataFrame, DataFrame]:
-    """One file: its typed rows (with ``source_id``) and its rejects."""
+def _text_key(plan: FilePlan) -> tuple[object, ...]:
+    """Files whose lines one run of the rules types alike."""
+    return (plan.kind, plan.format, tuple(plan.header), plan.header_line)
+
+
+def _read(spark: SparkSession, src: SparkSource) -> tuple[DataFrame | None, DataFrame, DataFrame]:
+    """One file: its typed rows (with ``source_id``; None for a text file), its
+    coded lines (a text file's, to type with its group's), and its rejects."""
     from pyspark.sql import functions as F
 
     plan = src.plan
-    if plan.format not in ("json", "csv", "tsv") or plan.json_array or plan.profile:
+    if plan.format not in READS or plan.profile:
         raise InputError(
-            f"{plan.path}: --engine spark reads canonical JSON lines and CSV/TSV files "
-            "(gzip or not); this one is read by DuckDB's ingest only"
+            f"{plan.path}: --engine spark reads canonical JSON lines and arrays, CSV/TSV "
+            "(gzip or not) and Parquet files; this one is read by DuckDB's ingest only"
         )
-    lines = _number_lines(spark, src.uri).localCheckpoint(eager=True)
-    view = f"wr_lines_{src.source_id}"
-    lines.createOrReplaceTempView(view)
-    typed = _typed(spark, src, view).withColumn("source_id", F.lit(src.source_id))
+    none = spark.createDataFrame([], "line bigint, raw string")
+    if plan.format == "parquet":
+        rows = parquet.typed(spark, plan, src.uri, f"wr_parquet_{src.source_id}")
+        rows = rows.withColumn("source_id", F.lit(src.source_id))
+        return rows, none, _union_rejects(spark, [])
+    if plan.json_array:
+        view = f"wr_array_{src.source_id}"
+        rows, before, src.lines = documents.read(spark, plan, src.uri, src.shown, view)
+        bad = spark.createDataFrame(
+            [(src.source_id, *b) for b in before],
+            "source_id int, line bigint, raw string, reason string",
+        )
+        return rows.withColumn("source_id", F.lit(src.source_id)), none, bad
+    lines, src.lines = _number_lines(spark, src.uri)
+    coded = lines.where(f"bad IS NULL AND line > {plan.header_line}").select(
+        (F.lit(src.source_id << _BITS) + F.col("line")).alias("line"), "raw"
+    )
     bad = lines.where("bad IS NOT NULL").select(
         F.lit(src.source_id).alias("source_id"),
         "line",
         F.col("bad_raw").alias("raw"),
         F.col("bad").alias("reason"),
     )
-    src.lines = lines.count()
-    return typed, bad
+    return None, coded, bad
 
 
 # --------------------------------------------------------------------------- the tables
@@ -265,11 +291,11 @@ def ingest(
 def _ingest(
     spark: SparkSession, plans: list[tuple[FilePlan, str]], warehouse: Path
 ) -> list[SparkSource]:
-    from pyspark.sql import functions as F
 
     sources: list[SparkSource] = []
     seen: set[str] = set()
     typed: dict[Kind, list[DataFrame]] = {k: [] for k in Kind}
+    texts: dict[tuple[object, ...], tuple[FilePlan, list[DataFrame]]] = {}
     rejects: list[DataFrame] = []
     for plan, uri in plans:
         sha, size = file_digest(spark, uri)
@@ -283,31 +309,58 @@ def _ingest(
         sources.append(src)
         if size == 0:
             continue
-        rows, bad = _read(spark, src)
-        rows = _conform(rows, plan.kind).localCheckpoint(eager=True)
-        typed[plan.kind].append(rows)
-        rejects += [
-            rows.where("reason IS NOT NULL").select("source_id", "line", "raw", "reason"),
-            bad,
-        ]
-        counts: Any = (
-            rows.groupBy()
-            .agg(
-                F.count(F.when(F.col("reason").isNull(), 1)).alias("good"),
-                F.count(F.when(F.col("reason").isNotNull(), 1)).alias("bad"),
-            )
-            .first()
-        )
-        src.rows_loaded = int(counts["good"] or 0)
-        src.rows_rejected = int(counts["bad"] or 0) + bad.count()
+        rows, coded, bad = _read(spark, src)
+        if rows is not None:
+            typed[plan.kind].append(_conform(rows, plan.kind).localCheckpoint(eager=True))
+        else:
+            texts.setdefault(_text_key(plan), (plan, []))[1].append(coded)
+        rejects.append(bad)
+    for n, (plan, parts) in enumerate(texts.values()):
+        lines = parts[0]
+        for part in parts[1:]:
+            lines = lines.unionByName(part)
+        # materialised first: Spark would push the rules' large projection
+        # through the union, one copy per file
+        lines.localCheckpoint(eager=True).createOrReplaceTempView(f"wr_lines_{n}")
+        rows = _conform(_typed(spark, plan, f"wr_lines_{n}"), plan.kind)
+        typed[plan.kind].append(rows.localCheckpoint(eager=True))
     tables: dict[str, DataFrame] = {}
     for kind in Kind:
-        good = _union(spark, typed[kind], kind).where("reason IS NULL").drop("raw", "reason")
+        # each group's rows are materialised (the rules ran once there): a
+        # union of plans that small, never one of the large rule plans
+        rows = _union(spark, typed[kind], kind)
+        rejects.append(
+            rows.where("reason IS NOT NULL").select("source_id", "line", "raw", "reason")
+        )
+        typed[kind] = [rows]
+        good = rows.where("reason IS NULL").drop("raw", "reason")
         tables[TABLES[kind]] = _elect(spark, kind, good)
     tables["rejects"] = _union_rejects(spark, rejects)
+    _count(spark, sources, [t[0] for t in typed.values()], tables["rejects"])
     tables["sources"] = _sources_frame(spark, sources)
     _write(spark, tables, warehouse)
     return sources
+
+
+def _count(
+    spark: SparkSession, sources: list[SparkSource], rows: list[DataFrame], rejects: DataFrame
+) -> None:
+    """Each source's rows loaded (its good rows) and rejected (its rejects: rows
+    and lines), in one job over every file."""
+    from pyspark.sql import functions as F
+
+    both = rejects.select("source_id", F.lit(0).alias("good"), F.lit(1).alias("bad"))
+    for r in rows:
+        good = r.where("reason IS NULL")
+        both = both.unionByName(
+            good.select("source_id", F.lit(1).alias("good"), F.lit(0).alias("bad"))
+        )
+    counts = both.groupBy("source_id").agg(F.sum("good").alias("good"), F.sum("bad").alias("bad"))
+    by_id = {int(r["source_id"]): r for r in counts.collect()}
+    for src in sources:
+        if src.source_id in by_id:
+            src.rows_loaded = int(by_id[src.source_id]["good"])
+            src.rows_rejected = int(by_id[src.source_id]["bad"])
 
 
 def _union(spark: SparkSession, parts: list[DataFrame], kind: Kind) -> DataFrame:
@@ -417,15 +470,15 @@ def _write(spark: SparkSession, tables: dict[str, DataFrame], warehouse: Path) -
 
 
 def spark_reads(plans: list[FilePlan]) -> bool:
-    """Whether Spark reads every file itself: canonical JSON lines or CSV/TSV."""
+    """Whether Spark reads every file itself: canonical JSON lines or arrays,
+    CSV/TSV, or Parquet whose columns Spark renders as DuckDB does."""
     return all(
-        p.profile is None and not p.json_array and not p.json_document and p.format in READS
+        p.profile is None
+        and not p.json_document
+        and p.format in READS
+        and not (p.format == "parquet" and parquet.problems(p))
         for p in plans
     )
-
-
-#: the formats Spark reads itself
-READS = ("json", "csv", "tsv")
 
 
 def load_into(
@@ -450,10 +503,12 @@ def load_into(
         return None
     planned = [(plan_file(con, p, None, None), uri_of(p)) for p in files]
     if not spark_reads([plan for plan, _ in planned]):
-        if remote:
+        if remote:  # Spark reads them all, or none
+            odd = next(plan for plan, _ in planned if not spark_reads([plan]))
+            why = parquet.problems(odd) or "a file DuckDB's ingest reads"
             raise InputError(
-                f"{remote[0]}: with a URI, every input must be JSON lines or CSV/TSV "
-                "(Spark reads them all)"
+                f"{odd.path}: Spark does not read this file as DuckDB does ({why}); "
+                f"with a URI ({remote[0]}) Spark must read every input"
             )
         return None
     planned += [(plan_uri(spark, u), u) for u in remote]
@@ -496,71 +551,3 @@ def _copy_into(con: duckdb.DuckDBPyConnection, spark: SparkSession) -> None:
     except BaseException:
         con.execute("ROLLBACK")
         raise
-
-
-# --------------------------------------------------------------------------- URIs
-
-
-def expand_uri(spark: SparkSession, uri: str) -> list[str]:
-    """The data files at ``uri`` (a file, or a folder read recursively, entries
-    starting with ``_`` or ``.`` skipped), sorted: any scheme Hadoop reads."""
-    from warroom.ingest.sniff import _data_suffix
-
-    jvm, conf = _hadoop(spark)
-    root = jvm.org.apache.hadoop.fs.Path(uri)
-    fs = root.getFileSystem(conf)
-    if not fs.exists(root):
-        raise InputError(f"{uri}: no such file or folder")
-    if fs.getFileStatus(root).isFile():
-        return [uri]
-    found = []
-    it = fs.listFiles(root, True)
-    while it.hasNext():
-        path = it.next().getPath()
-        rel = str(path.toString())[len(str(root.toString())) :]
-        if any(part[:1] in ("_", ".") for part in rel.split("/") if part):
-            continue
-        if _data_suffix(Path(path.getName())) is not None:
-            found.append(str(path.toString()))
-    if not found:
-        raise InputError(f"{uri}: no data files in this folder")
-    return sorted(found)
-
-
-def plan_uri(spark: SparkSession, uri: str, kind: Kind | None = None) -> FilePlan:
-    """How Spark reads the file at ``uri``: its format from its name, its kind
-    from ``kind``, its name or its first record (a CSV's header), as
-    ``sniff.plan_file`` decides for a local file."""
-    import json
-
-    from warroom.ingest.sniff import (
-        _data_suffix,
-        _format_of,
-        _kind_from_fields,
-        _kind_from_name,
-        _plan_csv,
-    )
-
-    name = Path(uri.rsplit("/", 1)[-1])
-    fmt, compression = _format_of(name)
-    if fmt not in READS or _data_suffix(name) == ".json":
-        raise InputError(f"{uri}: Spark reads JSON lines (.jsonl, .ndjson) and CSV/TSV here")
-    plan = FilePlan(name, fmt, compression, kind or Kind.requests, 0)
-    head = spark.read.option("lineSep", "\n").text(uri).limit(64).collect()
-    lines = [str(r[0]).removeprefix("\ufeff").rstrip("\r") for r in head]
-    first = next((i for i, line in enumerate(lines) if line.strip(" \t")), None)
-    named = kind or _kind_from_name(name)
-    if fmt in ("csv", "tsv"):
-        if first is not None:
-            _plan_csv(plan, named, lines, first)
-        else:
-            plan.kind = named or Kind.requests
-        return plan
-    if named is None:
-        try:
-            keys = set(json.loads(lines[first])) if first is not None else set()
-        except (ValueError, TypeError):
-            keys = set()
-        named = _kind_from_fields(name, keys)
-    plan.kind = named
-    return plan

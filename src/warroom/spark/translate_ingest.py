@@ -29,11 +29,16 @@ format). The fixes:
   the first value: ``{} x`` would pass alone);
 * ``isfinite`` -> not NaN nor infinite; ``TRY_CAST(x AS DOUBLE)`` only on a
   decimal number's text (Java's reader also takes ``1.5d`` and hex floats,
-  which DuckDB refuses).
+  which DuckDB refuses);
+* a Parquet column's text (``types``: the file's DuckDB column types):
+  ``CAST(col AS VARCHAR)`` and the row's ``to_json({...})`` become Spark SQL
+  giving DuckDB's very text (``spark/parquet.py``: doubles, timestamps with a
+  zone, nested values, NULL fields), written in after the check.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from functools import cache
@@ -93,16 +98,21 @@ _MACRO = re.compile(
 )
 
 
-def ingest_to_spark(sql: str, *, name: str = "ingest") -> str:
-    """The DuckDB-dialect ingest SQL ``sql`` as Spark SQL text."""
+def ingest_to_spark(sql: str, *, name: str = "ingest", types: dict[str, str] | None = None) -> str:
+    """The DuckDB-dialect ingest SQL ``sql`` as Spark SQL text; ``types``: the
+    DuckDB types of the Parquet columns it reads."""
     try:
         tree = sqlglot.parse_one(sql.strip().rstrip(";"), read="duckdb")
     except ParseError as exc:
         raise Untranslatable(f"{name}: SQLGlot cannot read it: {exc}".splitlines()[0]) from None
+    rendered: list[str] = []
+    if types is not None:
+        tree = fix_parquet_text(tree, types, rendered)
     for fix in (expand_macros, *FIXES, *INGEST_FIXES):
         tree = fix(tree, name)
-    check(tree, name, INGEST_ALLOWED, INGEST_FUNCTIONS)
-    return tree.sql(dialect="spark", comments=False)
+    check(tree, name, INGEST_ALLOWED, INGEST_FUNCTIONS | {_PLACE})
+    text = tree.sql(dialect="spark", comments=False)
+    return re.sub(rf"{_PLACE}\((\d+)\)", lambda m: rendered[int(m.group(1))], text, flags=re.I)
 
 
 def _bottom_up(tree: exp.Expr, fix: Callable[[exp.Expr], exp.Expr]) -> exp.Expr:
@@ -401,3 +411,40 @@ def _json_call(node: exp.Expr, name: str) -> exp.Expr:
 
 
 INGEST_FIXES = (fix_regexes, fix_lists, fix_json)
+
+
+# --------------------------------------------------------------------------- Parquet
+
+#: the placeholder of a Parquet column's rendered text until the SQL is written
+_PLACE = "wr_parquet_text"
+
+
+def fix_parquet_text(tree: exp.Expr, types: dict[str, str], rendered: list[str]) -> exp.Expr:
+    """``CAST(col AS VARCHAR)`` of a Parquet column, and ``to_json`` of the row's
+    struct, as placeholders for the Spark SQL giving DuckDB's text
+    (``parquet.text_sql``, ``parquet.json_sql``), kept in ``rendered``."""
+    from warroom.spark.parquet import json_sql, lit, text_sql
+
+    def place(sql: str) -> exp.Expr:
+        rendered.append(f"({sql})")
+        return _func(_PLACE, exp.Literal.number(len(rendered) - 1))
+
+    def fix(node: exp.Expr) -> exp.Expr:
+        if (
+            isinstance(node, exp.Cast)
+            and node.to.is_type(*exp.DataType.TEXT_TYPES)
+            and isinstance(node.this, exp.Column)
+            and node.this.name.lower() in types
+        ):
+            return place(text_sql(f"`{node.this.name}`", types[node.this.name.lower()]))
+        if isinstance(node, exp.Anonymous) and str(node.this).lower() == "to_json":
+            (struct,) = node.expressions
+            parts = []
+            for item in struct.expressions:
+                key, col = item.this.name, item.expression.name
+                value = json_sql(f"`{col}`", types[col.lower()])
+                parts.append(f"{lit(json.dumps(key) + ':')} || {value}")
+            return place("'{' || " + " || ',' || ".join(parts) + " || '}'")
+        return node
+
+    return _bottom_up(tree, fix)

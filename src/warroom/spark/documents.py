@@ -1,0 +1,149 @@
+"""Spark reads a .json file holding one array of records itself (DESIGN.md
+section 6): the file's bytes (``binaryFile``, one task per file) are inflated
+by the careful path's own ``scan.plain_copy`` (gzip members, a stream cut
+short, bytes trailing the gzip data), split into the array's elements as
+written (an element's number is its "line", as DuckDB's ``read_json_objects``
+numbers them by ordinality), and the elements go through the rules of
+DuckDB's array path (``relations._json_values`` + ``convert.typed_select``),
+translated. A file DuckDB's ingest refuses whole (cut short, no closing ``]``,
+not a well-formed array) is refused with the same one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from warroom.errors import InputError
+from warroom.ingest import relations
+from warroom.ingest.convert import typed_select
+from warroom.ingest.scan import plain_copy
+from warroom.ingest.sniff import FilePlan
+from warroom.spark.translate_ingest import ingest_to_spark
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+#: JSON's blanks
+_WS = " \t\n\r"
+#: what ``split`` answers for a file that is not one well-formed array
+MALFORMED = "malformed"
+OPEN = "open"
+
+
+def _skip(s: str, i: int) -> int:
+    while i < len(s) and s[i] in _WS:
+        i += 1
+    return i
+
+
+def elements(text: str) -> list[str] | None:
+    """The elements of the JSON array ``text`` as written, or None when it is not
+    one well-formed array (blanks around it aside). NaN and Infinity are read,
+    as DuckDB's reader reads them (the rules then reject them)."""
+    decoder = json.JSONDecoder()
+    i = _skip(text, 0)
+    if text[i : i + 1] != "[":
+        return None
+    i, out = _skip(text, i + 1), list[str]()
+    if text[i : i + 1] == "]":
+        return out if _skip(text, i + 1) == len(text) else None
+    while True:
+        try:
+            _, end = decoder.raw_decode(text, i)
+        except ValueError:
+            return None
+        out.append(text[i:end])
+        i = _skip(text, end)
+        if text[i : i + 1] == ",":
+            i = _skip(text, i + 1)
+        elif text[i : i + 1] == "]":
+            return out if _skip(text, i + 1) == len(text) else None
+        else:
+            return None
+
+
+def split(content: bytes, gzip: bool) -> tuple[str | None, str | None, int, list[str]]:
+    """A .json array file's bytes -> (why it is refused whole, what trailed its
+    gzip data, its physical lines, its elements as written)."""
+    with tempfile.TemporaryDirectory(prefix="warroom-spark-") as tmp:
+        raw = Path(tmp) / "file"
+        raw.write_bytes(content)
+        path, text = plain_copy(raw, "gzip" if gzip else None, tmp)
+        if text.broken:
+            return text.broken, None, 0, []
+        body = path.read_bytes()
+    lines = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
+    if not body.rstrip(b" \t\r\n").endswith(b"]"):
+        return OPEN, None, lines, []
+    try:
+        found = elements(body.decode("utf-8").removeprefix("\ufeff"))
+    except UnicodeDecodeError:
+        found = None
+    if found is None:
+        return MALFORMED, None, lines, []
+    return None, text.trailing, lines, found
+
+
+def _refusal(path: object, why: str) -> str:
+    if why == OPEN:
+        return (
+            f"{path}: the JSON array ends without its closing `]`: "
+            "the file looks cut short; nothing loaded"
+        )
+    if why == MALFORMED:
+        return (
+            f"{path}: not a well-formed JSON array of objects; "
+            "use one JSON object per line (.jsonl)"
+        )
+    return (
+        f"{path}: {why}; a JSON array or document cut short is not loaded "
+        "(nothing loaded): fetch the file again"
+    )
+
+
+def read(
+    spark: SparkSession, plan: FilePlan, uri: str, shown: str, view: str
+) -> tuple[DataFrame, list[tuple[int, str, str]], int]:
+    """The array's elements typed by the translated rules (``line``, ``raw``, the
+    canonical columns, ``reason``), the rejects found before them (bytes after
+    the gzip data: one after the last element) and the file's physical lines."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import (
+        ArrayType,
+        IntegerType,
+        StringType,
+        StructField,
+        StructType,
+    )
+
+    schema = StructType(
+        [
+            StructField("why", StringType()),
+            StructField("trailing", StringType()),
+            StructField("lines", IntegerType()),
+            StructField("elements", ArrayType(StringType())),
+        ]
+    )
+    gz = plan.compression == "gzip"
+    cut = F.udf(lambda b: split(bytes(b), gz), schema)
+    whole = (
+        spark.read.format("binaryFile")
+        .load(uri)
+        .select(cut("content").alias("s"))
+        .select("s.*")
+        .localCheckpoint(eager=True)
+    )
+    head: Any = whole.select("why", "trailing", "lines", F.size("elements").alias("n")).first()
+    if head["why"]:
+        raise InputError(_refusal(shown, head["why"]))
+    whole.select(
+        F.posexplode("elements").alias("i", "raw"),
+    ).select((F.col("i") + 1).cast("bigint").alias("line"), "raw").createOrReplaceTempView(view)
+    values = relations._json_values(plan.kind, f"SELECT line, raw FROM {view}")
+    sql = typed_select(plan.kind, f"({values})", extra=("raw",))
+    typed = spark.sql(ingest_to_spark(sql, name=f"{plan.path.name} (ingest)"))
+    trailing = [(int(head["n"]) + 1, "", head["trailing"])] if head["trailing"] else []
+    return typed, trailing, int(head["lines"])

@@ -75,3 +75,20 @@ def test_a_uri_through_a_profile_is_refused_in_one_line(cli: Cli, tmp_path: Path
         "import profile yet; copy the file here and name its path"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_local_workers_run_this_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a local master Spark's Python workers run the interpreter warroom runs
+    in (``.venv/bin/warroom`` started by its path, the virtualenv not activated,
+    sent them to PATH's ``python3``, which has no warroom); a Python the user
+    names is kept; a cluster's workers are left to run the cluster's."""
+    from warroom.spark.session import SparkSettings, worker_python
+
+    monkeypatch.delenv("PYSPARK_PYTHON", raising=False)
+    assert worker_python(SparkSettings(master="local[2]")) == sys.executable
+    assert worker_python(SparkSettings(master="yarn")) is None
+    mine = SparkSettings(master="local[*]", conf={"spark.pyspark.python": "/opt/py/bin/python"})
+    assert worker_python(mine) == "/opt/py/bin/python"
+    monkeypatch.setenv("PYSPARK_PYTHON", "/usr/local/bin/python3")
+    assert worker_python(SparkSettings(master="local[2]")) == "/usr/local/bin/python3"
+    assert worker_python(mine) == "/opt/py/bin/python"

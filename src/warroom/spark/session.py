@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -107,17 +108,39 @@ def check_available() -> None:
         )
 
 
+def session_conf(settings: SparkSettings) -> dict[str, str]:
+    """Every setting the session starts with: ours, then the user's (which win)."""
+    conf = {
+        **DEFAULT_CONF,
+        "spark.driver.extraJavaOptions": _JAVA_OPTIONS,
+        "spark.executor.extraJavaOptions": _JAVA_OPTIONS,
+    }
+    return {**conf, **settings.conf}
+
+
+def worker_python(settings: SparkSettings) -> str | None:
+    """The Python that Spark's workers run on a local master: the one named
+    (``--spark-conf spark.pyspark.python=...``, else ``$PYSPARK_PYTHON``), else
+    this very interpreter, so that they import the warroom that is running
+    (PySpark would take PATH's ``python3``: with ``.venv/bin/warroom`` started
+    by its path, the virtualenv not activated, one without warroom). None on a
+    cluster: its workers run the cluster's Python."""
+    if not settings.master.startswith("local"):
+        return None
+    named = settings.conf.get("spark.pyspark.python") or os.environ.get("PYSPARK_PYTHON")
+    return named or sys.executable
+
+
 def start(settings: SparkSettings) -> SparkSession:
     """A Spark session for ``settings`` (a running one is reused, with our settings)."""
     check_available()
     from pyspark.sql import SparkSession
 
+    python = worker_python(settings)
+    if python:  # PySpark reads it from the environment only
+        os.environ["PYSPARK_PYTHON"] = python
     builder = SparkSession.builder.master(settings.master).appName("warroom")
-    java = {
-        "spark.driver.extraJavaOptions": _JAVA_OPTIONS,
-        "spark.executor.extraJavaOptions": _JAVA_OPTIONS,
-    }
-    for key, value in {**DEFAULT_CONF, **java, **settings.conf}.items():
+    for key, value in session_conf(settings).items():
         builder = builder.config(key, value)
     try:
         session = builder.getOrCreate()

@@ -1,8 +1,10 @@
-"""DuckDB against Spark local[N] on the same generated world: `detect` + `impact`.
+"""DuckDB against Spark local[N] on the same generated world: `detect` + `impact`,
+or with ``--investigate`` the whole `warroom investigate` from the raw files.
 
     python benchmarks/bench_spark.py --users 1000 --days 14 --rate 72    # ~1M requests
     python benchmarks/bench_spark.py --users 5000 --days 14 --rate 72    # ~5M requests
     python benchmarks/bench_spark.py --users 200 --days 14 --rate 72 --master 'local[2]'
+    python benchmarks/bench_spark.py --users 1000 --investigate          # ingest included
 
 Generates and ingests the world once (cached under benchmarks/data/, shared with
 bench_detect.py), then runs, each in a fresh child process: DuckDB's `detect` and
@@ -11,7 +13,12 @@ export of the canonical tables to the warehouse, shared relations, detections,
 impact sums; the JVM's start is timed apart). Wall time per phase, and the peak
 resident memory of the child's whole process tree (the Python driver, the JVM,
 Spark's Python workers), sampled from /proc every 0.2 s. The findings and impact
-of both engines are compared, so a fast wrong answer cannot pass. Not run by pytest.
+of both engines are compared, so a fast wrong answer cannot pass.
+
+``--investigate`` times ``warroom investigate WORLD --out-dir DIR`` end to end, once
+with DuckDB and once with ``--engine spark --spark-master MASTER`` (Spark reading
+the files itself), each a fresh process, and compares their ``impact.csv`` and
+``affected-users.csv`` byte for byte. Not run by pytest.
 """
 
 from __future__ import annotations
@@ -113,6 +120,39 @@ def _child(engine: str, db_path: Path, master: str) -> dict[str, object]:
         return res
 
 
+def _watched(cmd: list[str]) -> tuple[float, int, int]:
+    """Run ``cmd``; its wall time, exit code and the peak resident memory (KB) of
+    its whole process tree."""
+    t = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss_kb(proc.pid))
+        time.sleep(0.2)
+    return time.monotonic() - t, proc.returncode, peak
+
+
+def _investigate(world: Path, master: str) -> dict[str, object]:
+    """``warroom investigate`` on both engines, end to end, outputs compared."""
+    out: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs = {"duckdb": Path(tmp) / "duckdb", "spark": Path(tmp) / "spark"}
+        for engine, folder in dirs.items():
+            cmd = [sys.executable, "-m", "warroom", "investigate", str(world)]
+            cmd += ["--out-dir", str(folder)]
+            if engine == "spark":
+                cmd += ["--engine", "spark", "--spark-master", master]
+            wall, code, peak = _watched(cmd)
+            if code != 0:
+                raise SystemExit(f"{engine} investigate failed with exit code {code}")
+            out[engine] = {"wall_s": round(wall, 1), "peak_rss_mb": round(peak / 1024)}
+        out["same"] = all(
+            (dirs["duckdb"] / name).read_bytes() == (dirs["spark"] / name).read_bytes()
+            for name in ("impact.csv", "affected-users.csv")
+        )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=1000)
@@ -121,9 +161,25 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--json", action="store_true", help="print one JSON line at the end")
+    ap.add_argument(
+        "--investigate", action="store_true", help="time `investigate` end to end instead"
+    )
     args = ap.parse_args()
     world = _world(args.users, args.days, args.rate, args.seed)
     rows = _rows(world)
+    if args.investigate:
+        print(f"world: {world.name}; load {os.getloadavg()[0]:.1f}")
+        res = _investigate(world, args.master)
+        for engine in ("duckdb", "spark"):
+            r = res[engine]
+            print(f"{engine}: investigate {r['wall_s']} s, peak RSS (tree) {r['peak_rss_mb']} MB")  # type: ignore[index]
+        print(
+            f"impact.csv and affected-users.csv byte for byte alike: {res['same']}; "
+            f"load {os.getloadavg()[0]:.1f}"
+        )
+        if args.json:
+            print(json.dumps({"rows": rows, **res}))
+        return
     db_path = world.with_suffix(".duckdb")
     if not db_path.exists():
         subprocess.run(

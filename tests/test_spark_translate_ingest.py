@@ -161,7 +161,7 @@ def test_duckdbs_text_of_a_double_in_python() -> None:
     """DuckDB's CAST(DOUBLE AS VARCHAR) and to_json, by the UDFs Spark calls."""
     import duckdb
 
-    from warroom.spark.parquet import duck_double_json, duck_double_text
+    from warroom.spark.duck_text import duck_double_json, duck_double_text
 
     values = [1.5, 100.0, 1e20, 1e-7, 0.1, 1e15, 1e16, -0.0, 0.0, 5e-324, 1 / 3, 1e-4, 1e-5]
     values += [1e-6, 9.99e20, 1e21, 1.2345e21, -2.5e-9, 1.7976931348623157e308, 2e9]
@@ -194,6 +194,6 @@ def test_duckdbs_text_of_a_double_in_python() -> None:
 def test_a_parquet_column_spark_does_not_render_alike_is_named(
     column: str, t: str, why: str | None
 ) -> None:
-    from warroom.spark.parquet import problem
+    from warroom.spark.duck_text import problem
 
     assert problem(column, t) == why

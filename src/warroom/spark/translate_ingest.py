@@ -47,6 +47,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
+from warroom.spark import duck_text
 from warroom.spark.translate import ALLOWED, FIXES, Untranslatable, check
 
 #: what the ingest SQL adds to the pack's portable constructs (with the fixes)
@@ -422,8 +423,7 @@ _PLACE = "wr_parquet_text"
 def fix_parquet_text(tree: exp.Expr, types: dict[str, str], rendered: list[str]) -> exp.Expr:
     """``CAST(col AS VARCHAR)`` of a Parquet column, and ``to_json`` of the row's
     struct, as placeholders for the Spark SQL giving DuckDB's text
-    (``parquet.text_sql``, ``parquet.json_sql``), kept in ``rendered``."""
-    from warroom.spark.parquet import json_sql, lit, text_sql
+    (``duck_text.text_sql``, ``duck_text.json_sql``), kept in ``rendered``."""
 
     def place(sql: str) -> exp.Expr:
         rendered.append(f"({sql})")
@@ -436,14 +436,14 @@ def fix_parquet_text(tree: exp.Expr, types: dict[str, str], rendered: list[str])
             and isinstance(node.this, exp.Column)
             and node.this.name.lower() in types
         ):
-            return place(text_sql(f"`{node.this.name}`", types[node.this.name.lower()]))
+            return place(duck_text.text_sql(f"`{node.this.name}`", types[node.this.name.lower()]))
         if isinstance(node, exp.Anonymous) and str(node.this).lower() == "to_json":
             (struct,) = node.expressions
             parts = []
             for item in struct.expressions:
                 key, col = item.this.name, item.expression.name
-                value = json_sql(f"`{col}`", types[col.lower()])
-                parts.append(f"{lit(json.dumps(key) + ':')} || {value}")
+                value = duck_text.json_sql(f"`{col}`", types[col.lower()])
+                parts.append(f"{duck_text.lit(json.dumps(key) + ':')} || {value}")
             return place("'{' || " + " || ',' || ".join(parts) + " || '}'")
         return node
 

@@ -58,8 +58,9 @@ def test_a_uri_without_the_spark_engine_is_a_usage_error(cli: Cli, tmp_path: Pat
 
 
 def test_what_spark_does_not_read_through_a_profile_is_named() -> None:
-    """Through a profile Spark reads JSON lines and CSV/TSV; a JSON array or
-    document and Parquet are DuckDB's (refused for a URI: tests/test_spark_profiles.py)."""
+    """Through a profile Spark reads JSON lines, CSV/TSV, JSON arrays and
+    pretty-printed documents; Parquet is DuckDB's (refused for a URI:
+    tests/test_spark_profiles.py)."""
     from warroom.ingest.sniff import FilePlan
     from warroom.model import Kind
     from warroom.spark.profiles import unread
@@ -72,13 +73,9 @@ def test_what_spark_does_not_read_through_a_profile_is_named() -> None:
 
     assert unread(plan("a.jsonl", "json")) is None
     assert unread(plan("a.csv", "csv")) is None
-    assert unread(plan("a.json", "json", json_array=True)) == (
-        "a JSON array or document read through an import profile"
-    )
-    assert unread(plan("a.json", "json", json_document=True)) == (
-        "a JSON array or document read through an import profile"
-    )
-    assert unread(plan("a.parquet", "parquet")) == "Parquet read through an import profile"
+    assert unread(plan("a.json", "json", json_array=True)) is None
+    assert unread(plan("a.json", "json", json_document=True)) is None
+    assert unread(plan("a.parquet", "parquet")) == "Parquet through an import profile"
 
 
 def test_local_workers_run_this_python(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,5 +1,6 @@
 """Spark reads files through an import profile itself (warroom.spark.profiles):
-the real exports of tests/data/real-formats/ in JSON lines and CSV, named by
+every real export of tests/data/real-formats/ (JSON lines, CSV, JSON arrays,
+pretty-printed documents), named by
 ``file://`` URIs (listed, planned and hashed through Hadoop's FileSystem, as an
 ``s3a://`` one is), land as DuckDB's ingest of the same files lands them: the
 canonical tables (values, file and line), the rejects (line, raw text, reason)
@@ -24,19 +25,47 @@ from warroom.ingest import ingest
 pytestmark = pytest.mark.slow
 
 CORPUS = ROOT / "tests" / "data" / "real-formats"
-#: every real export in JSON lines or CSV, by the profile that reads it
+#: every real export (JSON lines, CSV, JSON arrays, pretty-printed documents), by
+#: the profile that reads it (a mapping file: OpenRouter's)
 REAL = {
-    "lago": ["lago/wallet_transactions.jsonl", "lago/litellm_callback_bodies.jsonl"],
-    "litellm": ["litellm/spendlogs_psql_timestamp3.csv", "litellm/spendlogs_psql_timestamptz.csv"],
+    "lago": [
+        "lago/wallet_transactions.jsonl",
+        "lago/litellm_callback_bodies.jsonl",
+        "lago/events_page.json",
+        "lago/wallet_transactions_page.json",
+        "lago/wallet_transactions_page_settled_only.json",
+    ],
+    "litellm": [
+        "litellm/spendlogs_psql_timestamp3.csv",
+        "litellm/spendlogs_psql_timestamptz.csv",
+        "litellm/spend_logs_api.json",
+        "litellm/spend_logs_payload.json",
+        "litellm/spend_logs_v2_page.json",
+    ],
     "openai-usage": [
         "openai-usage/costs_cookbook_pages.jsonl",
         "openai-usage/usage_cookbook_pages.jsonl",
+        "openai-usage/usage_cookbook_bucket_list.json",
+        "openai-usage/costs_grouped_project_line_item_api_key.json",
+        "openai-usage/usage_completions_reference_page.json",
+        "openai-usage/usage_grouped_model_service_tier.json",
     ],
-    "openmeter": ["openmeter/events_as_sent.jsonl"],
+    "openmeter": [
+        "openmeter/events_as_sent.jsonl",
+        "openmeter/list_events_v1.json",
+        "openmeter/list_events_v2_page.json",
+    ],
     "stripe": [
         "stripe/dashboard_all_activity.csv",
         "stripe/itemized3_api_with_customer.csv",
         "stripe/itemized3_dashboard_default.csv",
+        "stripe/balance_transactions_list.json",
+        "stripe/billing_meter_events.json",
+        "stripe/customer_balance_transactions_list.json",
+    ],
+    "stripe-meter": ["stripe/billing_meter_events.json"],
+    str(CORPUS / "openrouter" / "openrouter.toml"): [
+        "openrouter/generation_trick_question_bench.json"
     ],
 }
 
@@ -68,7 +97,7 @@ def _land_alike(spark: Any, profile: str, paths: list[Path], tmp: Path) -> dict[
     return tables
 
 
-@pytest.mark.parametrize("profile", sorted(REAL))
+@pytest.mark.parametrize("profile", sorted(REAL), ids=lambda p: Path(p).stem)
 def test_spark_reads_a_real_export_through_its_profile(
     tmp_path: Path, spark: Any, profile: str
 ) -> None:
@@ -87,7 +116,8 @@ def test_spark_reads_a_real_export_through_its_profile(
     tables = _land_alike(spark, profile, paths, tmp_path)
     sources = tables["sources"][0]
     assert len(sources) == len(paths)
-    assert all(s[4] == profile for s in sources), sources  # the profile column
+    name = profiles.resolve(profile).name
+    assert all(s[4] == name for s in sources), sources  # the profile column
 
 
 def test_investigate_reads_a_profile_uri_on_spark_as_duckdb_reads_the_file(
@@ -126,26 +156,38 @@ def test_investigate_reads_a_profile_uri_on_spark_as_duckdb_reads_the_file(
     assert found == [("unbilled_requests",)]  # the cache hit, as on DuckDB
 
 
-def test_a_profile_array_named_by_a_uri_is_refused_in_one_line(
+def test_parquet_through_a_profile_named_by_a_uri_is_refused_in_one_line(
     tmp_path: Path, spark: Any, cli: Cli
 ) -> None:
-    """A JSON array read through a profile is DuckDB's: with a URI, said in one
-    line (exit 2); a local file is read by DuckDB's ingest instead."""
-    export = CORPUS / "litellm" / "spend_logs_api.json"
+    """Parquet read through a profile is DuckDB's: with a URI, said in one line
+    (exit 2); a local file is read by DuckDB's ingest."""
+    export = tmp_path / "in" / "events.parquet"
+    export.parent.mkdir()
+    duckdb.execute(
+        f"COPY (SELECT 'e1' AS id, 'u1' AS subject, '2025-01-01T00:00:00Z' AS time, "
+        f"'request' AS type) TO '{export}' (FORMAT parquet)"
+    )
     uri = f"file://{export.resolve()}"
     res = cli(
-        "investigate", uri, "--profile", "litellm", "--engine", "spark", "--out-dir", str(tmp_path)
+        "investigate",
+        uri,
+        "--profile",
+        "openmeter",
+        "--engine",
+        "spark",
+        "--out-dir",
+        str(tmp_path),
     )
     assert res.code == 2
     assert res.stderr.strip().splitlines()[-1] == (
-        f"error: {uri}: --engine spark does not read a JSON array or document read through "
-        "an import profile; copy the file here"
+        f"error: {uri}: --engine spark does not read Parquet through an import profile yet; "
+        "copy the file here"
     )
     local = cli(
         "investigate",
         str(export),
         "--profile",
-        "litellm",
+        "openmeter",
         "--engine",
         "spark",
         "--out-dir",

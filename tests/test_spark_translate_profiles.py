@@ -13,7 +13,10 @@ import pytest
 
 from tests.conftest import ROOT
 from warroom import db, profiles
-from warroom.ingest import ingest
+from warroom.ingest import ingest, relations
+from warroom.ingest.sniff import FilePlan
+from warroom.model import Kind
+from warroom.spark.documents import documents, split
 from warroom.spark.profiles import _CREATE_AS, _INSERT
 from warroom.spark.translate import Untranslatable
 from warroom.spark.translate_ingest import ingest_to_spark
@@ -125,6 +128,10 @@ def test_concat_strftime_json_object() -> None:
     assert ingest_to_spark("SELECT concat('a', b) AS c FROM s") == (
         "SELECT (COALESCE('a', '') || COALESCE(b, '')) AS c FROM s"
     )
+    # concat_ws (a Concat to SQLGlot) keeps its separator: Spark's skips NULLs too
+    assert ingest_to_spark("SELECT concat_ws('; ', a, b) AS c FROM s") == (
+        "SELECT CONCAT_WS('; ', a, b) AS c FROM s"
+    )
     spark = ingest_to_spark(
         "SELECT strftime(make_timestamp(CAST(m AS BIGINT)), '%Y-%m-%dT%H:%M:%S.%fZ') AS t FROM s"
     )
@@ -169,3 +176,40 @@ def test_dtext_an_end_anchored_replace_a_parameter_and_a_json_cast() -> None:
 def test_the_profile_fixes_are_in_order() -> None:
     # the pairs of unnest first: the calls' fixes rewrite the lists they read
     assert [f.__name__ for f in PROFILE_FIXES] == ["fix_unnest_pairs", "fix_profile_calls"]
+
+
+def test_profile_rows_of_lines_and_of_elements_translate() -> None:
+    lines = relations.record_lines("SELECT line, raw FROM v")
+    plan = FilePlan(Path("a.csv"), "csv", None, Kind.requests, 1, header=["a b", "c"])
+    plan.header_line = 1
+    for sql in (
+        relations.lines_rows(FilePlan(Path("a.jsonl"), "json", None, Kind.requests, 1), lines),
+        relations.lines_rows(plan, lines),
+        relations.element_rows("SELECT line, raw FROM v"),
+    ):
+        spark = ingest_to_spark(sql)
+        assert "FROM v" in spark and "wr_" not in spark
+    csv = ingest_to_spark(relations.lines_rows(plan, lines))
+    assert "TO_JSON(NAMED_STRUCT('a b', " in csv  # the header as written, nulls kept
+
+
+def test_documents_are_split_as_written() -> None:
+    """Pretty-printed documents, one after another: each as written (DuckDB's
+    read_json_objects gives them so); one not well formed refuses the file."""
+    text = '{"b" : 1,\n "a": 2.50}\n\n {"x": "\\u00e9"} [1]\n'
+    assert documents(text) == ['{"b" : 1,\n "a": 2.50}', '{"x": "\\u00e9"}', "[1]"]
+    assert documents('{"a": 1} {') is None
+    assert documents("  \n") == []
+    why, trailing, lines, found = split(text.encode(), gzip=False, array=False)
+    assert (why, trailing, lines, len(found)) == (None, None, 4, 3)
+    assert split(b'{"a": 1} {', gzip=False, array=False)[0] == "malformed documents"
+
+
+def test_a_json_strings_body_is_matched_without_javas_recursion() -> None:
+    """Java's matcher recurses per iteration of ``(?:[^"\\\\]|\\\\.)*``: a long string
+    (a spend log's message) overflowed the executor's stack. The same strings,
+    unrolled and possessive."""
+    from warroom.ingest.relations import _numbers_as_text
+
+    spark = ingest_to_spark(f"SELECT {_numbers_as_text('raw')} AS d FROM s")
+    assert r"""'(?d)("[^"\\\\]*+(?:\\\\.[^"\\\\]*+)*+")|""" in spark

@@ -353,11 +353,19 @@ def document_rows(plan: FilePlan) -> str:
     """A .json array (its elements) or pretty-printed documents -> profile rows; the
     "line" is the element's or document's number."""
     fmt = "array" if plan.json_array else "unstructured"
-    return (
-        f"SELECT ordinality AS line, CAST(json AS VARCHAR) AS raw, "
-        f"{_numbers_as_text('CAST(json AS VARCHAR)')} AS d, {_not_object('json')} AS pre_reason "
+    return element_rows(
+        "SELECT ordinality AS line, CAST(json AS VARCHAR) AS raw "
         f"FROM read_json_objects($path, format = '{fmt}', "
         f"maximum_object_size = {LINE_LIMIT}) WITH ORDINALITY"
+    )
+
+
+def element_rows(elements: str) -> str:
+    """Elements or documents (a relation of ``line`` and ``raw``, each the JSON text
+    as written) -> profile rows."""
+    return (
+        f"SELECT line, raw, {_numbers_as_text('raw')} AS d, {_not_object('raw')} AS pre_reason "
+        f"FROM ({elements})"
     )
 
 

@@ -318,7 +318,9 @@ def _ingest(
         if size == 0:
             continue
         if plan.profile is not None:
-            _read_profile(spark, src, typed, rejects)
+            from warroom.spark.profiles import read_file
+
+            read_file(spark, src, typed, rejects)
             continue
         rows, coded, bad = _read(spark, src)
         if rows is not None:
@@ -351,23 +353,6 @@ def _ingest(
     tables["sources"] = _sources_frame(spark, sources)
     _write(spark, tables, warehouse)
     return sources
-
-
-def _read_profile(
-    spark: SparkSession,
-    src: SparkSource,
-    typed: dict[Kind, list[DataFrame]],
-    rejects: list[DataFrame],
-) -> None:
-    """A file read through its import profile (``spark/profiles.py``)."""
-    from warroom.spark import profiles
-
-    lines, src.lines = _number_lines(spark, src.uri)
-    runner, bad, counts = profiles.read(spark, src.plan, src.source_id, lines, src.shown)
-    src.rows_loaded, src.rows_rejected, src.rows_rejected_whole = counts
-    for kind, rows in runner.good:
-        typed[kind].append(_conform(rows, kind))
-    rejects.extend([*runner.rejects, bad])
 
 
 def _count(

@@ -9,11 +9,14 @@ REPLACE TEMP TABLE x AS SELECT`` becomes a temp view of the translated SELECT
 a union into that view, ``DROP TABLE`` a dropped view; the good rows
 ``insert_good`` is given and the rejects are kept as frames for the
 warehouse's tables. The rows come from the file's numbered lines
-(``spark/ingest.py``) through ``relations.lines_rows``, translated too.
+(``spark/ingest.py``) or an array's elements through ``relations.lines_rows``
+or ``element_rows``, translated too.
 
-Spark reads profile files in JSON lines and CSV/TSV (gzip or not); a JSON
-array, a pretty-printed document or Parquet read through a profile is DuckDB's
-(``UNREAD``): refused for a URI, read by DuckDB's ingest for a local file.
+Spark reads profile files in JSON lines, CSV/TSV, JSON arrays and
+pretty-printed documents (gzip or not; an array's elements and the documents
+as written, ``spark/documents.py``, as DuckDB's ``read_json_objects`` gives
+them); Parquet read through a profile is DuckDB's (``unread``): refused for a
+URI, read by DuckDB's ingest for a local file.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from warroom.errors import UsageError
 from warroom.ingest import relations
 from warroom.model import FIELDS, Kind
 from warroom.profiles.apply import map_rows
+from warroom.spark import documents
 from warroom.spark.translate import Untranslatable
 from warroom.spark.translate_ingest import ingest_to_spark
 
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from warroom.ingest.sniff import FilePlan
+    from warroom.spark.ingest import SparkSource
 
 _CREATE_AS = re.compile(r"CREATE OR REPLACE TEMP TABLE (\w+) AS\s+(.*)\Z", re.S)
 _CREATE_COLS = re.compile(r"CREATE OR REPLACE TEMP TABLE (\w+) \((.*)\)\Z", re.S)
@@ -43,9 +48,7 @@ _MACRO = re.compile(r"CREATE OR REPLACE TEMP MACRO (\w+)\(")
 def unread(plan: FilePlan) -> str | None:
     """Why Spark does not read ``plan``'s profile file itself, or None."""
     if plan.format == "parquet":
-        return "Parquet read through an import profile"
-    if plan.json_array or plan.json_document:
-        return "a JSON array or document read through an import profile"
+        return "Parquet through an import profile"
     return None
 
 
@@ -150,35 +153,69 @@ def insert_good(
 
 
 def read(
-    spark: SparkSession, plan: FilePlan, source_id: int, lines: DataFrame, name: str
-) -> tuple[SparkRunner, DataFrame, tuple[int, int, int]]:
-    """The numbered ``lines`` of a profile file (``line``, ``raw``, ``bad``,
-    ``bad_raw``) mapped by its profile: the runner (good rows, rejects), the
-    rejects of lines not read at all, and (rows loaded, rejects, rows
-    rejected whole) as ``map_rows`` counts them."""
-    from pyspark.sql import functions as F
-
+    spark: SparkSession, plan: FilePlan, source_id: int, rows: str, shown: str, before: int
+) -> tuple[SparkRunner, tuple[int, int, int]]:
+    """A profile file's rows (``rows``: the SQL of ``relations.lines_rows`` or
+    ``element_rows`` over the file's numbered lines or elements) mapped by its
+    profile: the runner (good rows, rejects) and (rows loaded, rejects, rows
+    rejected whole) as ``map_rows`` counts them, with the ``before`` lines or
+    bytes rejected before any row (a line not read, bytes after gzip data)."""
     profile = plan.profile
     assert profile is not None
     why = unread(plan)
     if why:
-        raise UsageError(f"{name}: --engine spark does not read {why}; copy the file here")
+        raise UsageError(f"{shown}: --engine spark does not read {why} yet; copy the file here")
     runner = SparkRunner(spark, source_id, f"{plan.path.name} (profile {profile.name})")
-    lines = lines.localCheckpoint(eager=True)
-    view = f"wr_plines_{source_id}"
-    lines.where("bad IS NULL").select("line", "raw").createOrReplaceTempView(view)
-    bad = lines.where("bad IS NOT NULL").select(
-        F.lit(source_id).cast("int").alias("source_id"),
-        F.col("line").cast("bigint"),
-        F.col("bad_raw").alias("raw"),
-        F.concat(F.lit(profile.name + ": "), F.col("bad")).alias("reason"),
-    )
-    n_bad = bad.count()
-    records = relations.record_lines(f"SELECT line, raw FROM {view}")
-    runner.execute(f"CREATE OR REPLACE TEMP TABLE wr_prow AS {relations.lines_rows(plan, records)}")
+    runner.execute(f"CREATE OR REPLACE TEMP TABLE wr_prow AS {rows}")
     try:
         loaded, rejects, whole = map_rows(runner, profile, source_id, insert_good)
     finally:
         spark.catalog.dropTempView("wr_prow")
+    return runner, (loaded, rejects + before, whole + before)
+
+
+def read_file(
+    spark: SparkSession,
+    src: SparkSource,
+    typed: dict[Kind, list[DataFrame]],
+    rejects: list[DataFrame],
+) -> None:
+    """``src``, a file read through its import profile: its lines, or an
+    array's elements, as profile rows mapped (``read``); its good rows into
+    ``typed``, its rejects into ``rejects``, its counts into ``src``."""
+    from pyspark.sql import functions as F
+
+    from warroom.spark.ingest import _conform, _number_lines
+
+    plan, sid = src.plan, src.source_id
+    assert plan.profile is not None
+    name = plan.profile.name
+    view = f"wr_plines_{sid}"
+    if plan.json_array or plan.json_document:
+        trailing, _ = documents.element_view(spark, plan, src.uri, src.shown, view)
+        rows = relations.element_rows(f"SELECT line, raw FROM {view}")
+        bad = spark.createDataFrame(
+            [(sid, line, raw, f"{name}: {why}") for line, raw, why in trailing],
+            "source_id int, line bigint, raw string, reason string",
+        )
+        before = len(trailing)  # (an array's rows are elements: no blank lines)
+    else:
+        lines, src.lines = _number_lines(spark, src.uri)
+        lines = lines.localCheckpoint(eager=True)
+        lines.where("bad IS NULL").select("line", "raw").createOrReplaceTempView(view)
+        bad = lines.where("bad IS NOT NULL").select(
+            F.lit(sid).cast("int").alias("source_id"),
+            F.col("line").cast("bigint"),
+            F.col("bad_raw").alias("raw"),
+            F.concat(F.lit(name + ": "), F.col("bad")).alias("reason"),
+        )
+        before = bad.count()
+        rows = relations.lines_rows(plan, relations.record_lines(f"SELECT line, raw FROM {view}"))
+    try:
+        runner, counts = read(spark, plan, sid, rows, src.shown, before)
+    finally:
         spark.catalog.dropTempView(view)
-    return runner, bad, (loaded, rejects + n_bad, whole + n_bad)
+    src.rows_loaded, src.rows_rejected, src.rows_rejected_whole = counts
+    for kind, good in runner.good:
+        typed[kind].append(_conform(good, kind))
+    rejects.extend([*runner.rejects, bad])

@@ -12,7 +12,9 @@ format). The fixes:
   ``wr_csv_unquote``, a profile's ``wr_dtext``) are expanded inline from their very definitions;
 * regular expressions: RE2 (DuckDB) and Java (Spark) agree on the syntax the
   rules use; Java's ``.`` and ``$`` also stop at CR and other line ends, so each
-  pattern gets ``(?d)`` (only LF ends a line, as in RE2); a full match is
+  pattern gets ``(?d)`` (only LF ends a line, as in RE2), and a JSON string's
+  body ``(?:[^"\\]|\\.)*`` its unrolled possessive form (the same strings,
+  without Java's recursion per character); a full match is
   ``^(?:p)\\z``; ``regexp_replace``'s ``'g'`` is Spark's only way (a pattern
   anchored at its end by ``$`` matches once: with or without ``'g'``), its
   ``\\1`` Java's ``$1``; POSIX classes (``[[:alpha:]]``, which Java reads as a
@@ -183,6 +185,15 @@ def expand_macros(tree: exp.Expr, name: str) -> exp.Expr:
 # --------------------------------------------------------------------------- regexes
 
 
+#: a JSON string's body as the rules match it (any character but a quote or a
+#: backslash, or an escape), and the same language unrolled and possessive:
+#: Java's matcher recurses once per iteration of a group with alternation, and a
+#: long string (a spend log's message) overflows its stack; here it recurses
+#: once per escape only
+_JSON_STRING_BODY = '(?:[^"\\\\]|\\\\.)*'
+_JSON_STRING_BODY_JAVA = '[^"\\\\]*+(?:\\\\.[^"\\\\]*+)*+'
+
+
 def _java(pattern: exp.Expr, name: str, full: bool = False) -> exp.Expr:
     """A pattern for Java: only LF ends a line (``(?d)``), as in RE2."""
     for lit in pattern.find_all(exp.Literal):
@@ -192,7 +203,8 @@ def _java(pattern: exp.Expr, name: str, full: bool = False) -> exp.Expr:
                 "read differently in Java; write [a-z] or (?:...)"
             )
     if isinstance(pattern, exp.Literal) and pattern.is_string:
-        text = f"(?d)^(?:{pattern.this})\\z" if full else f"(?d){pattern.this}"
+        body = pattern.this.replace(_JSON_STRING_BODY, _JSON_STRING_BODY_JAVA)
+        text = f"(?d)^(?:{body})\\z" if full else f"(?d){body}"
         return exp.Literal.string(text)
     parts = [exp.Literal.string("(?d)^(?:" if full else "(?d)"), exp.Paren(this=pattern)]
     if full:

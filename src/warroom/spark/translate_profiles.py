@@ -183,7 +183,7 @@ def fix_profile_calls(tree: exp.Expr, name: str) -> exp.Expr:
             return _extract_text(node, name) or node
         if isinstance(node, exp.TimeToStr):
             return _strftime(node, name)
-        if isinstance(node, exp.Concat):
+        if type(node) is exp.Concat:  # (not concat_ws, a subclass: Spark's is alike)
             return _concat(node)
         if isinstance(node, exp.JSONObject):
             return _json_object(node, name)

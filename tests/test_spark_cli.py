@@ -57,24 +57,25 @@ def test_a_uri_without_the_spark_engine_is_a_usage_error(cli: Cli, tmp_path: Pat
     assert r.stdout == b""
 
 
-def test_a_uri_through_a_profile_is_refused_in_one_line(cli: Cli, tmp_path: Path) -> None:
-    """Spark does not read import profiles itself yet: said before any work."""
-    r = cli(
-        "investigate",
-        "s3a://bucket/litellm.jsonl",
-        "--engine",
-        "spark",
-        "--profile",
-        "litellm",
-        "--out-dir",
-        str(tmp_path / "out"),
-    )
-    assert r.code == 2
-    assert r.stderr.strip() == (
-        "error: s3a://bucket/litellm.jsonl: --engine spark does not read a URI through an "
-        "import profile yet; copy the file here and name its path"
-    )
-    assert not (tmp_path / "out").exists()
+def test_what_spark_does_not_read_through_a_profile_is_named() -> None:
+    """Through a profile Spark reads JSON lines, CSV/TSV, JSON arrays and
+    pretty-printed documents; Parquet is DuckDB's (refused for a URI:
+    tests/test_spark_profiles.py)."""
+    from warroom.ingest.sniff import FilePlan
+    from warroom.model import Kind
+    from warroom.spark.profiles import unread
+
+    def plan(name: str, fmt: str, **kw: bool) -> FilePlan:
+        p = FilePlan(Path(name), fmt, None, Kind.requests, 1)
+        for k, v in kw.items():
+            setattr(p, k, v)
+        return p
+
+    assert unread(plan("a.jsonl", "json")) is None
+    assert unread(plan("a.csv", "csv")) is None
+    assert unread(plan("a.json", "json", json_array=True)) is None
+    assert unread(plan("a.json", "json", json_document=True)) is None
+    assert unread(plan("a.parquet", "parquet")) == "Parquet through an import profile"
 
 
 def test_local_workers_run_this_python(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import world_logs
 from tests.test_bad_files import CUT_SHORT, _array
 from tests.test_bad_input import req
-from tests.test_spark_ingest import TEXT_CASES, WORLDS, _both, _first_diffs, _tables
+from tests.test_spark_ingest import TEXT_CASES, WORLDS, _land_alike
 from warroom import db
 from warroom.errors import InputError
 from warroom.ingest import ingest
@@ -57,18 +57,6 @@ def as_array(data: bytes) -> bytes:
     return b"[\n  " + b",\n  ".join(out) + b"\n]\n"
 
 
-def _compare(spark: Any, paths: list[Path], tmp: Path) -> None:
-    con = db.connect(tmp / "w.duckdb")
-    try:
-        _both(con, spark, paths, tmp / "warehouse")
-        tables = _tables(con, tmp / "warehouse")
-    finally:
-        con.close()
-    assert tables["sources"][0]
-    differ = {n: _first_diffs(*t) for n, t in tables.items() if t[0] != t[1]}
-    assert not differ, "\n".join(f"{n}:\n{d}" for n, d in differ.items())
-
-
 @pytest.mark.parametrize("world", WORLDS)
 def test_spark_reads_an_array_world_as_duckdb_does(tmp_path: Path, spark: Any, world: Any) -> None:
     logs, out = world_logs(world, tmp_path), tmp_path / "arrays"
@@ -82,7 +70,7 @@ def test_spark_reads_an_array_world_as_duckdb_does(tmp_path: Path, spark: Any, w
             (out / name).write_bytes(body)
         else:
             (out / p.name).write_bytes(p.read_bytes())
-    _compare(spark, [out], tmp_path)
+    assert _land_alike(spark, [out], tmp_path)["sources"][0]
 
 
 def test_the_catalog_as_arrays_lands_alike(tmp_path: Path, spark: Any) -> None:
@@ -123,7 +111,7 @@ def test_the_catalog_as_arrays_lands_alike(tmp_path: Path, spark: Any) -> None:
         (folder / name).write_bytes(data)
         paths.append(folder / name)
     assert len(paths) >= 60
-    _compare(spark, paths, tmp_path)
+    assert _land_alike(spark, paths, tmp_path)["sources"][0]
 
 
 #: catalog cases that are no array DuckDB reads once written as one (a UTF-8

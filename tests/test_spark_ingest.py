@@ -101,6 +101,20 @@ def _first_diffs(duck: list, spark: list) -> str:
     return "\n".join(str(x)[:600] for x in lines)
 
 
+def _land_alike(spark: Any, paths: list[Path], tmp: Path) -> dict[str, tuple[list, list]]:
+    """Both ingests of ``paths`` (a database and a warehouse under ``tmp``): every
+    canonical table, the rejects and the sources equal row for row; returns them."""
+    con = db.connect(tmp / "w.duckdb")
+    try:
+        _both(con, spark, paths, tmp / "warehouse")
+        tables = _tables(con, tmp / "warehouse")
+    finally:
+        con.close()
+    differ = {n: _first_diffs(*t) for n, t in tables.items() if t[0] != t[1]}
+    assert not differ, "\n".join(f"{n}:\n{d}" for n, d in differ.items())
+    return tables
+
+
 @pytest.fixture(scope="module", params=WORLDS)
 def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, spark: Any
@@ -167,14 +181,7 @@ def test_the_bad_input_catalog_lands_alike(tmp_path: Path, spark: Any) -> None:
             (gz / (case.name + ".gz")).write_bytes(gzip.compress(case.data))
             paths.append(gz / (case.name + ".gz"))
     assert len(paths) >= 120
-    con = db.connect(tmp_path / "w.duckdb")
-    try:
-        _both(con, spark, paths, tmp_path / "warehouse")
-        tables = _tables(con, tmp_path / "warehouse")
-    finally:
-        con.close()
-    differ = {n: _first_diffs(*t) for n, t in tables.items() if t[0] != t[1]}
-    assert not differ, "\n".join(f"{n}:\n{d}" for n, d in differ.items())
+    _land_alike(spark, paths, tmp_path)
 
 
 def test_a_uri_is_read_as_the_local_file_is(tmp_path: Path, spark: Any) -> None:

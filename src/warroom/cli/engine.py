@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from warroom.impact import Policy
     from warroom.ingest.load import IngestReport
     from warroom.pack import Pack
+    from warroom.profiles import Profile
     from warroom.report import Report
     from warroom.spark.session import SparkSettings
 
@@ -92,19 +93,20 @@ def ingest(
     settings: SparkSettings,
     files: list[Path],
     uris: list[str] | None = None,
+    profile: Profile | None = None,
 ) -> IngestReport | None:
     """``investigate --engine spark``: Spark reads the files and ``uris`` itself
-    (JSON lines, CSV/TSV, gzip or not, Parquet) into the warehouse and the
-    database; None when one of the files is read by DuckDB's ingest only (a
-    profile, a JSON array, a Parquet column Spark does not render alike)."""
+    (JSON lines and arrays, CSV/TSV, gzip or not, Parquet; through ``profile``:
+    JSON lines and CSV/TSV) into the warehouse and the database; None when one
+    of the local files is read by DuckDB's ingest only (through a profile: a
+    JSON array or document, Parquet; a Parquet column Spark does not render
+    alike)."""
     from warroom.spark.ingest import load_into
 
     with spark_session(settings) as spark:
-        report = load_into(con, spark, files, settings.warehouse, uris or [])
+        report = load_into(con, spark, files, settings.warehouse, uris or [], profile)
     if report is None:
-        render.note(
-            "Spark reads JSON lines, CSV/TSV and Parquet itself; these files are read by DuckDB"
-        )
+        render.note("Spark does not read one of these files as DuckDB does: DuckDB reads them")
     return report
 
 

@@ -313,16 +313,11 @@ def report_cmd(
     render.note(f"wrote the {chosen.value} report to {out}")
 
 
-def _uri_inputs(paths: list[str], engine: Engine, chosen: object) -> list[str]:
+def _uri_inputs(paths: list[str], engine: Engine) -> list[str]:
     """The URIs (s3a://, hdfs://, abfss://) among ``paths``: Spark reads them itself."""
     uris = [p for p in paths if "://" in p]
     if uris and engine is not Engine.spark:
         raise UsageError(f"{uris[0]}: a URI is read with --engine spark only")
-    if uris and chosen is not None:
-        raise UsageError(
-            f"{uris[0]}: --engine spark does not read a URI through an import profile yet; "
-            "copy the file here and name its path"
-        )
     return uris
 
 
@@ -388,7 +383,7 @@ def investigate_cmd(
     options = _report_options(gap_hours, marker, tz)
     pack = load_pack(queries_dir)
     chosen = chosen_profile(profile, user_from)
-    uris = _uri_inputs(paths, engine, chosen)
+    uris = _uri_inputs(paths, engine)
     files = (
         investigation_inputs([p for p in paths if "://" not in p], out_dir)
         if len(uris) < len(paths)
@@ -402,7 +397,7 @@ def investigate_cmd(
     shown = render.InvestigationProgress(expand_paths(files))
     with db.connect(db_file, memory_limit=memory_limit) as con:
         # --engine spark: Spark reads the files itself where it can
-        loaded = engines.ingest(con, spark, files, uris) if spark and chosen is None else None
+        loaded = engines.ingest(con, spark, files, uris, chosen) if spark else None
         native = loaded is not None
         if loaded is None:
             with shown.running():

@@ -319,15 +319,15 @@ def _numbers_as_text(d: str) -> str:
     )
 
 
-def _json_rows() -> str:
+def _json_rows(records: str = _RECORD_LINES) -> str:
     """JSON lines -> profile rows."""
     return (
         f"SELECT line, raw, {_numbers_as_text('raw')} AS d, {_not_object('raw')} AS pre_reason "
-        f"FROM ({_RECORD_LINES})"
+        f"FROM ({records})"
     )
 
 
-def _csv_rows(plan: FilePlan) -> str:
+def _csv_rows(plan: FilePlan, records: str = _RECORD_LINES) -> str:
     """CSV/TSV -> profile rows: one JSON object per record, keyed by the header as
     written; every value a string, an empty cell null."""
     pairs = ", ".join(
@@ -339,24 +339,33 @@ def _csv_rows(plan: FilePlan) -> str:
                           END AS d, pre_reason
         FROM (SELECT line, raw, fs,
                 {csv_record_reason(plan.format, len(plan.header))} AS pre_reason
-            FROM (SELECT line, raw, {_csv_split(plan.format)} AS fs FROM ({_RECORD_LINES})
+            FROM (SELECT line, raw, {_csv_split(plan.format)} AS fs FROM ({records})
                 WHERE line > {plan.header_line}))"""
 
 
-def lines_rows(plan: FilePlan) -> str:
-    """A text file (its clean copy at ``$path``) -> profile rows, line by line."""
-    return _json_rows() if plan.format == "json" else _csv_rows(plan)
+def lines_rows(plan: FilePlan, records: str = _RECORD_LINES) -> str:
+    """A text file (its clean copy at ``$path``; or ``records``, its lines that
+    are not blank) -> profile rows, line by line."""
+    return _json_rows(records) if plan.format == "json" else _csv_rows(plan, records)
 
 
 def document_rows(plan: FilePlan) -> str:
     """A .json array (its elements) or pretty-printed documents -> profile rows; the
     "line" is the element's or document's number."""
     fmt = "array" if plan.json_array else "unstructured"
-    return (
-        f"SELECT ordinality AS line, CAST(json AS VARCHAR) AS raw, "
-        f"{_numbers_as_text('CAST(json AS VARCHAR)')} AS d, {_not_object('json')} AS pre_reason "
+    return element_rows(
+        "SELECT ordinality AS line, CAST(json AS VARCHAR) AS raw "
         f"FROM read_json_objects($path, format = '{fmt}', "
         f"maximum_object_size = {LINE_LIMIT}) WITH ORDINALITY"
+    )
+
+
+def element_rows(elements: str) -> str:
+    """Elements or documents (a relation of ``line`` and ``raw``, each the JSON text
+    as written) -> profile rows."""
+    return (
+        f"SELECT line, raw, {_numbers_as_text('raw')} AS d, {_not_object('raw')} AS pre_reason "
+        f"FROM ({elements})"
     )
 
 

@@ -4,15 +4,15 @@ them through every mapping, and load a row only if all that apply succeed.
 The rows arrive in the temp table ``wr_prow`` (see ``ingest.relations``); the
 good ones go into the canonical tables through the caller's ``insert_good``,
 the bad ones into ``rejects`` with every reason found, prefixed by the
-profile's name.
+profile's name. The statements run on an ``Executor``: DuckDB's connection, or
+Spark's, which runs them translated (``spark/profiles.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
-import duckdb
+from typing import Any, Protocol
 
 from warroom.ingest.convert import typed_select
 from warroom.model import Kind
@@ -27,9 +27,19 @@ from warroom.profiles.compile import (
 )
 from warroom.profiles.model import JsonPath, Levels, Profile
 
-InsertGood = Callable[[duckdb.DuckDBPyConnection, Kind, str, dict[str, object], str | None], int]
-"""insert_good(con, kind, typed SELECT, params, element order) -> rows inserted: see
-ingest.loaders."""
+
+class Executor(Protocol):
+    """Where the mapping's statements run: a DuckDB connection, or Spark's
+    (``spark/profiles.py``: the same statements, translated)."""
+
+    def execute(self, query: str, parameters: Any = None, /) -> Any: ...
+
+    def executemany(self, query: str, parameters: Any, /) -> Any: ...
+
+
+InsertGood = Callable[[Any, Kind, str, dict[str, object], str | None], int]
+"""insert_good(executor, kind, typed SELECT, params, element order) -> rows inserted:
+see ingest.loaders."""
 
 
 @dataclass
@@ -75,7 +85,7 @@ def _level_items(doc: str, types: str, paths: Sequence[JsonPath], first: bool) -
     return f"CASE {' '.join(whens)}{none} END"
 
 
-def _expand(con: duckdb.DuckDBPyConnection, exp: _Expansion) -> None:
+def _expand(con: Executor, exp: _Expansion) -> None:
     """Rows -> the items of ``exp``, numbered (k_<level>, from 1), with ``pos``
     ("bucket 2, result 1") and ``item`` (its JSON text) where a row holds more than
     one item."""
@@ -123,9 +133,7 @@ _PARTS = (
 )
 
 
-def _map_one(
-    con: duckdb.DuckDBPyConnection, profile: Profile, i: int, exp: tuple[int, _Expansion] | None
-) -> None:
+def _map_one(con: Executor, profile: Profile, i: int, exp: tuple[int, _Expansion] | None) -> None:
     """Mapping ``i`` over its rows (or ``exp``'s items) into ``wr_pm<i>``, typed and
     checked; the reasons of its bad ones into ``wr_pparts``."""
     m = profile.mappings[i]
@@ -165,7 +173,7 @@ def _map_one(
 
 
 def _note_unmapped(
-    con: duckdb.DuckDBPyConnection,
+    con: Executor,
     profile: Profile,
     expansions: Sequence[_Expansion],
     plain: Sequence[int],
@@ -196,7 +204,7 @@ def _note_unmapped(
 
 
 def map_rows(
-    con: duckdb.DuckDBPyConnection,
+    con: Executor,
     profile: Profile,
     source_id: int,
     insert_good: InsertGood,
@@ -246,7 +254,7 @@ def map_rows(
     return counts
 
 
-def _bad_units(con: duckdb.DuckDBPyConnection, profile: Profile) -> None:
+def _bad_units(con: Executor, profile: Profile) -> None:
     """``wr_pbad``: one reject per bad row (``unit`` NULL) or item, its reasons
     joined (a rejecting mapping's reason alone); the items of a row rejected whole
     are not rejected again."""
@@ -265,7 +273,7 @@ def _bad_units(con: duckdb.DuckDBPyConnection, profile: Profile) -> None:
 
 
 def _write(
-    con: duckdb.DuckDBPyConnection,
+    con: Executor,
     profile: Profile,
     source_id: int,
     insert_good: InsertGood,

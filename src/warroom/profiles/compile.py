@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
-
-import duckdb
+from typing import Any
 
 from warroom.model import FIELDS, Field, FieldType
 from warroom.profiles.model import Condition, FieldSpec, JsonPath, Mapping
@@ -45,13 +44,13 @@ THREE_DECIMAL = ("bhd", "jod", "kwd", "omr", "tnd")
 _NUMBER = r"'[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?'"
 
 #: an exact decimal as short text (no trailing zeros)
-_DTEXT_MACRO = r"""CREATE OR REPLACE TEMP MACRO wr_dtext(d) AS
+DTEXT_MACRO = r"""CREATE OR REPLACE TEMP MACRO wr_dtext(d) AS
         regexp_replace(regexp_replace(CAST(d AS VARCHAR), '(\.[0-9]*?)0+$', '\1'), '\.$', '')"""
 
 
-def install_dtext_macro(con: duckdb.DuckDBPyConnection) -> None:
+def install_dtext_macro(con: Any) -> None:
     """Define ``wr_dtext``, which the money conversions use (idempotent)."""
-    con.execute(_DTEXT_MACRO)
+    con.execute(DTEXT_MACRO)
 
 
 def lit(text: str) -> str:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 _WS = " \t\n\r"
 #: what ``split`` answers for a file that is not one well-formed array
 MALFORMED = "malformed"
+MALFORMED_DOCUMENTS = "malformed documents"
 OPEN = "open"
 
 
@@ -65,9 +66,29 @@ def elements(text: str) -> list[str] | None:
             return None
 
 
-def split(content: bytes, gzip: bool) -> tuple[str | None, str | None, int, list[str]]:
-    """A .json array file's bytes -> (why it is refused whole, what trailed its
-    gzip data, its physical lines, its elements as written)."""
+def documents(text: str) -> list[str] | None:
+    """The JSON documents of ``text`` (values one after another, blanks between
+    them) as written, or None when one is not well formed: what DuckDB's
+    ``read_json_objects(format = 'unstructured')`` reads."""
+    decoder = json.JSONDecoder()
+    out: list[str] = []
+    i = _skip(text, 0)
+    while i < len(text):
+        try:
+            _, end = decoder.raw_decode(text, i)
+        except ValueError:
+            return None
+        out.append(text[i:end])
+        i = _skip(text, end)
+    return out
+
+
+def split(
+    content: bytes, gzip: bool, array: bool = True
+) -> tuple[str | None, str | None, int, list[str]]:
+    """A .json array file's bytes (or, not ``array``, a file of pretty-printed
+    documents) -> (why it is refused whole, what trailed its gzip data, its
+    physical lines, its elements or documents as written)."""
     with tempfile.TemporaryDirectory(prefix="warroom-spark-") as tmp:
         raw = Path(tmp) / "file"
         raw.write_bytes(content)
@@ -76,14 +97,15 @@ def split(content: bytes, gzip: bool) -> tuple[str | None, str | None, int, list
             return text.broken, None, 0, []
         body = path.read_bytes()
     lines = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
-    if not body.rstrip(b" \t\r\n").endswith(b"]"):
+    if array and not body.rstrip(b" \t\r\n").endswith(b"]"):
         return OPEN, None, lines, []
     try:
-        found = elements(body.decode("utf-8").removeprefix("\ufeff"))
+        decoded = body.decode("utf-8").removeprefix("\ufeff")
+        found = elements(decoded) if array else documents(decoded)
     except UnicodeDecodeError:
         found = None
     if found is None:
-        return MALFORMED, None, lines, []
+        return (MALFORMED if array else MALFORMED_DOCUMENTS), None, lines, []
     return None, text.trailing, lines, found
 
 
@@ -93,6 +115,8 @@ def _refusal(path: object, why: str) -> str:
             f"{path}: the JSON array ends without its closing `]`: "
             "the file looks cut short; nothing loaded"
         )
+    if why == MALFORMED_DOCUMENTS:
+        return f"{path}: cannot read JSON: not well-formed JSON documents; nothing loaded"
     if why == MALFORMED:
         return (
             f"{path}: not a well-formed JSON array of objects; "
@@ -110,6 +134,21 @@ def read(
     """The array's elements typed by the translated rules (``line``, ``raw``, the
     canonical columns, ``reason``), the rejects found before them (bytes after
     the gzip data: one after the last element) and the file's physical lines."""
+    trailing, lines = element_view(spark, plan, uri, shown, view)
+    values = relations._json_values(plan.kind, f"SELECT line, raw FROM {view}")
+    sql = typed_select(plan.kind, f"({values})", extra=("raw",))
+    typed = spark.sql(ingest_to_spark(sql, name=f"{plan.path.name} (ingest)"))
+    return typed, trailing, lines
+
+
+def element_view(
+    spark: SparkSession, plan: FilePlan, uri: str, shown: str, view: str
+) -> tuple[list[tuple[int, str, str]], int]:
+    """The array's elements (or a file's pretty-printed documents) as written,
+    numbered from 1, as the temp view ``view`` (``line``, ``raw``); returns the
+    rejects found before them (bytes after the gzip data: one after the last
+    element, its reason) and the file's physical lines. A file DuckDB refuses
+    whole is refused alike."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import (
         ArrayType,
@@ -128,7 +167,8 @@ def read(
         ]
     )
     gz = plan.compression == "gzip"
-    cut = F.udf(lambda b: split(bytes(b), gz), schema)
+    array = plan.json_array
+    cut = F.udf(lambda b: split(bytes(b), gz, array), schema)
     whole = (
         spark.read.format("binaryFile")
         .load(uri)
@@ -142,8 +182,5 @@ def read(
     whole.select(
         F.posexplode("elements").alias("i", "raw"),
     ).select((F.col("i") + 1).cast("bigint").alias("line"), "raw").createOrReplaceTempView(view)
-    values = relations._json_values(plan.kind, f"SELECT line, raw FROM {view}")
-    sql = typed_select(plan.kind, f"({values})", extra=("raw",))
-    typed = spark.sql(ingest_to_spark(sql, name=f"{plan.path.name} (ingest)"))
     trailing = [(int(head["n"]) + 1, "", head["trailing"])] if head["trailing"] else []
-    return typed, trailing, int(head["lines"])
+    return trailing, int(head["lines"])

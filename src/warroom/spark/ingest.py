@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from warroom.ingest.load import IngestReport
+    from warroom.profiles import Profile
 
 #: the Spark type each canonical field is stored as
 SPARK_TYPES = {
@@ -73,6 +74,8 @@ class SparkSource:
     rows_loaded: int = 0
     rows_rejected: int = 0
     status: str = "loaded"
+    #: a profile file's rows rejected whole (the rest of its rejects are items)
+    rows_rejected_whole: int | None = None
 
 
 def file_digest(spark: SparkSession, uri: str) -> tuple[str, int]:
@@ -207,7 +210,7 @@ def _read(spark: SparkSession, src: SparkSource) -> tuple[DataFrame | None, Data
     from pyspark.sql import functions as F
 
     plan = src.plan
-    if plan.format not in READS or plan.profile:
+    if plan.format not in READS:
         raise InputError(
             f"{plan.path}: --engine spark reads canonical JSON lines and arrays, CSV/TSV "
             "(gzip or not) and Parquet files; this one is read by DuckDB's ingest only"
@@ -246,18 +249,23 @@ def _conform(df: DataFrame, kind: Kind) -> DataFrame:
     the cast only names the type, e.g. Spark's TIMESTAMP for DuckDB's)."""
     from pyspark.sql import functions as F
 
+    # a profile's rows carry their mapping's and element's place (wr_m, wr_e)
+    profiled = "wr_m" in df.columns
     return df.select(
         F.col("source_id").cast("int"),
         F.col("line").cast("bigint"),
+        (F.col("wr_m") if profiled else F.lit(0)).cast("int").alias("wr_m"),
+        (F.col("wr_e") if profiled else F.lit(1)).cast("int").alias("wr_e"),
         *[F.col(f.name).cast(SPARK_TYPES[f.type]).alias(f.name) for f in FIELDS[kind]],
-        "raw",
-        "reason",
+        (F.lit(None) if profiled else F.col("raw")).cast("string").alias("raw"),
+        (F.lit(None) if profiled else F.col("reason")).cast("string").alias("reason"),
     )
 
 
 def _elect(spark: SparkSession, kind: Kind, good: DataFrame) -> DataFrame:
     """The kind's ``*_all`` table: with ``canonical`` where the kind has an id
-    (the first ingested row of an id: lowest source id, then line)."""
+    (the first ingested row of an id: lowest source id, then line; in a profile
+    file, the first mapping's, then the line's first element)."""
     names = [f.name for f in FIELDS[kind]]
     if kind not in IDENTITY:
         return good.select("source_id", "line", *names)
@@ -265,7 +273,7 @@ def _elect(spark: SparkSession, kind: Kind, good: DataFrame) -> DataFrame:
     key = IDENTITY[kind]
     return spark.sql(
         f"SELECT source_id, line, row_number() OVER (PARTITION BY {key} "
-        f"ORDER BY source_id, line) = 1 AS canonical, {', '.join(names)} FROM wr_good"
+        f"ORDER BY source_id, wr_m, line, wr_e) = 1 AS canonical, {', '.join(names)} FROM wr_good"
     )
 
 
@@ -308,6 +316,11 @@ def _ingest(
         seen.add(sha)
         sources.append(src)
         if size == 0:
+            continue
+        if plan.profile is not None:
+            from warroom.spark.profiles import read_file
+
+            read_file(spark, src, typed, rejects)
             continue
         rows, coded, bad = _read(spark, src)
         if rows is not None:
@@ -357,8 +370,8 @@ def _count(
         )
     counts = both.groupBy("source_id").agg(F.sum("good").alias("good"), F.sum("bad").alias("bad"))
     by_id = {int(r["source_id"]): r for r in counts.collect()}
-    for src in sources:
-        if src.source_id in by_id:
+    for src in sources:  # (a profile's file counts its rows as its profile does)
+        if src.source_id in by_id and src.plan.profile is None:
             src.rows_loaded = int(by_id[src.source_id]["good"])
             src.rows_rejected = int(by_id[src.source_id]["bad"])
 
@@ -371,6 +384,7 @@ def _union(spark: SparkSession, parts: list[DataFrame], kind: Kind) -> DataFrame
         return out
     cols = ", ".join(
         ["CAST(NULL AS INT) AS source_id", "CAST(NULL AS BIGINT) AS line"]
+        + ["CAST(NULL AS INT) AS wr_m", "CAST(NULL AS INT) AS wr_e"]
         + [f"CAST(NULL AS {SPARK_TYPES[f.type]}) AS {f.name}" for f in FIELDS[kind]]
         + ["CAST(NULL AS STRING) AS raw", "CAST(NULL AS STRING) AS reason"]
     )
@@ -405,8 +419,10 @@ def _sources_frame(spark: SparkSession, sources: list[SparkSource]) -> DataFrame
     rows = []
     for s in sources:
         header = 1 if s.plan.header else 0
-        blank = max(s.lines - s.rows_loaded - s.rows_rejected - header, 0)
-        kind = s.plan.kind.value
+        whole = s.rows_rejected if s.rows_rejected_whole is None else s.rows_rejected_whole
+        blank = max(s.lines - s.rows_loaded - whole - header, 0)
+        profile = s.plan.profile
+        kind = profile.kind_label if profile else s.plan.kind.value
         fmt, comp = s.plan.format, s.plan.compression
         rows.append(
             (
@@ -415,7 +431,7 @@ def _sources_frame(spark: SparkSession, sources: list[SparkSource]) -> DataFrame
                 kind,
                 fmt,
                 comp,
-                None,
+                profile.name if profile else None,
                 s.sha256,
                 s.size,
                 s.rows_loaded,
@@ -472,8 +488,10 @@ def _write(spark: SparkSession, tables: dict[str, DataFrame], warehouse: Path) -
 def spark_reads(plans: list[FilePlan]) -> bool:
     """Whether Spark reads every file itself: canonical JSON lines or arrays,
     CSV/TSV, or Parquet whose columns Spark renders as DuckDB does."""
+    from warroom.spark import profiles
+
     return all(
-        p.profile is None
+        (p.profile is None or profiles.unread(p) is None)
         and not p.json_document
         and p.format in READS
         and not (p.format == "parquet" and parquet.problems(p))
@@ -487,38 +505,41 @@ def load_into(
     files: list[Path],
     warehouse: Path,
     uris: list[str] | None = None,
+    profile: Profile | None = None,
 ) -> IngestReport | None:
     """``investigate --engine spark``: Spark reads ``files`` into the warehouse,
     and the tables are copied into the database ``con`` (the report, ``warroom
     sql`` and every later command read them there). None, with nothing done,
-    when Spark does not read one of the files (a profile, a JSON array, Parquet)
-    or the database already holds files: DuckDB's ingest then reads them."""
+    when Spark does not read one of the local files (a JSON array or Parquet
+    read through ``profile``, a Parquet column Spark renders otherwise) or the
+    database already holds files: DuckDB's ingest then reads them."""
     from warroom.ingest.load import FileResult, IngestReport
     from warroom.ingest.sniff import plan_file
+    from warroom.spark import profiles
 
     remote = [u for given in uris or [] for u in expand_uri(spark, given)]
     if con.execute("SELECT count(*) FROM sources").fetchone() != (0,):
         if remote:
             raise InputError(f"{remote[0]}: Spark reads URIs into a new database only")
         return None
-    planned = [(plan_file(con, p, None, None), uri_of(p)) for p in files]
+    planned = [(plan_file(con, p, None, profile), uri_of(p)) for p in files]
     if not spark_reads([plan for plan, _ in planned]):
         if remote:  # Spark reads them all, or none
             odd = next(plan for plan, _ in planned if not spark_reads([plan]))
-            why = parquet.problems(odd) or "a file DuckDB's ingest reads"
+            why = parquet.problems(odd) or profiles.unread(odd) or "a file DuckDB's ingest reads"
             raise InputError(
                 f"{odd.path}: Spark does not read this file as DuckDB does ({why}); "
                 f"with a URI ({remote[0]}) Spark must read every input"
             )
         return None
-    planned += [(plan_uri(spark, u), u) for u in remote]
+    planned += [(plan_uri(spark, u, profile=profile), u) for u in remote]
     sources = ingest(spark, planned, warehouse)
     _copy_into(con, spark)
     report = IngestReport()
     for s in sources:
         result = FileResult(
             s.shown,
-            s.plan.kind.value,
+            s.plan.profile.kind_label if s.plan.profile else s.plan.kind.value,
             s.plan.format,
             s.plan.compression,
             s.sha256,
@@ -526,6 +547,7 @@ def load_into(
             s.rows_loaded,
             s.rows_rejected,
             status=s.status,
+            profile=s.plan.profile.name if s.plan.profile else None,
         )
         report.files.append(result)  # (one Spark job reads them all: no time per file)
     return report

@@ -9,11 +9,14 @@ form Spark reads differently or not at all, then checks the result against
 format). The fixes:
 
 * DuckDB macros (``wr_epoch``, ``wr_dec``, ``wr_exp_places``, ``wr_quote``,
-  ``wr_csv_unquote``) are expanded inline from their very definitions;
+  ``wr_csv_unquote``, a profile's ``wr_dtext``) are expanded inline from their very definitions;
 * regular expressions: RE2 (DuckDB) and Java (Spark) agree on the syntax the
   rules use; Java's ``.`` and ``$`` also stop at CR and other line ends, so each
-  pattern gets ``(?d)`` (only LF ends a line, as in RE2); a full match is
-  ``^(?:p)\\z``; ``regexp_replace``'s ``'g'`` is Spark's only way, its
+  pattern gets ``(?d)`` (only LF ends a line, as in RE2), and a JSON string's
+  body ``(?:[^"\\]|\\.)*`` its unrolled possessive form (the same strings,
+  without Java's recursion per character); a full match is
+  ``^(?:p)\\z``; ``regexp_replace``'s ``'g'`` is Spark's only way (a pattern
+  anchored at its end by ``$`` matches once: with or without ``'g'``), its
   ``\\1`` Java's ``$1``; POSIX classes (``[[:alpha:]]``, which Java reads as a
   plain set) and RE2's ``(?P<name>`` are refused;
 * a string slice ``x[a:b]`` -> ``substring``; ``len``/``array_length`` ->
@@ -109,9 +112,16 @@ def ingest_to_spark(sql: str, *, name: str = "ingest", types: dict[str, str] | N
     rendered: list[str] = []
     if types is not None:
         tree = fix_parquet_text(tree, types, rendered)
-    for fix in (expand_macros, *FIXES, *INGEST_FIXES):
+    from warroom.spark.translate_profiles import PROFILE_ALLOWED, PROFILE_FIXES, PROFILE_FUNCTIONS
+
+    for fix in (expand_macros, *PROFILE_FIXES, *FIXES, *INGEST_FIXES):
         tree = fix(tree, name)
-    check(tree, name, INGEST_ALLOWED, INGEST_FUNCTIONS | {_PLACE})
+    check(
+        tree,
+        name,
+        INGEST_ALLOWED | PROFILE_ALLOWED,
+        INGEST_FUNCTIONS | PROFILE_FUNCTIONS | {_PLACE},
+    )
     text = tree.sql(dialect="spark", comments=False)
     return re.sub(rf"{_PLACE}\((\d+)\)", lambda m: rendered[int(m.group(1))], text, flags=re.I)
 
@@ -138,9 +148,10 @@ def macros() -> dict[str, tuple[tuple[str, ...], exp.Expr]]:
     """Every ingest macro: its parameters and its body, read from its definition."""
     from warroom.ingest.convert import _MACROS
     from warroom.ingest.relations import CSV_UNQUOTE_MACRO
+    from warroom.profiles.compile import DTEXT_MACRO
 
     out = {}
-    for text in [*_MACROS, CSV_UNQUOTE_MACRO]:
+    for text in [*_MACROS, CSV_UNQUOTE_MACRO, DTEXT_MACRO]:
         m = _MACRO.match(text.strip())
         if not m:
             raise Untranslatable(f"a macro the translation cannot read: {text[:60]}")
@@ -175,6 +186,15 @@ def expand_macros(tree: exp.Expr, name: str) -> exp.Expr:
 # --------------------------------------------------------------------------- regexes
 
 
+#: a JSON string's body as the rules match it (any character but a quote or a
+#: backslash, or an escape), and the same language unrolled and possessive:
+#: Java's matcher recurses once per iteration of a group with alternation, and a
+#: long string (a spend log's message) overflows its stack; here it recurses
+#: once per escape only
+_JSON_STRING_BODY = '(?:[^"\\\\]|\\\\.)*'
+_JSON_STRING_BODY_JAVA = '[^"\\\\]*+(?:\\\\.[^"\\\\]*+)*+'
+
+
 def _java(pattern: exp.Expr, name: str, full: bool = False) -> exp.Expr:
     """A pattern for Java: only LF ends a line (``(?d)``), as in RE2."""
     for lit in pattern.find_all(exp.Literal):
@@ -184,7 +204,8 @@ def _java(pattern: exp.Expr, name: str, full: bool = False) -> exp.Expr:
                 "read differently in Java; write [a-z] or (?:...)"
             )
     if isinstance(pattern, exp.Literal) and pattern.is_string:
-        text = f"(?d)^(?:{pattern.this})\\z" if full else f"(?d){pattern.this}"
+        body = pattern.this.replace(_JSON_STRING_BODY, _JSON_STRING_BODY_JAVA)
+        text = f"(?d)^(?:{body})\\z" if full else f"(?d){body}"
         return exp.Literal.string(text)
     parts = [exp.Literal.string("(?d)^(?:" if full else "(?d)"), exp.Paren(this=pattern)]
     if full:
@@ -207,6 +228,14 @@ def _replacement(node: exp.Expr) -> exp.Expr:
     return node.copy().transform(fix)
 
 
+def _end_anchored(pattern: exp.Expr) -> bool:
+    """A literal pattern ending in an unescaped ``$`` with no alternation."""
+    if not (isinstance(pattern, exp.Literal) and pattern.is_string):
+        return False
+    text = pattern.this
+    return text.endswith("$") and not text.endswith("\\$") and "|" not in text
+
+
 def fix_regexes(tree: exp.Expr, name: str) -> exp.Expr:
     def fix(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.RegexpFullMatch):
@@ -218,13 +247,18 @@ def fix_regexes(tree: exp.Expr, name: str) -> exp.Expr:
             return node
         if isinstance(node, exp.RegexpReplace):
             mods = node.args.get("modifiers")
-            if not (isinstance(mods, exp.Literal) and mods.this == "g"):
+            pattern = node.expression
+            if mods is None and _end_anchored(pattern):
+                # one match at most, at the end: the first is all ('g' alike);
+                # Java's $ would also match before a last LF: \z
+                pattern = exp.Literal.string(pattern.this[:-1] + "\\z")
+            elif not (isinstance(mods, exp.Literal) and mods.this == "g"):
                 raise Untranslatable(
                     f"{name}: regexp_replace without 'g' (the first match only) has no Spark form"
                 )
             return exp.RegexpReplace(
                 this=node.this,
-                expression=_java(node.expression, name),
+                expression=_java(pattern, name),
                 replacement=_replacement(node.args["replacement"]),
             )
         return node
@@ -291,19 +325,46 @@ def _count_from_one(lam: exp.Expr) -> None:
 
 
 def _variant_path(path: exp.Expr, name: str) -> exp.Literal:
-    """A DuckDB JSON path (``$."key"`` or ``$.key``) as Spark's ``$['key']``."""
+    """A DuckDB JSON path (``$``, ``$."key"``, ``$.key``, ``[0]`` indexes) as
+    Spark's ``$['key'][0]``."""
     if isinstance(path, exp.JSONPath):
-        keys = [p.this for p in path.expressions if isinstance(p, exp.JSONPathKey)]
-        if len(keys) != len(path.expressions) - 1:
-            raise Untranslatable(f"{name}: JSON path {path.sql('duckdb')}: keys only")
+        parts = path.expressions[1:]
+        if not all(isinstance(p, exp.JSONPathKey | exp.JSONPathSubscript) for p in parts) or any(
+            isinstance(p, exp.JSONPathSubscript) and not isinstance(p.this, int) for p in parts
+        ):
+            raise Untranslatable(f"{name}: JSON path {path.sql('duckdb')}: keys and indexes only")
+        steps = [p.this if isinstance(p, exp.JSONPathSubscript) else str(p.this) for p in parts]
     elif isinstance(path, exp.Literal) and path.is_string:
-        m = re.fullmatch(r'\$\.(?:"([^"]*)"|([A-Za-z_][A-Za-z0-9_]*))', path.this)
-        if not m:
-            raise Untranslatable(f'{name}: JSON path {path.this!r}: write $."key"')
-        keys = [m.group(1) if m.group(1) is not None else m.group(2)]
+        steps = _path_steps(path.this, name)
     else:
         raise Untranslatable(f"{name}: a JSON path must be a literal")
-    return exp.Literal.string("$" + "".join(f"['{k}']" for k in keys))
+    return exp.Literal.string("$" + "".join(_step(k, name) for k in steps))
+
+
+_PATH_STEP = re.compile(r'\.(?:"([^"]*)"|([A-Za-z_][A-Za-z0-9_]*))|\[([0-9]+)\]')
+
+
+def _path_steps(text: str, name: str) -> list[str | int]:
+    """The keys and indexes of a DuckDB JSON path's text."""
+    if not text.startswith("$"):
+        raise Untranslatable(f'{name}: JSON path {text!r}: write $."key"')
+    steps: list[str | int] = []
+    at = 1
+    while at < len(text):
+        m = _PATH_STEP.match(text, at)
+        if not m:
+            raise Untranslatable(f'{name}: JSON path {text!r}: write $."key"')
+        steps.append(int(m.group(3)) if m.group(3) is not None else m.group(1) or m.group(2) or "")
+        at = m.end()
+    return steps
+
+
+def _step(key: str | int, name: str) -> str:
+    if isinstance(key, int):
+        return f"[{key}]"
+    if "'" in key or "\\" in key:
+        raise Untranslatable(f"{name}: JSON key {key!r}: a quote or backslash in a key")
+    return f"['{key}']"
 
 
 def _paths(node: exp.Expr) -> list[exp.Expr] | None:
@@ -312,12 +373,16 @@ def _paths(node: exp.Expr) -> list[exp.Expr] | None:
 
 
 def _variant(doc: exp.Expr) -> exp.Expr:
+    """``doc`` as a VARIANT (a ``::JSON`` cast already is one)."""
+    if isinstance(doc, exp.Anonymous) and str(doc.this).lower() == "try_parse_json":
+        return doc
     return _func("try_parse_json", doc)
 
 
 def _json_type(value: exp.Expr) -> exp.Expr:
-    """DuckDB's json_type names for a VARIANT (numbers all 'DOUBLE': the rules
-    tell numbers from the rest only)."""
+    """DuckDB's json_type names for a VARIANT: an integer is 'BIGINT' (DuckDB says
+    'UBIGINT' for one >= 0: the rules never tell those apart), any other number
+    'DOUBLE' (as DuckDB reads a fraction or an exponent)."""
     schema = _func("schema_of_variant", value)
 
     def when(prefix: str, out: str) -> exp.If:
@@ -333,6 +398,13 @@ def _json_type(value: exp.Expr) -> exp.Expr:
             when("STRING", "VARCHAR"),
             when("BOOLEAN", "BOOLEAN"),
             when("VOID", "NULL"),
+            *[when(t, "BIGINT") for t in ("BIGINT", "INT", "SMALLINT", "TINYINT")],
+            exp.If(
+                this=exp.RegexpLike(
+                    this=schema.copy(), expression=exp.Literal.string("^DECIMAL\\([0-9]+,0\\)$")
+                ),
+                true=exp.Literal.string("BIGINT"),
+            ),
             exp.If(
                 this=exp.Not(this=exp.Is(this=schema.copy(), expression=exp.Null())),
                 true=exp.Literal.string("DOUBLE"),

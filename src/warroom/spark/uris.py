@@ -15,6 +15,8 @@ from warroom.spark import parquet
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from warroom.profiles import Profile
+
 #: the formats Spark reads itself
 READS = ("json", "csv", "tsv", "parquet")
 
@@ -57,10 +59,14 @@ def expand_uri(spark: SparkSession, uri: str) -> list[str]:
     return sorted(found)
 
 
-def plan_uri(spark: SparkSession, uri: str, kind: Kind | None = None) -> FilePlan:
+def plan_uri(
+    spark: SparkSession, uri: str, kind: Kind | None = None, profile: Profile | None = None
+) -> FilePlan:
     """How Spark reads the file at ``uri``: its format from its name, its kind
     from ``kind``, its name or its first record (a CSV's header), as
-    ``sniff.plan_file`` decides for a local file."""
+    ``sniff.plan_file`` decides for a local file; with ``profile``, as
+    ``sniff._plan_profile`` does (how its rows are found: a CSV's header as
+    written, a .json file's array or document)."""
     import json
 
     from warroom.ingest.sniff import (
@@ -76,6 +82,9 @@ def plan_uri(spark: SparkSession, uri: str, kind: Kind | None = None) -> FilePla
     if fmt not in READS:
         raise InputError(f"{uri}: Spark reads JSON lines and arrays, CSV/TSV and Parquet here")
     plan = FilePlan(name, fmt, compression, kind or Kind.requests, 0)
+    if fmt == "parquet" and profile is not None:  # (refused: spark/profiles.py)
+        plan.profile, plan.kind = profile, profile.kinds[0]
+        return plan
     if fmt == "parquet":
         plan.parquet_types = parquet.uri_types(spark, uri)
         plan.kind = (
@@ -88,6 +97,8 @@ def plan_uri(spark: SparkSession, uri: str, kind: Kind | None = None) -> FilePla
     head = spark.read.option("lineSep", "\n").text(uri).limit(64).collect()
     lines = [str(r[0]).removeprefix("\ufeff").rstrip("\r") for r in head]
     first = next((i for i, line in enumerate(lines) if line.strip(" \t")), None)
+    if profile is not None:
+        return _plan_profile(uri, plan, profile, lines, first)
     named = kind or _kind_from_name(name)
     if fmt in ("csv", "tsv"):
         if first is not None:
@@ -110,4 +121,31 @@ def plan_uri(spark: SparkSession, uri: str, kind: Kind | None = None) -> FilePla
             keys = set()
         named = _kind_from_fields(name, keys)
     plan.kind = named
+    return plan
+
+
+def _plan_profile(
+    uri: str, plan: FilePlan, profile: Profile, lines: list[str], first: int | None
+) -> FilePlan:
+    import orjson
+
+    from warroom.ingest.sniff import _csv_header, _data_suffix
+
+    plan.profile, plan.kind = profile, profile.kinds[0]
+    if first is None:
+        return plan
+    if plan.format in ("csv", "tsv"):
+        plan.header_line = first + 1
+        plan.header = _csv_header(lines[first], plan.format)
+        dup = sorted({c for c in plan.header if plan.header.count(c) > 1})
+        if dup:
+            raise InputError(f"{uri}: column(s) {', '.join(dup)} appear twice in the header")
+    elif _data_suffix(plan.path) == ".json":
+        if lines[first].lstrip().startswith("["):
+            plan.json_array = True
+        else:
+            try:
+                orjson.loads(lines[first])
+            except orjson.JSONDecodeError:
+                plan.json_document = True
     return plan

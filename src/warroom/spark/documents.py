@@ -11,8 +11,9 @@ not a well-formed array) is refused with the same one-line message.
 
 from __future__ import annotations
 
-import json
+import re
 import tempfile
+from json.decoder import scanstring
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,11 +41,83 @@ def _skip(s: str, i: int) -> int:
     return i
 
 
+#: a JSON number as Python's json module reads one (ASCII digits only)
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+#: the words Python's json module reads as values (NaN and Infinity, as DuckDB's reader)
+_WORDS = ("null", "true", "false", "NaN", "Infinity", "-Infinity")
+
+
+def _member(s: str, i: int) -> int | None:
+    """Past an object member's key and colon at ``s[i]``: where its value starts."""
+    if s[i : i + 1] != '"':
+        return None
+    try:
+        i = _skip(s, scanstring(s, i + 1)[1])
+    except ValueError:
+        return None
+    return _skip(s, i + 1) if s[i : i + 1] == ":" else None
+
+
+def _scalar_end(s: str, i: int) -> int | None:
+    """Where the string, word or number at ``s[i]`` ends, or None."""
+    if s[i : i + 1] == '"':
+        try:
+            return int(scanstring(s, i + 1)[1])
+        except ValueError:
+            return None
+    word = next((w for w in _WORDS if s.startswith(w, i)), None)
+    if word:
+        return i + len(word)
+    m = _NUMBER.match(s, i)
+    return m.end() if m else None
+
+
+def value_end(s: str, i: int) -> int | None:
+    """Where the JSON value starting at ``s[i]`` ends, or None when it is not well
+    formed: what ``json.JSONDecoder().raw_decode`` reads, without its recursion,
+    so that no depth of nesting stops it (DuckDB's reader takes any)."""
+    closers: list[str] = []  # the closing bracket of each open container
+    while True:
+        opened = s[i : i + 1]
+        if opened in ("{", "["):
+            close = "}" if opened == "{" else "]"
+            i = _skip(s, i + 1)
+            if s[i : i + 1] != close:
+                closers.append(close)
+                start = _member(s, i) if close == "}" else i
+                if start is None:
+                    return None
+                i = start
+                continue
+            i += 1
+        else:
+            end = _scalar_end(s, i)
+            if end is None:
+                return None
+            i = end
+        # past a value: close what it ends, or go on to the next item
+        while closers:
+            i = _skip(s, i)
+            if s[i : i + 1] == closers[-1]:
+                closers.pop()
+                i += 1
+                continue
+            if s[i : i + 1] != ",":
+                return None
+            i = _skip(s, i + 1)
+            start = _member(s, i) if closers[-1] == "}" else i
+            if start is None:
+                return None
+            i = start
+            break
+        else:
+            return i
+
+
 def elements(text: str) -> list[str] | None:
     """The elements of the JSON array ``text`` as written, or None when it is not
     one well-formed array (blanks around it aside). NaN and Infinity are read,
     as DuckDB's reader reads them (the rules then reject them)."""
-    decoder = json.JSONDecoder()
     i = _skip(text, 0)
     if text[i : i + 1] != "[":
         return None
@@ -52,9 +125,8 @@ def elements(text: str) -> list[str] | None:
     if text[i : i + 1] == "]":
         return out if _skip(text, i + 1) == len(text) else None
     while True:
-        try:
-            _, end = decoder.raw_decode(text, i)
-        except ValueError:
+        end = value_end(text, i)
+        if end is None:
             return None
         out.append(text[i:end])
         i = _skip(text, end)
@@ -70,13 +142,11 @@ def documents(text: str) -> list[str] | None:
     """The JSON documents of ``text`` (values one after another, blanks between
     them) as written, or None when one is not well formed: what DuckDB's
     ``read_json_objects(format = 'unstructured')`` reads."""
-    decoder = json.JSONDecoder()
     out: list[str] = []
     i = _skip(text, 0)
     while i < len(text):
-        try:
-            _, end = decoder.raw_decode(text, i)
-        except ValueError:
+        end = value_end(text, i)
+        if end is None:
             return None
         out.append(text[i:end])
         i = _skip(text, end)

@@ -58,7 +58,7 @@ _PIECES = st.sampled_from(
 )  # fmt: skip
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(_PIECES, max_size=14).map("".join))
 def test_any_text_ends_where_pythons_reader_says(s: str) -> None:
     assert value_end(s, 0) == _decoded_end(s, 0)

@@ -40,7 +40,7 @@ def _corpus() -> list[str]:
 def test_every_document_of_the_suites_ends_where_pythons_reader_says() -> None:
     compared = 0
     for text in _corpus():
-        for s in (text, f"[{text}]", f"[{text}, {text}]", f"{{\"a\": {text}}}", text[:-1]):
+        for s in (text, f"[{text}]", f"[{text}, {text}]", f'{{"a": {text}}}', text[:-1]):
             try:
                 expected = _decoded_end(s, 0)
             except RecursionError:

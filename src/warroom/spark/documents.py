@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]  # the json module's C string reader
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

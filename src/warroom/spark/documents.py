@@ -11,6 +11,7 @@ not a well-formed array) is refused with the same one-line message.
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 from json.decoder import scanstring  # type: ignore[attr-defined]  # the json module's C string reader
@@ -114,6 +115,19 @@ def value_end(s: str, i: int) -> int | None:
             return i
 
 
+_DECODER = json.JSONDecoder()
+
+
+def _end(s: str, i: int) -> int | None:
+    """``value_end``, by Python's decoder (in C) where its recursion reaches."""
+    try:
+        return int(_DECODER.raw_decode(s, i)[1])
+    except ValueError:
+        return None
+    except RecursionError:
+        return value_end(s, i)
+
+
 def elements(text: str) -> list[str] | None:
     """The elements of the JSON array ``text`` as written, or None when it is not
     one well-formed array (blanks around it aside). NaN and Infinity are read,
@@ -125,7 +139,7 @@ def elements(text: str) -> list[str] | None:
     if text[i : i + 1] == "]":
         return out if _skip(text, i + 1) == len(text) else None
     while True:
-        end = value_end(text, i)
+        end = _end(text, i)
         if end is None:
             return None
         out.append(text[i:end])
@@ -145,7 +159,7 @@ def documents(text: str) -> list[str] | None:
     out: list[str] = []
     i = _skip(text, 0)
     while i < len(text):
-        end = value_end(text, i)
+        end = _end(text, i)
         if end is None:
             return None
         out.append(text[i:end])

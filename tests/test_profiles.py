@@ -996,6 +996,98 @@ output_tokens = "$.usage.out"
     assert rejects(con) == [(1, 2, "gw: req.caller.account: missing")]
 
 
+#: a ledger mapping over Parquet columns of every numeric type
+NUMBERS_MAPPING = """
+[[mapping]]
+kind = "ledger"
+[mapping.fields]
+entry_id = "$.id"
+ts = "$.at"
+user_id = "$.who"
+kind = { const = "adjustment" }
+amount = ["$.dbl", "$.dec9", "$.dec38"]
+balance_after = "$.nest.bal"
+input_tokens = "$.big"
+"""
+
+
+def test_parquet_numbers_through_a_profile_are_read_as_duckdb_holds_them(
+    con, tmp_path: Path
+) -> None:
+    """A DOUBLE is a number read through a double (its shortest text; past 1e9
+    too large to be exact); a DECIMAL, a BIGINT and a number inside a struct are
+    read as written, never through a double: 0.1000000000000000055 keeps its
+    digits (and is rejected for them), 1234567890.5 as DECIMAL is exact."""
+    mapping = write(tmp_path / "n.toml", NUMBERS_MAPPING)
+    path = numbers_parquet(tmp_path / "numbers.parquet")
+    report = ingest(con, [path], profile=str(mapping))
+    assert (report.files[0].rows_loaded, report.files[0].rows_rejected) == (3, 5)
+    assert [(r[2], r[6], r[9], r[12]) for r in ledger(con)] == [
+        ("a", D("2"), 12345678901234567, D("0.25")),
+        ("d", D("1.5"), None, None),
+        ("f", D("1234567890.5"), None, D("0.5")),
+    ]
+    amount, places = "n: dbl or dec9 or dec38", "add round = 6 to amount to round it half-up"
+    assert con.execute("SELECT line, reason, raw FROM rejects ORDER BY line").fetchall() == [
+        (
+            2,
+            f"{amount}: more than 6 decimal places: '1e-7'; {places} to 6 places",
+            _raw("b", dbl="1e-7"),
+        ),
+        (
+            3,
+            f"{amount}: too large for an exact binary number; quote it as a string",
+            _raw("c", dbl="1234567890.5"),
+        ),
+        (
+            5,
+            f"{amount}: more than 6 decimal places: '0.1000000000000000055'; {places} to 6 places",
+            _raw("e", dec38="0.1000000000000000055"),
+        ),
+        (7, f"{amount}: missing", _raw("g")),
+        (
+            8,
+            "n: nest.bal: more than 6 decimal places: '0.1234567'; add round = 6 to "
+            "balance_after to round it half-up to 6 places",
+            _raw("h", dbl="3.0", nest='{"bal":0.1234567}'),
+        ),
+    ]
+
+
+def numbers_parquet(path: Path, nested_decimal: bool = True) -> Path:
+    """Ledger rows of every numeric type (test above), written by DuckDB; without
+    ``nested_decimal``, the struct holds the balance as text (which Spark reads)."""
+    none = "NULL::DOUBLE, NULL::DECIMAL(9,2), NULL::DECIMAL(38,19)"
+    bal = (lambda v: v) if nested_decimal else (lambda v: f"'{v}'")
+    rows = [
+        f"('a', 2.0::DOUBLE, NULL::DECIMAL(9,2), NULL::DECIMAL(38,19), "
+        f"{{'bal': {bal('0.25')}}}, 12345678901234567::BIGINT)",
+        "('b', 1e-7, NULL, NULL, NULL, NULL)",
+        "('c', 1234567890.5, NULL, NULL, NULL, NULL)",
+        "('d', NULL, 1.50, NULL, NULL, NULL)",
+        "('e', NULL, NULL, 0.1000000000000000055, NULL, NULL)",
+        f"('f', NULL, NULL, 1234567890.5, {{'bal': {bal('0.5')}}}, NULL)",
+        f"('g', {none}, NULL, NULL)",
+        f"('h', 3.0, NULL, NULL, {{'bal': {bal('0.1234567')}}}, NULL)",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    duckdb.execute(
+        "COPY (SELECT id, TIMESTAMP '2025-06-01 10:00:00' AS at, 'u1' AS who, dbl, dec9, "
+        f"dec38, nest, big FROM (VALUES {', '.join(rows)}) "
+        "t(id, dbl, dec9, dec38, nest, big)) "
+        f"TO '{path}' (FORMAT parquet)"
+    )
+    return path
+
+
+def _raw(key: str, dbl: str = "null", dec38: str = "null", nest: str = "null") -> str:
+    """A row of numbers.parquet as DuckDB's to_json writes it."""
+    return (
+        f'{{"id":"{key}","at":"2025-06-01 10:00:00","who":"u1","dbl":{dbl},"dec9":null,'
+        f'"dec38":{dec38},"nest":{nest},"big":null}}'
+    )
+
+
 # --------------------------------------------------------------------------- end to end
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SAMPLE, Cli
+from warroom import profiles
 
 
 def test_no_java_is_said_in_one_line_before_the_ingest(
@@ -58,14 +59,15 @@ def test_a_uri_without_the_spark_engine_is_a_usage_error(cli: Cli, tmp_path: Pat
 
 
 def test_what_spark_does_not_read_through_a_profile_is_named() -> None:
-    """Through a profile Spark reads JSON lines, CSV/TSV, JSON arrays and
-    pretty-printed documents; Parquet is DuckDB's (refused for a URI:
-    tests/test_spark_profiles.py)."""
+    """Through a profile Spark reads JSON lines, CSV/TSV, JSON arrays,
+    pretty-printed documents and Parquet, unless a column (any: the row is the
+    profile's document) is one Spark does not write as DuckDB does (refused for
+    a URI: tests/test_spark_profiles.py)."""
     from warroom.ingest.sniff import FilePlan
     from warroom.model import Kind
     from warroom.spark.profiles import unread
 
-    def plan(name: str, fmt: str, **kw: bool) -> FilePlan:
+    def plan(name: str, fmt: str, **kw: object) -> FilePlan:
         p = FilePlan(Path(name), fmt, None, Kind.requests, 1)
         for k, v in kw.items():
             setattr(p, k, v)
@@ -75,7 +77,14 @@ def test_what_spark_does_not_read_through_a_profile_is_named() -> None:
     assert unread(plan("a.csv", "csv")) is None
     assert unread(plan("a.json", "json", json_array=True)) is None
     assert unread(plan("a.json", "json", json_document=True)) is None
-    assert unread(plan("a.parquet", "parquet")) == "Parquet through an import profile"
+    profile = profiles.resolve("openmeter")
+    ok = [("id", "VARCHAR"), ("data", 'STRUCT("tokens" BIGINT)'), ("at", "TIMESTAMP")]
+    assert unread(plan("a.parquet", "parquet", parquet_columns=ok, profile=profile)) is None
+    odd = [("id", "VARCHAR"), ("cost", "FLOAT"), ("data", 'STRUCT("usd" DECIMAL(9,2))')]
+    assert unread(plan("a.parquet", "parquet", parquet_columns=odd, profile=profile)) == (
+        'column cost is FLOAT; column data is STRUCT("usd" DECIMAL(9,2)): '
+        "a nested double, decimal, date or time"
+    )
 
 
 def test_local_workers_run_this_python(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -184,7 +184,12 @@ def test_duckdbs_text_of_a_double_in_python() -> None:
         (
             "org_id",
             "STRUCT(a DOUBLE)",
-            "column org_id is STRUCT(a DOUBLE): a nested double, date or time",
+            "column org_id is STRUCT(a DOUBLE): a nested double, decimal, date or time",
+        ),
+        (
+            "org_id",
+            "STRUCT(a DECIMAL(9,2))",
+            "column org_id is STRUCT(a DECIMAL(9,2)): a nested double, decimal, date or time",
         ),
         ("status", "BIGINT", None),
         ("ts", "TIMESTAMP WITH TIME ZONE", None),

@@ -469,7 +469,7 @@ def load_profile(
         bad: list[BadLine] = []
         path, trailing = plan.path, None
         if plan.format == "parquet":
-            rows = relations.parquet_rows()
+            rows = relations.parquet_rows(plan)
         elif plan.json_array or plan.json_document:
             path, trailing = _inflated(plan, tmp)
             rows = relations.document_rows(plan)

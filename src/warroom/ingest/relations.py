@@ -15,6 +15,9 @@ Every query reads the file from the parameter ``$path``.
 
 from __future__ import annotations
 
+import json
+import re
+
 import duckdb
 
 from warroom.ingest.convert import (
@@ -369,11 +372,36 @@ def element_rows(elements: str) -> str:
     )
 
 
-def parquet_rows() -> str:
-    """Parquet -> profile rows: each row as a JSON object, numbered from 1."""
-    row = "json_merge_patch(to_json(t), '{\"file_row_number\": null}')"
+def json_key(name: str) -> str:
+    """``name`` as DuckDB's ``to_json`` writes a string (yyjson: control characters
+    as ``\\u00XX`` in upper case, nothing else escaped past ``"`` and ``\\``)."""
+    text = json.dumps(name, ensure_ascii=False)
+    return re.sub(r"(\\\\)|\\u00([0-9a-f]{2})", lambda m: m[1] or "\\u00" + m[2].upper(), text)
+
+
+#: DuckDB types of a Parquet column a profile reads as a number read through a double
+_DOUBLES = ("DOUBLE", "FLOAT", "REAL")
+
+
+def parquet_rows(plan: FilePlan, rows: str = "read_parquet($path, file_row_number = true)") -> str:
+    """Parquet -> profile rows, numbered from 1: ``raw`` the row as ``to_json``
+    writes it; ``d`` the same row where a top-level DOUBLE is a string of its
+    JSON text after ``NUMBER_MARK`` and ``d`` (read as a number through a double,
+    whatever JSON makes of it), and every other number that a double could round
+    is marked as in JSON lines (a DECIMAL is read as written, never through a
+    double). ``rows``: where the columns and ``file_row_number`` are read from."""
+    struct, parts = [], []
+    for name, t in plan.parquet_columns:
+        col = '"' + name.replace('"', '""') + '"'
+        struct.append(f"{_sql_text(name)}: {col}")
+        j = f"CAST(to_json({col}) AS VARCHAR)"
+        if t.upper() in _DOUBLES:
+            value = f"""CASE WHEN {col} IS NULL THEN 'null' ELSE '"\\u0001d' || {j} || '"' END"""
+        else:
+            value = _numbers_as_text(f"coalesce({j}, 'null')")
+        parts.append(f"{_sql_text(json_key(name) + ':')} || {value}")
+    d = " || ',' || ".join(parts)
     return (
-        f"SELECT file_row_number + 1 AS line, CAST({row} AS VARCHAR) AS raw, "
-        f"CAST({row} AS VARCHAR) AS d, NULL::VARCHAR AS pre_reason "
-        "FROM read_parquet($path, file_row_number = true) t"
+        f"SELECT file_row_number + 1 AS line, CAST(to_json({{{', '.join(struct)}}}) AS VARCHAR) "
+        f"AS raw, '{{' || {d} || '}}' AS d, NULL::VARCHAR AS pre_reason FROM {rows}"
     )

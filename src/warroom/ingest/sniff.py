@@ -117,6 +117,8 @@ class FilePlan:
     header: list[str] = field(default_factory=list)
     header_line: int = 0
     parquet_types: dict[str, str] = field(default_factory=dict)
+    #: a Parquet file's columns in order, names as written, and their DuckDB types
+    parquet_columns: list[tuple[str, str]] = field(default_factory=list)
     #: read through this import profile instead of as a canonical file
     profile: Profile | None = None
     #: a profile's .json file holding pretty-printed JSON documents, not one per line
@@ -230,15 +232,17 @@ def plan_file(
     _check_magic(p, fmt, compression) if p.stat().st_size else None
     st = p.stat()
     plan = FilePlan(p, fmt, compression, kind or Kind.requests, st.st_size, mtime_ns=st.st_mtime_ns)
-    if profile is not None:
-        return _plan_profile(plan, profile)
-    named = kind or _kind_from_name(p)
-    if fmt == "parquet":
+    if fmt == "parquet" and (plan.size or profile is None):
         try:
             described = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(p)]).fetchall()
         except duckdb.Error as exc:
             raise InputError(f"{p}: not a readable Parquet file: {one_line(exc)}") from None
-        plan.parquet_types = {str(r[0]).lower(): str(r[1]) for r in described}
+        plan.parquet_columns = [(str(r[0]), str(r[1])) for r in described]
+        plan.parquet_types = {name.lower(): t for name, t in plan.parquet_columns}
+    if profile is not None:
+        return _plan_profile(plan, profile)
+    named = kind or _kind_from_name(p)
+    if fmt == "parquet":
         plan.kind = named or _kind_from_fields(p, set(plan.parquet_types))
         return plan
     text, lines, first_idx = _head_lines(p, compression)

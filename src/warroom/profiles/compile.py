@@ -135,16 +135,19 @@ class _Docs:
 
 
 #: what ``ingest.relations`` puts before the text of a JSON number it turned into a
-#: string (so that it is read as written, never through a double)
+#: string (so that it is read as written, never through a double); followed by
+#: ``d``, the text of a Parquet DOUBLE (a number read through a double)
 NUMBER_MARK = "chr(1)"
 
 
 def _unmarked(t: str, y: str) -> tuple[str, str]:
-    """The text and type of a value, a marked number as its text and type NUMBER."""
+    """The text and type of a value: a marked number as its text and type NUMBER,
+    a marked double as its text and type DOUBLE."""
     marked = f"({y} = 'VARCHAR' AND starts_with({t}, {NUMBER_MARK}))"
+    double = f"starts_with({t}, {NUMBER_MARK} || 'd')"
     return (
-        f"CASE WHEN {marked} THEN {t}[2:] ELSE {t} END",
-        f"CASE WHEN {marked} THEN 'NUMBER' ELSE {y} END",
+        f"CASE WHEN {marked} THEN CASE WHEN {double} THEN {t}[3:] ELSE {t}[2:] END ELSE {t} END",
+        f"CASE WHEN {marked} THEN CASE WHEN {double} THEN 'DOUBLE' ELSE 'NUMBER' END ELSE {y} END",
     )
 
 

@@ -11,7 +11,9 @@ Parquet column as DuckDB's ``CAST(x AS VARCHAR)`` text and keep a row as its
 * a STRUCT, LIST or MAP as DuckDB writes them (``{'a': 1}``, ``[1, 2]``,
   ``{k=1}``), strings inside quoted where DuckDB quotes them;
 * in JSON, a timestamp or a date is the JSON string of its text, a NULL field
-  ``null`` (Spark's ``to_json`` would drop it).
+  ``null`` (Spark's ``to_json`` would drop it), a DECIMAL as DuckDB writes it
+  (of width 9 or less through a double: ``1.5`` for ``1.50``; else its digits,
+  never Jackson's ``1.000E-7``).
 
 A column of another type (FLOAT, whose shortest digits DuckDB does not always
 print; BLOB, TIME, UUID, INTERVAL; a nested value holding a double or a
@@ -36,8 +38,13 @@ _AS_IS = re.compile(
     r"|TIMESTAMP(_MS|_S)?)"
 )
 #: of those, the ones to_json writes alike (as JSON numbers, strings, booleans)
-_JSON_AS_IS = re.compile(r"(VARCHAR|BOOLEAN|U?(TINYINT|SMALLINT|INTEGER|BIGINT)|DECIMAL\(.*\))")
+_JSON_AS_IS = re.compile(r"(VARCHAR|BOOLEAN|U?(TINYINT|SMALLINT|INTEGER|BIGINT))")
 TZ = "TIMESTAMP WITH TIME ZONE"
+_DECIMAL = re.compile(r"DECIMAL\((\d+),\s*\d+\)")
+#: DuckDB's ``to_json`` writes a DECIMAL of at most this width through a double
+#: (``1.50`` as ``1.5``), a wider one with its digits (Spark's Jackson would
+#: write ``1.000E-7``)
+_NARROW = 9
 _FLOATS = ("DOUBLE",)
 
 
@@ -113,8 +120,10 @@ def problem(column: str, t: str) -> str | None:
     if _AS_IS.fullmatch(u) or u == TZ or u in _FLOATS:
         return None
     if u.startswith(("STRUCT", "MAP")) or u.endswith("]"):
-        if re.search(r"DOUBLE|FLOAT|REAL|TIME|DATE|BLOB|UUID|INTERVAL|UNION|HUGEINT|JSON", u):
-            return f"column {column} is {t}: a nested double, date or time"
+        if re.search(
+            r"DOUBLE|FLOAT|REAL|DECIMAL|TIME|DATE|BLOB|UUID|INTERVAL|UNION|HUGEINT|JSON", u
+        ):
+            return f"column {column} is {t}: a nested double, decimal, date or time"
         return None
     return f"column {column} is {t}"
 
@@ -159,9 +168,26 @@ def _text(x: str, node: exp.DataType, depth: int) -> str:
     t = _scalar(node)
     if t == "DOUBLE":
         return f"wr_double_text({x})"
+    if t.startswith("DECIMAL"):
+        return _plain(f"CAST({x} AS STRING)")
     if t in (TZ, "TIMESTAMPTZ"):
         return f"(CAST({x} AS STRING) || '+00')"
     return f"CAST({x} AS STRING)"
+
+
+def _plain(t: str) -> str:
+    """A DECIMAL's text ``t`` as DuckDB writes it, digits to its scale: Spark
+    writes one read from Parquet as Java's BigDecimal does, below 1e-6 with an
+    exponent (``0E-10``, ``-1.000E-7``; the digits are the unscaled value's)."""
+    sign = f"CASE WHEN {t} LIKE '-%' THEN '-' ELSE '' END"
+    zeros = f"repeat('0', -CAST(substring_index({t}, 'E', -1) AS INT) - 1)"
+    digits = f"replace(replace(substring_index({t}, 'E', 1), '-', ''), '.', '')"
+    return f"CASE WHEN {t} LIKE '%E%' THEN {sign} || '0.' || {zeros} || {digits} ELSE {t} END"
+
+
+def quoted(name: str) -> str:
+    """A column name as Spark SQL quotes it."""
+    return "`" + name.replace("`", "``") + "`"
 
 
 def lit(text: str) -> str:
@@ -193,6 +219,10 @@ def json_sql(x: str, t: str) -> str:
     t = t.upper()
     if t == "DOUBLE":
         return f"coalesce(wr_double_json({x}), 'null')"
+    if m := _DECIMAL.fullmatch(t):  # as DuckDB writes it: narrow ones through a double
+        if int(m[1]) <= _NARROW:
+            return f"coalesce(wr_double_json(CAST({x} AS DOUBLE)), 'null')"
+        return f"coalesce({text_sql(x, t)}, 'null')"
     value = x if _JSON_AS_IS.fullmatch(t) or not _AS_IS.fullmatch(t) and t != TZ else None
     if value is None:  # a date or a timestamp: the JSON string of its text
         value = text_sql(x, t)

@@ -15,8 +15,9 @@ or ``element_rows``, translated too.
 Spark reads profile files in JSON lines, CSV/TSV, JSON arrays and
 pretty-printed documents (gzip or not; an array's elements and the documents
 as written, ``spark/documents.py``, as DuckDB's ``read_json_objects`` gives
-them); Parquet read through a profile is DuckDB's (``unread``): refused for a
-URI, read by DuckDB's ingest for a local file.
+them) and Parquet (each row's JSON document written as DuckDB writes it,
+``parquet.profile_rows``; a column Spark does not write alike is named by
+``unread``: refused for a URI, read by DuckDB's ingest for a local file).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from warroom.errors import UsageError
 from warroom.ingest import relations
 from warroom.model import FIELDS, Kind
 from warroom.profiles.apply import map_rows
-from warroom.spark import documents
+from warroom.spark import documents, parquet
 from warroom.spark.translate import Untranslatable
 from warroom.spark.translate_ingest import ingest_to_spark
 
@@ -46,10 +47,9 @@ _MACRO = re.compile(r"CREATE OR REPLACE TEMP MACRO (\w+)\(")
 
 
 def unread(plan: FilePlan) -> str | None:
-    """Why Spark does not read ``plan``'s profile file itself, or None."""
-    if plan.format == "parquet":
-        return "Parquet through an import profile"
-    return None
+    """Why Spark does not read ``plan``'s profile file itself, or None: a Parquet
+    column whose JSON text Spark does not write as DuckDB does."""
+    return parquet.problems(plan) if plan.format == "parquet" else None
 
 
 class SparkRunner:
@@ -61,11 +61,17 @@ class SparkRunner:
         self.rejects: list[DataFrame] = []
         self.good: list[tuple[Kind, DataFrame]] = []
 
-    def frame(self, sql: str, params: dict[str, object] | None = None) -> DataFrame:
-        text = ingest_to_spark(sql, name=self.name)
+    def frame(
+        self,
+        sql: str,
+        params: dict[str, object] | None = None,
+        types: dict[str, str] | None = None,
+    ) -> DataFrame:
+        """``sql`` translated (``types``: of the Parquet columns it reads) and run."""
+        text = ingest_to_spark(sql, name=self.name, types=types)
         return self.spark.sql(text, args=params) if params else self.spark.sql(text)
 
-    def _keep(self, view: str, df: DataFrame) -> None:
+    def keep(self, view: str, df: DataFrame) -> None:
         df.localCheckpoint(eager=True).createOrReplaceTempView(view)
 
     def execute(self, query: str, parameters: Any = None, /) -> SparkRunner:
@@ -76,13 +82,13 @@ class SparkRunner:
             if m.group(1).lower() not in macros():
                 raise Untranslatable(f"{self.name}: macro {m.group(1)} has no Spark form")
         elif m := _CREATE_AS.match(sql):
-            self._keep(m.group(1), self.frame(m.group(2), parameters))
+            self.keep(m.group(1), self.frame(m.group(2), parameters))
         elif m := _CREATE_COLS.match(sql):
             cols = ", ".join(
                 f"CAST(NULL AS {typ}) AS {col}"
                 for col, typ in (c.split() for c in m.group(2).split(","))
             )
-            self._keep(m.group(1), self.frame(f"SELECT {cols} WHERE false"))
+            self.keep(m.group(1), self.frame(f"SELECT {cols} WHERE false"))
         elif m := _INSERT.match(sql):
             self._insert(m.group(1), self.frame(m.group(2), parameters))
         elif m := _DROP.match(sql):
@@ -106,7 +112,7 @@ class SparkRunner:
         df = df.toDF(*old.columns).select(
             *[F.col(f.name).cast(f.dataType) for f in old.schema.fields]
         )
-        self._keep(view, old.union(df))
+        self.keep(view, old.union(df))
 
     def executemany(self, query: str, parameters: Any, /) -> SparkRunner:
         raise Untranslatable(f"{self.name}: rows given one by one do not go to Spark")
@@ -116,6 +122,7 @@ class SparkRunner:
 
 
 _REJECT_TYPES = ("int", "bigint", "string", "string")
+_REJECTS = "source_id int, line bigint, raw string, reason string"
 
 
 def insert_good(
@@ -153,20 +160,27 @@ def insert_good(
 
 
 def read(
-    spark: SparkSession, plan: FilePlan, source_id: int, rows: str, shown: str, before: int
+    spark: SparkSession,
+    plan: FilePlan,
+    source_id: int,
+    rows: str,
+    shown: str,
+    before: int,
+    types: dict[str, str] | None = None,
 ) -> tuple[SparkRunner, tuple[int, int, int]]:
-    """A profile file's rows (``rows``: the SQL of ``relations.lines_rows`` or
-    ``element_rows`` over the file's numbered lines or elements) mapped by its
-    profile: the runner (good rows, rejects) and (rows loaded, rejects, rows
-    rejected whole) as ``map_rows`` counts them, with the ``before`` lines or
-    bytes rejected before any row (a line not read, bytes after gzip data)."""
+    """A profile file's rows (``rows``: the SQL of ``relations.lines_rows``,
+    ``element_rows`` or ``parquet_rows`` over the file's numbered lines, elements
+    or rows; ``types``: a Parquet file's column types) mapped by its profile: the
+    runner (good rows, rejects) and (rows loaded, rejects, rows rejected whole) as
+    ``map_rows`` counts them, with the ``before`` lines or bytes rejected before
+    any row (a line not read, bytes after gzip data)."""
     profile = plan.profile
     assert profile is not None
     why = unread(plan)
     if why:
         raise UsageError(f"{shown}: --engine spark does not read {why} yet; copy the file here")
     runner = SparkRunner(spark, source_id, f"{plan.path.name} (profile {profile.name})")
-    runner.execute(f"CREATE OR REPLACE TEMP TABLE wr_prow AS {rows}")
+    runner.keep("wr_prow", runner.frame(rows, types=types))
     try:
         loaded, rejects, whole = map_rows(runner, profile, source_id, insert_good)
     finally:
@@ -191,12 +205,15 @@ def read_file(
     assert plan.profile is not None
     name = plan.profile.name
     view = f"wr_plines_{sid}"
-    if plan.json_array or plan.json_document:
+    types = None
+    if plan.format == "parquet":
+        rows, types = parquet.profile_rows(spark, plan, src.uri, view)
+        bad, before = spark.createDataFrame([], _REJECTS), 0
+    elif plan.json_array or plan.json_document:
         trailing, _ = documents.element_view(spark, plan, src.uri, src.shown, view)
         rows = relations.element_rows(f"SELECT line, raw FROM {view}")
         bad = spark.createDataFrame(
-            [(sid, line, raw, f"{name}: {why}") for line, raw, why in trailing],
-            "source_id int, line bigint, raw string, reason string",
+            [(sid, line, raw, f"{name}: {why}") for line, raw, why in trailing], _REJECTS
         )
         before = len(trailing)  # (an array's rows are elements: no blank lines)
     else:
@@ -212,7 +229,7 @@ def read_file(
         before = bad.count()
         rows = relations.lines_rows(plan, relations.record_lines(f"SELECT line, raw FROM {view}"))
     try:
-        runner, counts = read(spark, plan, sid, rows, src.shown, before)
+        runner, counts = read(spark, plan, sid, rows, src.shown, before, types)
     finally:
         spark.catalog.dropTempView(view)
     src.rows_loaded, src.rows_rejected, src.rows_rejected_whole = counts

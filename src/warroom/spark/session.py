@@ -35,6 +35,9 @@ DEFAULT_CONF: dict[str, str] = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     # Parquet timestamps (DuckDB writes them without a zone) read as UTC instants
     "spark.sql.parquet.inferTimestampNTZ.enabled": "false",
+    # a stage whose generated code is too large for the JVM runs without it
+    # (its notice is silenced in log4j2.properties)
+    "spark.sql.codegen.fallback": "true",
 }
 #: the JVMs' options: UTC, and our quiet log configuration (log4j2.properties)
 _LOG4J = Path(__file__).with_name("log4j2.properties")

@@ -34,14 +34,14 @@ format). The fixes:
   decimal number's text (Java's reader also takes ``1.5d`` and hex floats,
   which DuckDB refuses);
 * a Parquet column's text (``types``: the file's DuckDB column types):
-  ``CAST(col AS VARCHAR)`` and the row's ``to_json({...})`` become Spark SQL
-  giving DuckDB's very text (``spark/parquet.py``: doubles, timestamps with a
-  zone, nested values, NULL fields), written in after the check.
+  ``CAST(col AS VARCHAR)``, ``to_json(col)`` and the row's ``to_json({...})``
+  become Spark SQL giving DuckDB's very text (``spark/duck_text.py``: doubles,
+  decimals, timestamps with a zone, nested values, NULL fields), written in
+  after the check.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from functools import cache
@@ -50,6 +50,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
+from warroom.ingest.relations import json_key
 from warroom.spark import duck_text
 from warroom.spark.translate import ALLOWED, FIXES, Untranslatable, check
 
@@ -508,14 +509,20 @@ def fix_parquet_text(tree: exp.Expr, types: dict[str, str], rendered: list[str])
             and isinstance(node.this, exp.Column)
             and node.this.name.lower() in types
         ):
-            return place(duck_text.text_sql(f"`{node.this.name}`", types[node.this.name.lower()]))
+            return place(
+                duck_text.text_sql(duck_text.quoted(node.this.name), types[node.this.name.lower()])
+            )
         if isinstance(node, exp.Anonymous) and str(node.this).lower() == "to_json":
-            (struct,) = node.expressions
+            (arg,) = node.expressions
+            if isinstance(arg, exp.Column):  # one column's value
+                return place(
+                    duck_text.json_sql(duck_text.quoted(arg.name), types[arg.name.lower()])
+                )
             parts = []
-            for item in struct.expressions:
+            for item in arg.expressions:  # the row's struct
                 key, col = item.this.name, item.expression.name
-                value = duck_text.json_sql(f"`{col}`", types[col.lower()])
-                parts.append(f"{duck_text.lit(json.dumps(key) + ':')} || {value}")
+                value = duck_text.json_sql(duck_text.quoted(col), types[col.lower()])
+                parts.append(f"{duck_text.lit(json_key(key) + ':')} || {value}")
             return place("'{' || " + " || ',' || ".join(parts) + " || '}'")
         return node
 

@@ -82,14 +82,15 @@ def plan_uri(
     if fmt not in READS:
         raise InputError(f"{uri}: Spark reads JSON lines and arrays, CSV/TSV and Parquet here")
     plan = FilePlan(name, fmt, compression, kind or Kind.requests, 0)
-    if fmt == "parquet" and profile is not None:  # (refused: spark/profiles.py)
-        plan.profile, plan.kind = profile, profile.kinds[0]
-        return plan
     if fmt == "parquet":
-        plan.parquet_types = parquet.uri_types(spark, uri)
-        plan.kind = (
-            kind or _kind_from_name(name) or _kind_from_fields(name, set(plan.parquet_types))
-        )
+        plan.parquet_columns = parquet.uri_columns(spark, uri)
+        plan.parquet_types = {c.lower(): t for c, t in plan.parquet_columns}
+        if profile is not None:
+            plan.profile, plan.kind = profile, profile.kinds[0]
+        else:
+            plan.kind = (
+                kind or _kind_from_name(name) or _kind_from_fields(name, set(plan.parquet_types))
+            )
         why = parquet.problems(plan)
         if why:
             raise InputError(f"{uri}: Spark does not read this Parquet file as DuckDB does ({why})")

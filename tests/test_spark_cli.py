@@ -65,6 +65,7 @@ def test_what_spark_does_not_read_through_a_profile_is_named() -> None:
     a URI: tests/test_spark_profiles.py)."""
     from warroom.ingest.sniff import FilePlan
     from warroom.model import Kind
+    from warroom.spark.ingest import spark_reads
     from warroom.spark.profiles import unread
 
     def plan(name: str, fmt: str, **kw: object) -> FilePlan:
@@ -77,6 +78,9 @@ def test_what_spark_does_not_read_through_a_profile_is_named() -> None:
     assert unread(plan("a.csv", "csv")) is None
     assert unread(plan("a.json", "json", json_array=True)) is None
     assert unread(plan("a.json", "json", json_document=True)) is None
+    # a local file too: Spark reads it, not DuckDB's ingest
+    documents = plan("a.json", "json", json_document=True, profile=profiles.resolve("lago"))
+    assert spark_reads([documents])
     profile = profiles.resolve("openmeter")
     ok = [("id", "VARCHAR"), ("data", 'STRUCT("tokens" BIGINT)'), ("at", "TIMESTAMP")]
     assert unread(plan("a.parquet", "parquet", parquet_columns=ok, profile=profile)) is None

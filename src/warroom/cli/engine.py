@@ -82,9 +82,12 @@ def spark_settings(
 
 @contextmanager
 def spark_session(settings: SparkSettings) -> Iterator[SparkSession]:
+    from pyspark.sql import SparkSession as Session
+
     from warroom.spark.session import start
 
-    render.note(f"starting Spark ({settings.master}); warehouse {settings.warehouse}")
+    if Session.getActiveSession() is None:  # (investigate's later steps reuse it)
+        render.note(f"starting Spark ({settings.master}); warehouse {settings.warehouse}")
     yield start(settings)
 
 
@@ -96,10 +99,9 @@ def ingest(
     profile: Profile | None = None,
 ) -> IngestReport | None:
     """``investigate --engine spark``: Spark reads the files and ``uris`` itself
-    (JSON lines and arrays, CSV/TSV, gzip or not, Parquet; through ``profile``:
-    JSON lines and CSV/TSV) into the warehouse and the database; None when one
-    of the local files is read by DuckDB's ingest only (through a profile: a
-    JSON array or document, Parquet; a Parquet column Spark does not render
+    (JSON lines and arrays, CSV/TSV, gzip or not, Parquet; through ``profile``
+    too) into the warehouse and the database; None when one of the local files
+    is read by DuckDB's ingest only (a Parquet column Spark does not render
     alike)."""
     from warroom.spark.ingest import load_into
 

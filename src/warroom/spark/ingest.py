@@ -486,13 +486,13 @@ def _write(spark: SparkSession, tables: dict[str, DataFrame], warehouse: Path) -
 
 
 def spark_reads(plans: list[FilePlan]) -> bool:
-    """Whether Spark reads every file itself: canonical JSON lines or arrays,
-    CSV/TSV, or Parquet whose columns Spark renders as DuckDB does."""
+    """Whether Spark reads every file itself: JSON lines or arrays, CSV/TSV,
+    Parquet whose columns Spark renders as DuckDB does, and pretty-printed JSON
+    documents read through a profile."""
     from warroom.spark import profiles
 
     return all(
         (p.profile is None or profiles.unread(p) is None)
-        and not p.json_document
         and p.format in READS
         and not (p.format == "parquet" and parquet.problems(p))
         for p in plans

@@ -120,15 +120,16 @@ def _child(engine: str, db_path: Path, master: str) -> dict[str, object]:
         return res
 
 
-def _watched(cmd: list[str]) -> tuple[float, int, int]:
-    """Run ``cmd``; its wall time, exit code and the peak resident memory (KB) of
-    its whole process tree."""
+def _watched(cmd: list[str], log: Path) -> tuple[float, int, int]:
+    """Run ``cmd``, its stderr into ``log``; its wall time, exit code and the peak
+    resident memory (KB) of its whole process tree."""
     t = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peak = 0
-    while proc.poll() is None:
-        peak = max(peak, _tree_rss_kb(proc.pid))
-        time.sleep(0.2)
+    with log.open("wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, _tree_rss_kb(proc.pid))
+            time.sleep(0.2)
     return time.monotonic() - t, proc.returncode, peak
 
 
@@ -142,8 +143,11 @@ def _investigate(world: Path, master: str) -> dict[str, object]:
             cmd += ["--out-dir", str(folder)]
             if engine == "spark":
                 cmd += ["--engine", "spark", "--spark-master", master]
-            wall, code, peak = _watched(cmd)
+            log = Path(tmp) / f"{engine}.stderr"
+            wall, code, peak = _watched(cmd, log)
             if code != 0:
+                tail = log.read_text(errors="replace").splitlines()[-20:]
+                print("\n".join(tail), file=sys.stderr)
                 raise SystemExit(f"{engine} investigate failed with exit code {code}")
             out[engine] = {"wall_s": round(wall, 1), "peak_rss_mb": round(peak / 1024)}
         out["same"] = all(

@@ -199,8 +199,10 @@ def load_json_fast(
         )
     except duckdb.Error as exc:
         # a line DuckDB's reader refuses: a lenient read may take the file,
-        # unless the text rules the fast path out already
-        hopeless = _not_fast(scan.result()) is not None
+        # unless the text rules the fast path out already. That is known once
+        # the scan is done, which is not waited for: the lenient read checks it
+        # too, and meanwhile it overlaps the scan's last part
+        hopeless = scan.done() and _not_fast(scan.result()) is not None
         raise Fallback(str(exc), lenient_may_help=not lenient and not hopeless) from None
     con.execute("SET preserve_insertion_order = false")
     return _number_and_redo(con, plan, source_id, scan.result(), lenient)

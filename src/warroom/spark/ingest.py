@@ -534,7 +534,7 @@ def load_into(
         return None
     planned += [(plan_uri(spark, u, profile=profile), u) for u in remote]
     sources = ingest(spark, planned, warehouse)
-    _copy_into(con, spark)
+    _copy_into(con, warehouse)
     report = IngestReport()
     for s in sources:
         result = FileResult(
@@ -553,20 +553,18 @@ def load_into(
     return report
 
 
-def _copy_into(con: duckdb.DuckDBPyConnection, spark: SparkSession) -> None:
-    """The tables Spark read, into the database's (one transaction); the source
-    id sequence moves past them."""
-    from warroom.spark.engine import to_arrow
-
+def _copy_into(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
+    """The tables Spark read, into the database's (one transaction), read by
+    DuckDB from the warehouse's Parquet files (never collected through Spark's
+    driver, whose heap a large table would fill); the source id sequence moves
+    past them."""
     names = ["sources", "rejects", *(TABLES[k] for k in Kind)]
     con.execute("BEGIN TRANSACTION")
     try:
         for name in names:
-            con.register("wr_spark_rows", to_arrow(spark.table(name)))
-            try:
-                con.execute(f"INSERT INTO {name} SELECT * FROM wr_spark_rows")
-            finally:
-                con.unregister("wr_spark_rows")
+            files = sorted(str(p) for p in (warehouse / "tables" / name).glob("*.parquet"))
+            if files:  # (Spark may write no file for an empty table)
+                con.execute(f"INSERT INTO {name} SELECT * FROM read_parquet(?)", [files])
         row = con.execute("SELECT coalesce(max(source_id), 0) FROM sources").fetchone()
         con.execute("SELECT max(nextval('source_ids')) FROM range(?)", [int(row[0]) if row else 0])
         con.execute("COMMIT")

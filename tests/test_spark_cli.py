@@ -106,3 +106,22 @@ def test_local_workers_run_this_python(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYSPARK_PYTHON", "/usr/local/bin/python3")
     assert worker_python(SparkSettings(master="local[2]")) == "/usr/local/bin/python3"
     assert worker_python(mine) == "/opt/py/bin/python"
+
+
+def test_a_local_master_gets_a_quarter_of_the_memory() -> None:
+    """On a local master the driver's JVM runs every task: its heap is a quarter
+    of the machine's memory (at least Spark's 1g, at most 16g), unless the user
+    names one; a cluster's driver is left to the cluster's settings."""
+    from warroom.spark.session import SparkSettings, local_memory, session_conf
+
+    assert [local_memory(g * 2**30) for g in (2, 8, 23, 64, 256)] == [
+        "1g",
+        "2g",
+        "5g",
+        "16g",
+        "16g",
+    ]
+    assert session_conf(SparkSettings("local[2]"))["spark.driver.memory"] == local_memory()
+    mine = SparkSettings("local[*]", {"spark.driver.memory": "3g"})
+    assert session_conf(mine)["spark.driver.memory"] == "3g"
+    assert "spark.driver.memory" not in session_conf(SparkSettings("spark://head:7077"))

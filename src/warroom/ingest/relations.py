@@ -381,6 +381,12 @@ def json_key(name: str) -> str:
 
 #: DuckDB types of a Parquet column a profile reads as a number read through a double
 _DOUBLES = ("DOUBLE", "FLOAT", "REAL")
+#: types whose JSON text holds no number a double could round (a string, a
+#: boolean, an integer of at most 10 digits): not searched for numbers to mark
+_NO_ROUNDING = re.compile(
+    r"VARCHAR|BOOLEAN|U?(TINYINT|SMALLINT|INTEGER)|DATE|TIME(STAMP)?(_S|_MS|_NS)?"
+    r"|TIMESTAMP WITH TIME ZONE|TIME WITH TIME ZONE"
+)
 
 
 def parquet_rows(plan: FilePlan, rows: str = "read_parquet($path, file_row_number = true)") -> str:
@@ -397,6 +403,8 @@ def parquet_rows(plan: FilePlan, rows: str = "read_parquet($path, file_row_numbe
         j = f"CAST(to_json({col}) AS VARCHAR)"
         if t.upper() in _DOUBLES:
             value = f"""CASE WHEN {col} IS NULL THEN 'null' ELSE '"\\u0001d' || {j} || '"' END"""
+        elif _NO_ROUNDING.fullmatch(t.upper()):
+            value = f"coalesce({j}, 'null')"
         else:
             value = _numbers_as_text(f"coalesce({j}, 'null')")
         parts.append(f"{_sql_text(json_key(name) + ':')} || {value}")

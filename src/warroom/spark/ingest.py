@@ -31,7 +31,7 @@ from warroom.ingest.convert import LINE_LIMIT, line_reason, typed_select
 from warroom.ingest.scan import clip
 from warroom.ingest.sniff import FilePlan
 from warroom.model import CONTENT_IDENTITY, FIELDS, IDENTITY, TABLES, FieldType, Kind
-from warroom.spark import documents, parquet
+from warroom.spark import documents, parquet, profiles
 from warroom.spark.translate_ingest import ingest_to_spark
 from warroom.spark.uris import READS, _hadoop, expand_uri, plan_uri, uri_of
 
@@ -241,6 +241,54 @@ def _read(spark: SparkSession, src: SparkSource) -> tuple[DataFrame | None, Data
     return None, coded, bad
 
 
+def _read_profiled(
+    spark: SparkSession,
+    src: SparkSource,
+    typed: dict[Kind, list[DataFrame]],
+    rejects: list[DataFrame],
+) -> None:
+    """``src``, a file read through its import profile: its lines, or an
+    array's elements, as profile rows mapped (``profiles.read``); its good rows into
+    ``typed``, its rejects into ``rejects``, its counts into ``src``."""
+    from pyspark.sql import functions as F
+
+    plan, sid = src.plan, src.source_id
+    assert plan.profile is not None
+    name = plan.profile.name
+    view = f"wr_plines_{sid}"
+    types = None
+    if plan.format == "parquet":
+        rows, types = parquet.profile_rows(spark, plan, src.uri, view)
+        bad, before = spark.createDataFrame([], profiles.REJECTS), 0
+    elif plan.json_array or plan.json_document:
+        trailing, _ = documents.element_view(spark, plan, src.uri, src.shown, view)
+        rows = relations.element_rows(f"SELECT line, raw FROM {view}")
+        bad = spark.createDataFrame(
+            [(sid, line, raw, f"{name}: {why}") for line, raw, why in trailing], profiles.REJECTS
+        )
+        before = len(trailing)  # (an array's rows are elements: no blank lines)
+    else:
+        lines, src.lines = _number_lines(spark, src.uri)
+        lines = lines.localCheckpoint(eager=True)
+        lines.where("bad IS NULL").select("line", "raw").createOrReplaceTempView(view)
+        bad = lines.where("bad IS NOT NULL").select(
+            F.lit(sid).cast("int").alias("source_id"),
+            F.col("line").cast("bigint"),
+            F.col("bad_raw").alias("raw"),
+            F.concat(F.lit(name + ": "), F.col("bad")).alias("reason"),
+        )
+        before = bad.count()
+        rows = relations.lines_rows(plan, relations.record_lines(f"SELECT line, raw FROM {view}"))
+    try:
+        runner, counts = profiles.read(spark, plan, sid, rows, src.shown, before, types)
+    finally:
+        spark.catalog.dropTempView(view)
+    src.rows_loaded, src.rows_rejected, src.rows_rejected_whole = counts
+    for kind, good in runner.good:
+        typed[kind].append(_conform(good, kind))
+    rejects.extend([*runner.rejects, bad])
+
+
 # --------------------------------------------------------------------------- the tables
 
 
@@ -318,9 +366,7 @@ def _ingest(
         if size == 0:
             continue
         if plan.profile is not None:
-            from warroom.spark.profiles import read_file
-
-            read_file(spark, src, typed, rejects)
+            _read_profiled(spark, src, typed, rejects)
             continue
         rows, coded, bad = _read(spark, src)
         if rows is not None:
@@ -489,8 +535,6 @@ def spark_reads(plans: list[FilePlan]) -> bool:
     """Whether Spark reads every file itself: JSON lines or arrays, CSV/TSV,
     Parquet whose columns Spark renders as DuckDB does, and pretty-printed JSON
     documents read through a profile."""
-    from warroom.spark import profiles
-
     return all(
         (p.profile is None or profiles.unread(p) is None)
         and p.format in READS
@@ -515,7 +559,6 @@ def load_into(
     database already holds files: DuckDB's ingest then reads them."""
     from warroom.ingest.load import FileResult, IngestReport
     from warroom.ingest.sniff import plan_file
-    from warroom.spark import profiles
 
     remote = [u for given in uris or [] for u in expand_uri(spark, given)]
     if con.execute("SELECT count(*) FROM sources").fetchone() != (0,):

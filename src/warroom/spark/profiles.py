@@ -26,10 +26,9 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from warroom.errors import UsageError
-from warroom.ingest import relations
 from warroom.model import FIELDS, Kind
 from warroom.profiles.apply import map_rows
-from warroom.spark import documents, parquet
+from warroom.spark import parquet
 from warroom.spark.translate import Untranslatable
 from warroom.spark.translate_ingest import ingest_to_spark
 
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from warroom.ingest.sniff import FilePlan
-    from warroom.spark.ingest import SparkSource
 
 _CREATE_AS = re.compile(r"CREATE OR REPLACE TEMP TABLE (\w+) AS\s+(.*)\Z", re.S)
 _CREATE_COLS = re.compile(r"CREATE OR REPLACE TEMP TABLE (\w+) \((.*)\)\Z", re.S)
@@ -122,7 +120,8 @@ class SparkRunner:
 
 
 _REJECT_TYPES = ("int", "bigint", "string", "string")
-_REJECTS = "source_id int, line bigint, raw string, reason string"
+#: the schema of a frame of rejects
+REJECTS = "source_id int, line bigint, raw string, reason string"
 
 
 def insert_good(
@@ -186,53 +185,3 @@ def read(
     finally:
         spark.catalog.dropTempView("wr_prow")
     return runner, (loaded, rejects + before, whole + before)
-
-
-def read_file(
-    spark: SparkSession,
-    src: SparkSource,
-    typed: dict[Kind, list[DataFrame]],
-    rejects: list[DataFrame],
-) -> None:
-    """``src``, a file read through its import profile: its lines, or an
-    array's elements, as profile rows mapped (``read``); its good rows into
-    ``typed``, its rejects into ``rejects``, its counts into ``src``."""
-    from pyspark.sql import functions as F
-
-    from warroom.spark.ingest import _conform, _number_lines
-
-    plan, sid = src.plan, src.source_id
-    assert plan.profile is not None
-    name = plan.profile.name
-    view = f"wr_plines_{sid}"
-    types = None
-    if plan.format == "parquet":
-        rows, types = parquet.profile_rows(spark, plan, src.uri, view)
-        bad, before = spark.createDataFrame([], _REJECTS), 0
-    elif plan.json_array or plan.json_document:
-        trailing, _ = documents.element_view(spark, plan, src.uri, src.shown, view)
-        rows = relations.element_rows(f"SELECT line, raw FROM {view}")
-        bad = spark.createDataFrame(
-            [(sid, line, raw, f"{name}: {why}") for line, raw, why in trailing], _REJECTS
-        )
-        before = len(trailing)  # (an array's rows are elements: no blank lines)
-    else:
-        lines, src.lines = _number_lines(spark, src.uri)
-        lines = lines.localCheckpoint(eager=True)
-        lines.where("bad IS NULL").select("line", "raw").createOrReplaceTempView(view)
-        bad = lines.where("bad IS NOT NULL").select(
-            F.lit(sid).cast("int").alias("source_id"),
-            F.col("line").cast("bigint"),
-            F.col("bad_raw").alias("raw"),
-            F.concat(F.lit(name + ": "), F.col("bad")).alias("reason"),
-        )
-        before = bad.count()
-        rows = relations.lines_rows(plan, relations.record_lines(f"SELECT line, raw FROM {view}"))
-    try:
-        runner, counts = read(spark, plan, sid, rows, src.shown, before, types)
-    finally:
-        spark.catalog.dropTempView(view)
-    src.rows_loaded, src.rows_rejected, src.rows_rejected_whole = counts
-    for kind, good in runner.good:
-        typed[kind].append(_conform(good, kind))
-    rejects.extend([*runner.rejects, bad])

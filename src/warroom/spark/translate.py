@@ -28,6 +28,7 @@ The fixes:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import sqlglot
@@ -304,6 +305,66 @@ def _interval_unit(node: exp.Interval, name: str) -> str:
             f"{'|'.join(sorted(INTERVAL_UNITS))}"
         )
     return text
+
+
+# --------------------------------------------------------------------------- tree helpers
+
+
+def bottom_up(tree: exp.Expr, fix: Callable[[exp.Expr], exp.Expr]) -> exp.Expr:
+    """``fix`` applied to every node, children before their parent (so a fix
+    that wraps a node's argument wraps it fixed), each node once."""
+    nodes = list(tree.walk(bfs=False))
+    for node in reversed(nodes):
+        new = fix(node)
+        if new is not node:
+            if node is tree:
+                tree = new
+            else:
+                node.replace(new)
+    return tree
+
+
+def variant_path(path: exp.Expr, name: str) -> exp.Literal:
+    """A DuckDB JSON path (``$``, ``$."key"``, ``$.key``, ``[0]`` indexes) as
+    Spark's ``$['key'][0]``."""
+    if isinstance(path, exp.JSONPath):
+        parts = path.expressions[1:]
+        if not all(isinstance(p, exp.JSONPathKey | exp.JSONPathSubscript) for p in parts) or any(
+            isinstance(p, exp.JSONPathSubscript) and not isinstance(p.this, int) for p in parts
+        ):
+            raise Untranslatable(f"{name}: JSON path {path.sql('duckdb')}: keys and indexes only")
+        steps = [p.this if isinstance(p, exp.JSONPathSubscript) else str(p.this) for p in parts]
+    elif isinstance(path, exp.Literal) and path.is_string:
+        steps = _path_steps(path.this, name)
+    else:
+        raise Untranslatable(f"{name}: a JSON path must be a literal")
+    return exp.Literal.string("$" + "".join(_step(k, name) for k in steps))
+
+
+_PATH_STEP = re.compile(r'\.(?:"([^"]*)"|([A-Za-z_][A-Za-z0-9_]*))|\[([0-9]+)\]')
+
+
+def _path_steps(text: str, name: str) -> list[str | int]:
+    """The keys and indexes of a DuckDB JSON path's text."""
+    if not text.startswith("$"):
+        raise Untranslatable(f'{name}: JSON path {text!r}: write $."key"')
+    steps: list[str | int] = []
+    at = 1
+    while at < len(text):
+        m = _PATH_STEP.match(text, at)
+        if not m:
+            raise Untranslatable(f'{name}: JSON path {text!r}: write $."key"')
+        steps.append(int(m.group(3)) if m.group(3) is not None else m.group(1) or m.group(2) or "")
+        at = m.end()
+    return steps
+
+
+def _step(key: str | int, name: str) -> str:
+    if isinstance(key, int):
+        return f"[{key}]"
+    if "'" in key or "\\" in key:
+        raise Untranslatable(f"{name}: JSON key {key!r}: a quote or backslash in a key")
+    return f"['{key}']"
 
 
 def _first_line(exc: BaseException) -> str:

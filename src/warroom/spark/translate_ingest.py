@@ -43,7 +43,6 @@ format). The fixes:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from functools import cache
 
 import sqlglot
@@ -52,7 +51,14 @@ from sqlglot.errors import ParseError
 
 from warroom.ingest.relations import json_key
 from warroom.spark import duck_text
-from warroom.spark.translate import ALLOWED, FIXES, Untranslatable, check
+from warroom.spark.translate import (
+    ALLOWED,
+    FIXES,
+    Untranslatable,
+    bottom_up,
+    check,
+    variant_path,
+)
 
 #: what the ingest SQL adds to the pack's portable constructs (with the fixes)
 INGEST_ALLOWED: frozenset[type[exp.Expr]] = ALLOWED | frozenset(
@@ -125,20 +131,6 @@ def ingest_to_spark(sql: str, *, name: str = "ingest", types: dict[str, str] | N
     )
     text = tree.sql(dialect="spark", comments=False)
     return re.sub(rf"{_PLACE}\((\d+)\)", lambda m: rendered[int(m.group(1))], text, flags=re.I)
-
-
-def _bottom_up(tree: exp.Expr, fix: Callable[[exp.Expr], exp.Expr]) -> exp.Expr:
-    """``fix`` applied to every node, children before their parent (so a fix
-    that wraps a node's argument wraps it fixed), each node once."""
-    nodes = list(tree.walk(bfs=False))
-    for node in reversed(nodes):
-        new = fix(node)
-        if new is not node:
-            if node is tree:
-                tree = new
-            else:
-                node.replace(new)
-    return tree
 
 
 # --------------------------------------------------------------------------- macros
@@ -264,7 +256,7 @@ def fix_regexes(tree: exp.Expr, name: str) -> exp.Expr:
             )
         return node
 
-    return _bottom_up(tree, fix)
+    return bottom_up(tree, fix)
 
 
 # --------------------------------------------------------------------------- lists, strings
@@ -299,7 +291,7 @@ def fix_lists(tree: exp.Expr, name: str) -> exp.Expr:
             _count_from_one(node.expression)
         return node
 
-    return _bottom_up(tree, fix)
+    return bottom_up(tree, fix)
 
 
 def _is_list(node: exp.Expr) -> bool:
@@ -323,49 +315,6 @@ def _count_from_one(lam: exp.Expr) -> None:
 
 
 # --------------------------------------------------------------------------- JSON
-
-
-def _variant_path(path: exp.Expr, name: str) -> exp.Literal:
-    """A DuckDB JSON path (``$``, ``$."key"``, ``$.key``, ``[0]`` indexes) as
-    Spark's ``$['key'][0]``."""
-    if isinstance(path, exp.JSONPath):
-        parts = path.expressions[1:]
-        if not all(isinstance(p, exp.JSONPathKey | exp.JSONPathSubscript) for p in parts) or any(
-            isinstance(p, exp.JSONPathSubscript) and not isinstance(p.this, int) for p in parts
-        ):
-            raise Untranslatable(f"{name}: JSON path {path.sql('duckdb')}: keys and indexes only")
-        steps = [p.this if isinstance(p, exp.JSONPathSubscript) else str(p.this) for p in parts]
-    elif isinstance(path, exp.Literal) and path.is_string:
-        steps = _path_steps(path.this, name)
-    else:
-        raise Untranslatable(f"{name}: a JSON path must be a literal")
-    return exp.Literal.string("$" + "".join(_step(k, name) for k in steps))
-
-
-_PATH_STEP = re.compile(r'\.(?:"([^"]*)"|([A-Za-z_][A-Za-z0-9_]*))|\[([0-9]+)\]')
-
-
-def _path_steps(text: str, name: str) -> list[str | int]:
-    """The keys and indexes of a DuckDB JSON path's text."""
-    if not text.startswith("$"):
-        raise Untranslatable(f'{name}: JSON path {text!r}: write $."key"')
-    steps: list[str | int] = []
-    at = 1
-    while at < len(text):
-        m = _PATH_STEP.match(text, at)
-        if not m:
-            raise Untranslatable(f'{name}: JSON path {text!r}: write $."key"')
-        steps.append(int(m.group(3)) if m.group(3) is not None else m.group(1) or m.group(2) or "")
-        at = m.end()
-    return steps
-
-
-def _step(key: str | int, name: str) -> str:
-    if isinstance(key, int):
-        return f"[{key}]"
-    if "'" in key or "\\" in key:
-        raise Untranslatable(f"{name}: JSON key {key!r}: a quote or backslash in a key")
-    return f"['{key}']"
 
 
 def _paths(node: exp.Expr) -> list[exp.Expr] | None:
@@ -415,7 +364,7 @@ def _json_type(value: exp.Expr) -> exp.Expr:
 
 
 def _get(doc: exp.Expr, path: exp.Expr, name: str, as_text: bool) -> exp.Expr:
-    args = [_variant(doc.copy()), _variant_path(path, name)]
+    args = [_variant(doc.copy()), variant_path(path, name)]
     if as_text:
         args.append(exp.Literal.string("string"))
     return _func("try_variant_get", *args)
@@ -466,7 +415,7 @@ def fix_json(tree: exp.Expr, name: str) -> exp.Expr:
             )
         return node
 
-    return _bottom_up(tree, fix)
+    return bottom_up(tree, fix)
 
 
 def _json_call(node: exp.Expr, name: str) -> exp.Expr:
@@ -526,4 +475,4 @@ def fix_parquet_text(tree: exp.Expr, types: dict[str, str], rendered: list[str])
             return place("'{' || " + " || ',' || ".join(parts) + " || '}'")
         return node
 
-    return _bottom_up(tree, fix)
+    return bottom_up(tree, fix)

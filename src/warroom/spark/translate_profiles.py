@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from warroom.spark.translate import Untranslatable
+from warroom.spark.translate import Untranslatable, bottom_up, variant_path
 
 #: what the profile SQL adds (with the fixes) to the ingest's constructs
 PROFILE_ALLOWED: frozenset[type[exp.Expr]] = frozenset(
@@ -90,8 +90,6 @@ def _is_string(variant: exp.Expr) -> exp.Expr:
 def _extract_text(node: exp.Cast, name: str) -> exp.Expr | None:
     """``CAST(json_extract(doc, path) AS VARCHAR / VARCHAR[])`` as the texts
     DuckDB writes, or None when ``node`` is not one."""
-    from warroom.spark.translate_ingest import _variant_path
-
     inner = node.this
     if not isinstance(inner, exp.JSONExtract) or not isinstance(inner.expression, exp.JSONPath):
         return None
@@ -106,7 +104,7 @@ def _extract_text(node: exp.Cast, name: str) -> exp.Expr | None:
         parts = parts[:-1]
     elif not node.to.is_type(*exp.DataType.TEXT_TYPES):
         return None
-    path = _variant_path(exp.JSONPath(expressions=parts), name)
+    path = variant_path(exp.JSONPath(expressions=parts), name)
     text = _func("get_json_object", doc.copy(), path)
     value = _func("try_variant_get", _func("try_parse_json", doc.copy()), path.copy())
     if not many:
@@ -176,7 +174,6 @@ def _json_object(node: exp.JSONObject, name: str) -> exp.Expr:
 
 def fix_profile_calls(tree: exp.Expr, name: str) -> exp.Expr:
     """The JSON texts, ``strftime``, ``concat`` and ``json_object`` (module doc)."""
-    from warroom.spark.translate_ingest import _bottom_up
 
     def fix(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Cast):
@@ -191,7 +188,7 @@ def fix_profile_calls(tree: exp.Expr, name: str) -> exp.Expr:
             raise Untranslatable(f"{name}: string_agg without ORDER BY: its order is Spark's own")
         return node
 
-    return _bottom_up(tree, fix)
+    return bottom_up(tree, fix)
 
 
 def _positions_of(node: exp.Expr) -> exp.Expr | None:

@@ -65,7 +65,7 @@ def test_what_spark_does_not_read_through_a_profile_is_named() -> None:
     a URI: tests/test_spark_profiles.py)."""
     from warroom.ingest.sniff import FilePlan
     from warroom.model import Kind
-    from warroom.spark.ingest import spark_reads
+    from warroom.spark.load import spark_reads
     from warroom.spark.profiles import unread
 
     def plan(name: str, fmt: str, **kw: object) -> FilePlan:

@@ -103,7 +103,7 @@ def ingest(
     too) into the warehouse and the database; None when one of the local files
     is read by DuckDB's ingest only (a Parquet column Spark does not render
     alike)."""
-    from warroom.spark.ingest import load_into
+    from warroom.spark.load import load_into
 
     with spark_session(settings) as spark:
         report = load_into(con, spark, files, settings.warehouse, uris or [], profile)

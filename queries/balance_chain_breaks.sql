@@ -16,13 +16,15 @@ WITH recorded_rows AS (
     WHERE row_type = 'ledger' AND kind <> 'reset' AND recorded_balance IS NOT NULL
 ),
 
--- the drift of every row that can be the row before one (resets included)
+-- the drift of the rows that can be the row before one (resets included), of
+-- those with drift only: a row left out gives drift 0 all the same, and so only
+-- the few rows with drift are hashed, not the ledger
 previous_rows AS (
     SELECT
         entry_id,
         recorded_balance - balance AS drift
     FROM balance_timeline
-    WHERE row_type = 'ledger' AND recorded_balance IS NOT NULL
+    WHERE row_type = 'ledger' AND recorded_balance IS NOT NULL AND recorded_balance <> balance
 ),
 
 stepped AS (

@@ -5,10 +5,11 @@
 --   amount is the expected charge in the user's currency (that of the user's
 --   latest ledger row; usd for a user without one).
 -- severity: low
-WITH successful_requests AS (
-    SELECT request_id, user_id, ts, model, source_id, line
+-- every request: the successful ones are chosen through `uncharged` (a request's
+-- status is in expected_charges), so DuckDB hashes those few, not the request log
+WITH logged_requests AS (
+    SELECT request_id, user_id, ts, model, input_tokens, output_tokens, source_id, line
     FROM requests
-    WHERE status < 400 AND input_tokens + output_tokens > 0
 ),
 
 request_span AS (
@@ -32,7 +33,7 @@ ledger_hours AS (
 uncharged AS (
     SELECT request_id, currency, expected
     FROM expected_charges
-    WHERE NOT is_charged
+    WHERE NOT is_charged AND status < 400
 ),
 
 -- the time both the request log and the ledger cover
@@ -46,21 +47,22 @@ covered AS (
 
 unbilled AS (
     SELECT
-        successful_requests.user_id,
+        logged_requests.user_id,
         uncharged.currency,
-        successful_requests.ts,
-        successful_requests.request_id,
+        logged_requests.ts,
+        logged_requests.request_id,
         uncharged.expected,
-        successful_requests.model,
-        successful_requests.source_id,
-        successful_requests.line
-    FROM successful_requests
-    INNER JOIN uncharged ON successful_requests.request_id = uncharged.request_id
+        logged_requests.model,
+        logged_requests.source_id,
+        logged_requests.line
+    FROM logged_requests
+    INNER JOIN uncharged ON logged_requests.request_id = uncharged.request_id
     CROSS JOIN covered
-    INNER JOIN ledger_hours ON date_trunc('hour', successful_requests.ts) = ledger_hours.hour
+    INNER JOIN ledger_hours ON date_trunc('hour', logged_requests.ts) = ledger_hours.hour
     WHERE
-        successful_requests.ts >= covered.from_ts
-        AND successful_requests.ts <= covered.to_ts
+        logged_requests.input_tokens + logged_requests.output_tokens > 0
+        AND logged_requests.ts >= covered.from_ts
+        AND logged_requests.ts <= covered.to_ts
 )
 
 SELECT

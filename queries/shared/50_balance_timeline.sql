@@ -18,16 +18,19 @@
 -- row_type: 'ledger' (balance after the row), 'rejection' (a 429, in every
 -- currency of the user; balance just before it) or 'topup' (balance just
 -- before the top-up).
+--
+-- The amounts are replayed as the ledger holds them (DECIMAL(18, 6)); only the
+-- sums and the output are DECIMAL(38, 6): narrower rows to sort and spill.
 WITH ledger_rows AS (
     SELECT
-        entry_id, ts, user_id, kind, CAST(amount AS DECIMAL(38, 6)) AS amount, currency,
-        request_id, CAST(balance_after AS DECIMAL(38, 6)) AS balance_after, source_id, line
+        entry_id, ts, user_id, kind, amount, currency,
+        request_id, balance_after, source_id, line
     FROM ledger
 ),
 
 topups AS (
     SELECT
-        entry_id, ts, user_id, kind, CAST(amount AS DECIMAL(38, 6)) AS amount, currency,
+        entry_id, ts, user_id, kind, amount, currency,
         request_id, source_id, line
     FROM ledger
     WHERE kind = 'topup'
@@ -77,8 +80,8 @@ stream AS (
         rejections.request_id AS probe_request_id,
         'rejection' AS row_type,
         CAST(NULL AS VARCHAR) AS kind,
-        CAST(0 AS DECIMAL(38, 6)) AS amount,
-        CAST(NULL AS DECIMAL(38, 6)) AS recorded_balance,
+        CAST(0 AS DECIMAL(18, 6)) AS amount,
+        CAST(NULL AS DECIMAL(18, 6)) AS recorded_balance,
         CAST(NULL AS DECIMAL(38, 6)) AS outstanding_after,
         rejections.request_id,
         rejections.source_id,
@@ -96,7 +99,7 @@ stream AS (
         'topup' AS row_type,
         kind,
         amount,
-        CAST(NULL AS DECIMAL(38, 6)) AS recorded_balance,
+        CAST(NULL AS DECIMAL(18, 6)) AS recorded_balance,
         CAST(NULL AS DECIMAL(38, 6)) AS outstanding_after,
         request_id,
         source_id,
@@ -123,7 +126,7 @@ running AS (
         line,
         sum(CASE
             WHEN row_type = 'ledger' AND kind <> 'reset' THEN amount
-            ELSE CAST(0 AS DECIMAL(38, 6))
+            ELSE CAST(0 AS DECIMAL(18, 6))
         END) OVER in_order AS amount_sum,
         last_value(
             CASE WHEN row_type = 'ledger' AND kind = 'reset' THEN entry_id END IGNORE NULLS
@@ -210,8 +213,8 @@ SELECT
     nullif(entry_id, '') AS entry_id,
     request_id,
     kind,
-    amount,
-    recorded_balance,
+    CAST(amount AS DECIMAL(38, 6)) AS amount,
+    CAST(recorded_balance AS DECIMAL(38, 6)) AS recorded_balance,
     balance,
     coalesce(outstanding_excess, CAST(0 AS DECIMAL(38, 6))) AS outstanding_excess,
     balance + coalesce(outstanding_excess, CAST(0 AS DECIMAL(38, 6))) AS cf_balance,

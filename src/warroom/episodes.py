@@ -36,7 +36,7 @@ import duckdb
 import pyarrow as pa
 
 from warroom.errors import QueryError
-from warroom.pack import Pack, bind, run
+from warroom.pack import Pack, bind, prepare, run
 
 #: the default gap (hours) between two erroneous rows that starts a new episode
 DEFAULT_GAP_HOURS = 2
@@ -117,23 +117,10 @@ ORDER BY 1, 2, 3 NULLS FIRST
 """
 )
 
-#: each user's plan, that of their latest request (ties: the highest request_id),
-#: as impact reads it; from a ``planned`` CTE of (user_id, plan, ts, request_id)
-_LATEST_PLAN = """last_ts AS (
-    SELECT user_id, max(ts) AS ts FROM planned GROUP BY user_id
-),
-last_request AS (
-    SELECT planned.user_id, max(planned.request_id) AS request_id
-    FROM planned
-    INNER JOIN last_ts ON last_ts.user_id = planned.user_id AND last_ts.ts = planned.ts
-    GROUP BY planned.user_id
-),
-latest_plan AS (
-    SELECT DISTINCT planned.user_id, planned.plan
-    FROM planned
-    INNER JOIN last_request
-        ON last_request.user_id = planned.user_id
-        AND last_request.request_id = planned.request_id
+#: each user's plan, that of their latest request naming one (ties: the highest
+#: request_id): the pack's shared relation ``user_plan``, as impact reads it
+_LATEST_PLAN = """latest_plan AS (
+    SELECT user_id, plan FROM user_plan
 )"""
 
 # the plans of each episode's users (each user's latest plan, as impact reads it)
@@ -152,12 +139,6 @@ episode_users AS (
         ON faults.fault = episodes.fault
         AND faults.ts BETWEEN episodes.episode_start AND episodes.episode_end
 ),
-planned AS (
-    SELECT requests.user_id, requests.plan, requests.ts, requests.request_id
-    FROM requests
-    WHERE requests.plan IS NOT NULL
-        AND requests.user_id IN (SELECT episode_users.user_id FROM episode_users)
-),
 """
     + _LATEST_PLAN
     + """
@@ -169,8 +150,8 @@ ORDER BY 1, 2, 3
 )
 
 # the clean comparable row before and after each episode (see the module's text),
-# looked for within $reach hours of it (episodes left without one are asked again
-# with a longer reach: a few hours of charges is all most episodes need to read)
+# looked for within $reach minutes of it (episodes left without one are asked again
+# with a longer reach: a few minutes of charges is all most episodes need to read)
 _BRACKETS = (
     """
 WITH episodes AS (
@@ -188,13 +169,13 @@ erroneous AS (
         AND faults.ts BETWEEN episodes.episode_start AND episodes.episode_end
 ),
 reaches AS (
-    SELECT fault, episode, episode_start - CAST($reach AS INTEGER) * INTERVAL '1' HOUR AS lo,
+    SELECT fault, episode, episode_start - CAST($reach AS INTEGER) * INTERVAL '1' MINUTE AS lo,
            episode_start AS hi, 'before' AS side
     FROM episodes
     WHERE need_before
     UNION ALL
     SELECT fault, episode, episode_end AS lo,
-           episode_end + CAST($reach AS INTEGER) * INTERVAL '1' HOUR AS hi, 'after' AS side
+           episode_end + CAST($reach AS INTEGER) * INTERVAL '1' MINUTE AS hi, 'after' AS side
     FROM episodes
     WHERE need_after
 ),
@@ -226,27 +207,6 @@ near_requests AS (
 ),
 -- the plan of a charge is its request's; a charge without one (an orphan) takes its
 -- user's latest plan, as impact reads it
-near_users AS (
-    SELECT DISTINCT near.user_id
-    FROM near
-    LEFT JOIN near_requests ON near_requests.request_id = near.request_id
-    WHERE near_requests.plan IS NULL
-    UNION
-    SELECT DISTINCT erroneous.user_id
-    FROM erroneous
-    WHERE erroneous.fault NOT IN (
-        'duplicate_charges', 'abuse_penalty_charges',
-        'billing_mismatch:charged_failed_request', 'billing_mismatch:overbilled'
-    )
-),
--- each user's latest plan (as impact reads it: latest ts, then request_id), by two
--- aggregates rather than a window over every request
-planned AS (
-    SELECT requests.user_id, requests.plan, requests.ts, requests.request_id
-    FROM requests
-    INNER JOIN near_users ON near_users.user_id = requests.user_id
-    WHERE requests.plan IS NOT NULL
-),
 """
     + _LATEST_PLAN
     + """,
@@ -300,18 +260,7 @@ abuse_plans AS (
 action_plans AS (
     SELECT abuse_events.user_id, abuse_events.ts, latest_plan.plan
     FROM abuse_events
-    LEFT JOIN (
-        SELECT user_id, plan
-        FROM (
-            SELECT user_id, plan,
-                   row_number() OVER (PARTITION BY user_id ORDER BY ts DESC, request_id DESC)
-                       AS recency
-            FROM requests
-            WHERE plan IS NOT NULL
-                AND user_id IN (SELECT DISTINCT user_id FROM abuse_events)
-        ) AS plans_by_recency
-        WHERE recency = 1
-    ) AS latest_plan ON latest_plan.user_id = abuse_events.user_id
+    LEFT JOIN latest_plan ON latest_plan.user_id = abuse_events.user_id
     WHERE abuse_events.action <> 'clear'
 ),
 clean_actions AS (
@@ -341,11 +290,12 @@ ORDER BY fault, episode
 """
 )
 
-#: hours around an episode the brackets are looked for in, widening while one is missing
-_REACHES = (1, 24, 24 * 366 * 200)
+#: minutes around an episode the brackets are looked for in (5 min, 1 h, 1 day, all),
+#: widening while one is missing
+_REACHES = (5, 60, 24 * 60, 24 * 60 * 366 * 200)
 #: up to this reach, charges meet their reach by clock hour (a hash join), beyond it by
 #: the range alone (few episodes are still missing a bracket by then)
-_HOURLY_UP_TO = 24
+_HOURLY_UP_TO = 24 * 60
 
 # constant SQL text chosen by the reach (never data): how the ledger meets the reaches
 _RANGE_JOIN = """INNER JOIN ledger
@@ -432,6 +382,8 @@ def episodes(
     if found.num_rows == 0:
         return []
     base = found.select(["fault", "episode", "episode_start", "episode_end"])
+    if brackets:
+        _need_user_plan(con, pack)
     con.register("warroom_episode_input", base)
     try:
         money = _sql(con, "money", _IN_EPISODE)
@@ -467,6 +419,16 @@ def episodes(
             )
         )
     return rank(out)
+
+
+def _need_user_plan(con: duckdb.DuckDBPyConnection, pack: Pack) -> None:
+    """Build the shared relation ``user_plan`` on ``con`` unless it is there (the
+    report's impact has built it, or handed it over from Spark)."""
+    there = con.execute(
+        "SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = 'user_plan'"
+    ).fetchall()
+    if not there:
+        prepare(con, pack, only=["user_plan"])
 
 
 def episodes_table(ranked: list[Episode]) -> pa.Table:

@@ -198,18 +198,10 @@ def _rejections(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int]]:
     return {r["code"]: (int(r["n"]), int(r["users"])) for r in rows}
 
 
+# each user under their latest plan: the shared relation user_plan (impact has built
+# it on this connection, or handed it over from Spark)
 _PLAN_USERS = """
-WITH latest_plan AS (
-    SELECT user_id, plan
-    FROM (
-        SELECT user_id, plan,
-               row_number() OVER (PARTITION BY user_id ORDER BY ts DESC, request_id DESC) AS recency
-        FROM requests
-        WHERE plan IS NOT NULL
-    ) AS plans_by_recency
-    WHERE recency = 1
-)
-SELECT plan, count(*) AS users FROM latest_plan GROUP BY plan ORDER BY plan
+SELECT plan, count(*) AS users FROM user_plan GROUP BY plan ORDER BY plan
 """
 
 

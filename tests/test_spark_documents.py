@@ -150,13 +150,13 @@ def test_an_array_duckdb_refuses_whole_spark_refuses_alike(
 
 
 def test_an_array_uri_is_planned_as_the_local_file(tmp_path: Path, spark: Any) -> None:
-    from warroom.spark import load as spark_load
+    from warroom.spark import uris as spark_uris
 
     path = tmp_path / "export.json"
     path.write_bytes(_array(3))
     con = db.connect(":memory:")
     local = plan_file(con, path, None, None)
-    remote = spark_load.plan_uri(spark, f"file://{path}")
+    remote = spark_uris.plan_uri(spark, f"file://{path}")
     assert (remote.kind, remote.format, remote.json_array) == (
         local.kind,
         local.format,

@@ -190,17 +190,17 @@ def test_a_uri_is_read_as_the_local_file_is(tmp_path: Path, spark: Any) -> None:
     small splits, land as DuckDB's ingest lands the folder; sources keep the URI
     as the path."""
     from warroom.spark import ingest as spark_ingest
-    from warroom.spark import load as spark_load
+    from warroom.spark import uris as spark_uris
 
     con = db.connect(tmp_path / "w.duckdb")
     # small splits: a file over many partitions is numbered as one
     spark.conf.set("spark.sql.files.maxPartitionBytes", str(256 * 1024))
     try:
         ingest(con, [SAMPLE])
-        uris = spark_load.expand_uri(spark, f"file://{SAMPLE.resolve()}")
+        uris = spark_uris.expand_uri(spark, f"file://{SAMPLE.resolve()}")
         assert spark.read.text(uris[-1]).rdd.getNumPartitions() > 10
         assert [u.rsplit("/", 1)[-1] for u in uris] == [p.name for p in expand_paths([SAMPLE])]
-        plans = [(spark_load.plan_uri(spark, u), u) for u in uris]
+        plans = [(spark_uris.plan_uri(spark, u), u) for u in uris]
         spark_ingest.ingest(spark, plans, tmp_path / "warehouse")
         tables = _tables(con, tmp_path / "warehouse", by_name=True)
         paths = con.sql(

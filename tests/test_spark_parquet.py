@@ -238,7 +238,7 @@ def test_a_parquet_uri_file_and_folder(tmp_path: Path, spark: Any) -> None:
     footer Spark reads (column types mapped to DuckDB's), hashed through Hadoop,
     read as DuckDB's ingest reads the local files."""
     from warroom.spark import ingest as spark_ingest
-    from warroom.spark import load as spark_load
+    from warroom.spark import uris as spark_uris
 
     logs = parquet_world(world_logs((1, 25, 8), tmp_path), tmp_path / "pq", "decimal-tz")
     requests, rest = logs / "requests.parquet", tmp_path / "rest"
@@ -249,8 +249,8 @@ def test_a_parquet_uri_file_and_folder(tmp_path: Path, spark: Any) -> None:
     con = db.connect(tmp_path / "w.duckdb")
     try:
         ingest(con, [requests, rest])
-        uris = [f"file://{requests}", *spark_load.expand_uri(spark, f"file://{rest}")]
-        plans = [(spark_load.plan_uri(spark, u), u) for u in uris]
+        uris = [f"file://{requests}", *spark_uris.expand_uri(spark, f"file://{rest}")]
+        plans = [(spark_uris.plan_uri(spark, u), u) for u in uris]
         local = [plan_file(con, p, None, None) for p in expand_paths([requests, rest])]
         assert [(p.kind, p.parquet_types) for p, _ in plans] == [
             (p.kind, p.parquet_types) for p in local
@@ -268,6 +268,7 @@ def test_a_column_spark_does_not_render_alike_is_named(tmp_path: Path, spark: An
     file is left to DuckDB's ingest, a URI refused in one line naming it."""
     from warroom.errors import InputError
     from warroom.spark import load as spark_load
+    from warroom.spark import uris as spark_uris
 
     path = tmp_path / "ledger.parquet"
     scratch = duckdb.connect()
@@ -281,7 +282,7 @@ def test_a_column_spark_does_not_render_alike_is_named(tmp_path: Path, spark: An
     finally:
         con.close()
     with pytest.raises(InputError) as err:
-        spark_load.plan_uri(spark, f"file://{path}")
+        spark_uris.plan_uri(spark, f"file://{path}")
     assert str(err.value) == (
         f"file://{path}: Spark does not read this Parquet file as DuckDB does "
         "(column amount is FLOAT)"

@@ -81,14 +81,14 @@ def _land_alike(spark: Any, profile: str, paths: list[Path], tmp: Path) -> dict[
     """DuckDB's ingest of ``paths`` through ``profile``; Spark's of their
     ``file://`` URIs; every table equal (sources by file name)."""
     from warroom.spark import ingest as spark_ingest
-    from warroom.spark import load as spark_load
+    from warroom.spark import uris as spark_uris
 
     prof = profiles.resolve(profile)
     con = db.connect(tmp / "w.duckdb")
     try:
         ingest(con, paths, profile=prof)
         uris = [f"file://{p.resolve()}" for p in paths]
-        plans = [(spark_load.plan_uri(spark, u, profile=prof), u) for u in uris]
+        plans = [(spark_uris.plan_uri(spark, u, profile=prof), u) for u in uris]
         spark_ingest.ingest(spark, plans, tmp / "warehouse")
         tables = _tables(con, tmp / "warehouse", by_name=True)
     finally:

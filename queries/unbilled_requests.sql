@@ -5,11 +5,22 @@
 --   amount is the expected charge in the user's currency (that of the user's
 --   latest ledger row; usd for a user without one).
 -- severity: low
--- every request: the successful ones are chosen through `uncharged` (a request's
--- status is in expected_charges), so DuckDB hashes those few, not the request log
-WITH logged_requests AS (
-    SELECT request_id, user_id, ts, model, input_tokens, output_tokens, source_id, line
+-- The successful requests are chosen through `uncharged` (a request's status is in
+-- expected_charges), and the request log is cut to them before any other join:
+-- DuckDB then hashes those few, never the request log (at 50M rows it built its
+-- table on the requests of the ledger's hours, 25M rows, and spilled them)
+WITH uncharged AS (
+    SELECT request_id, currency, expected
+    FROM expected_charges
+    WHERE NOT is_charged AND status < 400
+),
+
+logged_requests AS (
+    SELECT
+        requests.request_id, requests.user_id, requests.ts, requests.model,
+        requests.input_tokens, requests.output_tokens, requests.source_id, requests.line
     FROM requests
+    WHERE requests.request_id IN (SELECT uncharged.request_id FROM uncharged)
 ),
 
 request_span AS (
@@ -28,12 +39,6 @@ ledger_span AS (
 
 ledger_hours AS (
     SELECT DISTINCT date_trunc('hour', ts) AS hour FROM ledger
-),
-
-uncharged AS (
-    SELECT request_id, currency, expected
-    FROM expected_charges
-    WHERE NOT is_charged AND status < 400
 ),
 
 -- the time both the request log and the ledger cover

@@ -626,6 +626,30 @@ CASES: list[Case] = [
             3: {"amount": Decimal("12")},
         },
     ),
+    # the stored DECIMAL(18, 6) is the text cast straight to it where that equals
+    # the exact value (convert._stored_money): every spelling of a value stores it
+    Case(
+        "money-spellings-store-their-exact-value",
+        "ledger.jsonl",
+        text(
+            led(amount=" -2.50 "),
+            led(entry_id="e2", kind="topup", amount="+0001.500000000000", request_id=None),
+            led(entry_id="e3", kind="topup", amount="5.", request_id=None),
+            led(entry_id="e4", kind="topup", amount=".5", request_id=None),
+            led(entry_id="e5", amount="-0.000001000000000000000000000000"),
+            led(entry_id="e6", kind="topup", amount="999999999999.999999", request_id=None),
+            led(entry_id="e7", amount="-12E-1"),
+        ),
+        {
+            1: {"amount": Decimal("-2.5")},
+            2: {"amount": Decimal("1.5")},
+            3: {"amount": Decimal("5")},
+            4: {"amount": Decimal("0.5")},
+            5: {"amount": Decimal("-0.000001")},
+            6: {"amount": Decimal("999999999999.999999")},
+            7: {"amount": Decimal("-1.2")},
+        },
+    ),
     # ---- empty, blank, line endings
     Case("empty-file", "requests.jsonl", b""),
     Case("only-blank-lines", "requests.jsonl", b"\n\n   \n\t\n \t \n"),

@@ -5,50 +5,59 @@
 --
 -- Most requests are charged once, so only the charges whose request or key
 -- occurs more than once are ranked: two grouping passes over the ledger instead
--- of two sorts of it.
-WITH charges AS (
-    SELECT entry_id, ts, user_id, currency, request_id, idempotency_key
-    FROM ledger
-    WHERE kind = 'charge'
-),
-
--- counted straight from the ledger: DuckDB would materialise a CTE read three times
-repeated_requests AS (
-    SELECT user_id, currency, request_id
+-- of two sorts of it. The passes group by the request_id (or the key) alone, one
+-- string, not three (25M near-unique groups at 50M rows): that may also mark a
+-- charge whose request_id another user or currency repeats, but ranked in its
+-- own partition (user, currency, request_id) it comes first there and is no
+-- duplicate, so the rows are exactly those of grouping the whole key.
+WITH repeated_requests AS (
+    SELECT request_id
     FROM ledger
     WHERE kind = 'charge' AND request_id IS NOT NULL
-    GROUP BY user_id, currency, request_id
+    GROUP BY request_id
     HAVING count(*) > 1
 ),
 
 repeated_keys AS (
-    SELECT user_id, currency, idempotency_key
+    SELECT idempotency_key
     FROM ledger
     WHERE kind = 'charge' AND idempotency_key IS NOT NULL
-    GROUP BY user_id, currency, idempotency_key
+    GROUP BY idempotency_key
     HAVING count(*) > 1
+),
+
+marked AS (
+    SELECT
+        ledger.entry_id,
+        ledger.ts,
+        ledger.user_id,
+        ledger.currency,
+        ledger.request_id,
+        ledger.idempotency_key,
+        coalesce(
+            ledger.request_id IN (SELECT repeated_requests.request_id FROM repeated_requests),
+            FALSE
+        ) AS request_repeated,
+        coalesce(
+            ledger.idempotency_key IN (SELECT repeated_keys.idempotency_key FROM repeated_keys),
+            FALSE
+        ) AS key_repeated
+    FROM ledger
+    WHERE ledger.kind = 'charge'
 ),
 
 repeats AS (
     SELECT
-        charges.entry_id,
-        charges.ts,
-        charges.user_id,
-        charges.currency,
-        charges.request_id,
-        charges.idempotency_key,
-        repeated_requests.request_id IS NOT NULL AS request_repeated,
-        repeated_keys.idempotency_key IS NOT NULL AS key_repeated
-    FROM charges
-    LEFT JOIN repeated_requests
-        ON charges.user_id = repeated_requests.user_id
-        AND charges.currency = repeated_requests.currency
-        AND charges.request_id = repeated_requests.request_id
-    LEFT JOIN repeated_keys
-        ON charges.user_id = repeated_keys.user_id
-        AND charges.currency = repeated_keys.currency
-        AND charges.idempotency_key = repeated_keys.idempotency_key
-    WHERE repeated_requests.request_id IS NOT NULL OR repeated_keys.idempotency_key IS NOT NULL
+        entry_id,
+        ts,
+        user_id,
+        currency,
+        request_id,
+        idempotency_key,
+        request_repeated,
+        key_repeated
+    FROM marked
+    WHERE request_repeated OR key_repeated
 ),
 
 ranked AS (

@@ -169,13 +169,41 @@ running AS (
 ),
 
 -- after a reset, balance = its balance_after + the amounts since, that is
--- base + amount_sum with base = balance_after - amount_sum at the reset
+-- base + amount_sum with base = balance_after - amount_sum at the reset, where
+-- amount_sum at a reset is the sum of the amounts of the non-reset ledger rows
+-- before it (probes add 0). Summed over the ledger of the users and currencies
+-- with a reset only, so `running` is read once: streamed, never materialised
+reset_streams AS (
+    SELECT DISTINCT user_id, currency
+    FROM ledger
+    WHERE kind = 'reset'
+),
+
+reset_sums AS (
+    SELECT
+        ledger.entry_id,
+        ledger.kind,
+        ledger.balance_after,
+        sum(CASE
+            WHEN ledger.kind <> 'reset' THEN ledger.amount
+            ELSE CAST(0 AS DECIMAL(18, 6))
+        END) OVER (
+            PARTITION BY ledger.user_id, ledger.currency
+            ORDER BY ledger.ts, ledger.entry_id
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+        ) AS amount_sum
+    FROM ledger
+    INNER JOIN reset_streams
+        ON ledger.user_id = reset_streams.user_id
+        AND ledger.currency = reset_streams.currency
+),
+
 reset_bases AS (
     SELECT
         entry_id,
-        recorded_balance - amount_sum AS base
-    FROM running
-    WHERE row_type = 'ledger' AND kind = 'reset'
+        balance_after - amount_sum AS base
+    FROM reset_sums
+    WHERE kind = 'reset'
 ),
 
 balanced AS (

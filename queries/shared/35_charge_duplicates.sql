@@ -46,20 +46,6 @@ marked AS (
     WHERE ledger.kind = 'charge'
 ),
 
-repeats AS (
-    SELECT
-        entry_id,
-        ts,
-        user_id,
-        currency,
-        request_id,
-        idempotency_key,
-        request_repeated,
-        key_repeated
-    FROM marked
-    WHERE request_repeated OR key_repeated
-),
-
 ranked AS (
     SELECT
         entry_id,
@@ -69,7 +55,9 @@ ranked AS (
         first_value(entry_id) OVER by_request_all AS first_of_request,
         row_number() OVER by_key AS rn_key,
         first_value(entry_id) OVER by_key_all AS first_of_key
-    FROM repeats
+    FROM marked
+    -- only the repeated are ranked (the windows see the rows this leaves)
+    WHERE request_repeated OR key_repeated
     WINDOW
         by_request AS (
             PARTITION BY user_id, currency, request_repeated, request_id
